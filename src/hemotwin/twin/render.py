@@ -1,0 +1,295 @@
+"""Render a specimen through a scanner profile: the whole physical chain in one call.
+
+Order of operations (docs/OPTICS.md §1), per wavelength band ``b``:
+
+1. stain model -> absorber amounts ``c_j``;
+2. Beer–Lambert transmittance ``T_b = 10^(-Σ_j ε_jb c_j)``;
+3. optics: each camera channel ``k`` receives ``Σ_b w_kb (T_b ⊗ h_b)``; bands that share a PSF
+   (``spectral.psf_groups``) are summed *before* the FFT, which is exact by linearity, so the
+   FFT count is ``3 x groups`` forward + 3 inverse, independent of the band count;
+4. illumination fall-off (vignetting), pixel-area integration to the camera grid;
+5. camera: Bayer sampling, Poisson–Gaussian noise, full well, ADC, demosaicing, white balance,
+   colour matrix, gamma, 8-bit, optional JPEG.
+
+The transmittance, never the optical density, is convolved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from math import asin, ceil, tan
+
+import numpy as np
+import scipy.fft as sfft
+from scipy import ndimage as ndi
+
+from hemotwin.errors import InputError
+from hemotwin.twin import camera as cam
+from hemotwin.twin.optics import transfer_function, vignetting_map
+from hemotwin.twin.profiles.model import Camera, Illuminant, ScannerProfile, Spectral, Stain
+from hemotwin.twin.spectra import (
+    BandModel,
+    band_model,
+    camera_qe,
+    planck,
+    wavelength_grid,
+    white_led,
+)
+from hemotwin.twin.specimen.maps import ABSORBERS, AbsorberMaps
+
+_LN10 = float(np.log(10.0))
+
+#: pH balance -> relative uptake of azure (+) and eosin (−), and purple peak shift in nm.
+PH_AZURE_GAIN = 0.3
+PH_EOSIN_GAIN = 0.3
+PH_PURPLE_SHIFT_NM = 6.0
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """An image with its exact ground truth on the same grid.
+
+    Attributes
+    ----------
+    image
+        ``H x W x 3`` uint8 delivered image.
+    instances, compartments
+        Ground-truth masks on the image grid (see :class:`~hemotwin.twin.specimen.maps.Compartment`).
+    wbc_masks
+        Full mask of every white cell by object id.
+    um_per_px
+        Pixel size of ``image`` referred to the specimen.
+    profile, seed
+        What produced it.
+    objects
+        Morphology records of the specimen (empty when rendering bare absorber maps).
+    raw
+        ``H x W`` raw digital numbers of the sensor (Bayer mosaic) when ``keep_raw``.
+    linear
+        ``3 x H x W`` noiseless camera-channel signal relative to clear glass, when ``keep_raw``.
+    """
+
+    image: np.ndarray
+    instances: np.ndarray
+    compartments: np.ndarray
+    wbc_masks: dict[int, np.ndarray]
+    um_per_px: float
+    profile: ScannerProfile
+    seed: int
+    objects: list = field(default_factory=list)
+    raw: np.ndarray | None = None
+    linear: np.ndarray | None = None
+
+
+def illuminant_spectrum(illuminant: Illuminant, wavelength_nm: np.ndarray) -> np.ndarray:
+    """Relative spectral power of the light source on ``wavelength_nm``."""
+    if illuminant.kind == "halogen":
+        spec = planck(wavelength_nm, illuminant.temperature_k)
+        if illuminant.blue_filter > 0:
+            # A daylight-conversion filter multiplies by the ratio of a 5500 K to a 3200 K body.
+            conv = planck(wavelength_nm, 5500.0) / planck(wavelength_nm, 3200.0)
+            spec = spec * conv**illuminant.blue_filter
+        return spec
+    return white_led(
+        wavelength_nm,
+        pump_nm=illuminant.led_pump_nm,
+        phosphor_nm=illuminant.led_phosphor_nm,
+        pump_ratio=illuminant.led_pump_ratio,
+    )
+
+
+@dataclass(frozen=True)
+class _SpectralSetup:
+    bands: BandModel
+    groups: tuple[tuple[np.ndarray, float], ...]  # (band indices, PSF wavelength) per group
+    group_weights: tuple[np.ndarray, ...]  # 3 x |g| channel weights per group
+
+
+@lru_cache(maxsize=64)
+def _spectral_setup(
+    illuminant: Illuminant, camera: Camera, spectral: Spectral, purple_shift_nm: float
+) -> _SpectralSetup:
+    lam = wavelength_grid(spectral.lo_nm, spectral.hi_nm)
+    bands = band_model(
+        n_bands=spectral.n_bands,
+        lo_nm=spectral.lo_nm,
+        hi_nm=spectral.hi_nm,
+        illuminant=illuminant_spectrum(illuminant, lam),
+        qe=camera_qe(lam, ir_cut_nm=camera.ir_cut_nm, peak_shift_nm=camera.qe_shift_nm),
+        purple_shift_nm=purple_shift_nm,
+    )
+    groups = []
+    gw = []
+    power = bands.channel_weights.sum(axis=0)
+    for idx in np.array_split(np.arange(spectral.n_bands), spectral.psf_groups):
+        # One PSF per group, at the power-weighted mean wavelength of its bands.
+        wl = float(np.average(bands.centers_nm[idx], weights=power[idx] + 1e-12))
+        groups.append((idx, wl))
+        gw.append(np.ascontiguousarray(bands.channel_weights[:, idx]))
+    return _SpectralSetup(bands, tuple(groups), tuple(gw))
+
+
+def stain_factors(stain: Stain) -> np.ndarray:
+    """Multiplier of each absorber amount (in :data:`ABSORBERS` order) for a stain setting."""
+    f = {
+        "purple": stain.strength * stain.purple,
+        "azure_b": stain.strength * stain.azure_b * (1.0 + PH_AZURE_GAIN * stain.ph_balance),
+        "eosin": stain.strength * stain.eosin * (1.0 - PH_EOSIN_GAIN * stain.ph_balance),
+        "hemoglobin": stain.hemoglobin,
+    }
+    return np.array([f[name] for name in ABSORBERS], dtype=np.float32)
+
+
+def _margin_px(profile: ScannerProfile, fine_um: float) -> int:
+    """Padding (fine pixels) that holds the PSF support, so FFT wrap-around stays outside."""
+    o = profile.optics
+    # Two Airy radii at the longest wavelength hold >98 % of the in-focus PSF energy; defocus
+    # adds the geometric blur-circle radius; reflect padding makes the rest continuous.
+    airy = 0.61 * profile.spectral.hi_nm * 1e-3 / o.na
+    blur = (abs(o.defocus_um) + abs(o.axial_chromatic_um)) * tan(asin(min(o.na / o.immersion_index, 0.99)))
+    radius = 2.0 * airy + blur + abs(o.lateral_chromatic_um)
+    return int(ceil(radius / fine_um)) + 2
+
+
+def _resample_maps(maps: AbsorberMaps, fine_um: float, shape: tuple[int, int]) -> AbsorberMaps:
+    if abs(maps.um_per_px - fine_um) < 1e-9 and maps.shape == shape:
+        return maps
+    zoom = (shape[0] / maps.shape[0], shape[1] / maps.shape[1])
+    ab = np.stack([ndi.zoom(a, zoom, order=1, grid_mode=True, mode="nearest") for a in maps.absorbers])
+    inst = ndi.zoom(maps.instances, zoom, order=0, grid_mode=True, mode="nearest")
+    comp = ndi.zoom(maps.compartments, zoom, order=0, grid_mode=True, mode="nearest")
+    wbc = {k: ndi.zoom(v.astype(np.uint8), zoom, order=0, grid_mode=True, mode="nearest") > 0 for k, v in maps.wbc_masks.items()}
+    return AbsorberMaps(ab.astype(np.float32), inst.astype(np.int32), comp.astype(np.uint8), fine_um, wbc)
+
+
+def optical_image(
+    absorbers: np.ndarray,
+    profile: ScannerProfile,
+    *,
+    um_per_px: float,
+    workers: int = 1,
+) -> np.ndarray:
+    """Noiseless camera-channel irradiance ``3 x H x W`` on the render grid (clear glass = 1 in
+    the brightest raw channel), before vignetting and pixel integration.
+
+    ``absorbers`` is ``K x H x W`` in peak-OD units *after* the stain model.
+    """
+    setup = _spectral_setup(
+        profile.illuminant, profile.camera, profile.spectral, PH_PURPLE_SHIFT_NM * profile.stain.ph_balance
+    )
+    k, h, w = absorbers.shape
+    margin = _margin_px(profile, um_per_px)
+    ph, pw = sfft.next_fast_len(h + 2 * margin, real=True), sfft.next_fast_len(w + 2 * margin, real=True)
+    top, left = (ph - h) // 2, (pw - w) // 2
+    padded = np.pad(absorbers, ((0, 0), (top, ph - h - top), (left, pw - w - left)), mode="reflect")
+    flat = padded.reshape(k, -1)
+    acc = None
+    for (idx, wl), weights in zip(setup.groups, setup.group_weights, strict=True):
+        od = setup.bands.extinction[idx] @ flat  # |g| x HW optical density (log10)
+        np.multiply(od, -_LN10, out=od)
+        np.exp(od, out=od)  # transmittance, in place
+        chan = (weights @ od).reshape(3, ph, pw)  # channel-weighted transmittance of the group
+        spec = sfft.rfft2(chan, axes=(1, 2), workers=workers)
+        pix = float(profile.camera.oversample == 1)
+        spec *= transfer_function((ph, pw), um_per_px, wl, profile.optics, pixel_aperture_px=pix)
+        acc = spec if acc is None else acc + spec
+    img = sfft.irfft2(acc, s=(ph, pw), axes=(1, 2), workers=workers)
+    return np.ascontiguousarray(img[:, top : top + h, left : left + w], dtype=np.float32)
+
+
+def render(
+    specimen,
+    profile: ScannerProfile,
+    *,
+    seed: int,
+    keep_raw: bool = False,
+    workers: int = 1,
+) -> Rendering:
+    """Image ``specimen`` through ``profile``.
+
+    Parameters
+    ----------
+    specimen
+        A :class:`~hemotwin.twin.specimen.Specimen` (rasterised here on the profile's fine grid)
+        or :class:`AbsorberMaps` (resampled to it; used to re-image real cells).
+    profile
+        The scanner profile.
+    seed
+        Seed of the camera noise; same inputs and seed give identical bytes.
+    keep_raw
+        Also return the raw mosaic and the noiseless linear signal.
+    workers
+        FFT threads (keep 1 when parallelising over images).
+    """
+    if not isinstance(profile, ScannerProfile):
+        raise InputError("profile", type(profile).__name__, "a ScannerProfile")
+    camc = profile.camera
+    s = camc.oversample
+    fine_um = camc.um_per_px / s
+    objects: list = []
+    if isinstance(specimen, AbsorberMaps):
+        out_h = max(1, round(specimen.shape[0] * specimen.um_per_px / camc.um_per_px))
+        out_w = max(1, round(specimen.shape[1] * specimen.um_per_px / camc.um_per_px))
+        maps = _resample_maps(specimen, fine_um, (out_h * s, out_w * s))
+    else:
+        from hemotwin.twin.specimen import rasterize  # the specimen package depends on maps only
+
+        out_h = max(1, round(specimen.height_um / camc.um_per_px))
+        out_w = max(1, round(specimen.width_um / camc.um_per_px))
+        maps = rasterize(specimen, um_per_px=fine_um, shape=(out_h * s, out_w * s))
+        objects = list(specimen.objects)
+
+    absorbers = maps.absorbers * stain_factors(profile.stain)[:, None, None]
+    linear = optical_image(absorbers, profile, um_per_px=fine_um, workers=workers)
+    linear *= vignetting_map(linear.shape[1:], profile.optics.vignetting)
+    linear = cam.integrate_pixels(linear, s)
+
+    rng = np.random.default_rng(seed)
+    electrons = linear * np.float32(camc.exposure * camc.full_well_e)
+    if camc.bayer:
+        raw = cam.quantize(
+            cam.add_sensor_noise(cam.bayer_mosaic(electrons), rng, read_noise_e=camc.read_noise_e),
+            full_well_e=camc.full_well_e,
+            adc_bits=camc.adc_bits,
+        )
+        demosaic = cam.demosaic_malvar if camc.demosaic == "malvar" else cam.demosaic_bilinear
+        dn = demosaic(raw)
+    else:
+        raw = cam.quantize(
+            cam.add_sensor_noise(electrons, rng, read_noise_e=camc.read_noise_e),
+            full_well_e=camc.full_well_e,
+            adc_bits=camc.adc_bits,
+        )
+        dn = raw
+    rgb = dn * np.float32(1.0 / ((2**camc.adc_bits - 1) * camc.exposure))
+    proc = profile.processing
+    setup = _spectral_setup(
+        profile.illuminant, camc, profile.spectral, PH_PURPLE_SHIFT_NM * profile.stain.ph_balance
+    )
+    gains = np.ones(3, dtype=np.float32)
+    if proc.white_balance == "auto":
+        # Auto white balance on clear glass: the noiseless background of each channel -> 1.
+        gains = 1.0 / setup.bands.channel_weights.sum(axis=1)
+    gains = gains * np.asarray(proc.wb_error, dtype=np.float32) * np.float32(proc.background_level)
+    ccm = np.asarray(proc.color_matrix, dtype=np.float32) * gains[None, :].astype(np.float32)
+    out = np.tensordot(ccm, rgb, axes=(1, 0))
+    out = cam.to_uint8(cam.encode_gamma(out, proc.gamma)).transpose(1, 2, 0)
+    out = np.ascontiguousarray(out)
+    if proc.jpeg_quality is not None:
+        out = cam.jpeg_roundtrip(out, proc.jpeg_quality)
+
+    c = s // 2
+    wbc_masks = {i: m[c::s, c::s][:out_h, :out_w].copy() for i, m in maps.wbc_masks.items()}
+    return Rendering(
+        image=out,
+        instances=maps.instances[c::s, c::s][:out_h, :out_w].copy(),
+        compartments=maps.compartments[c::s, c::s][:out_h, :out_w].copy(),
+        wbc_masks=wbc_masks,
+        um_per_px=camc.um_per_px,
+        profile=profile,
+        seed=int(seed),
+        objects=objects,
+        raw=raw if keep_raw else None,
+        linear=linear if keep_raw else None,
+    )
