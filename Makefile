@@ -1,0 +1,36 @@
+# hemotwin: two set-up commands — `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test lint bench gallery clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (need Python 3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/hemotwin demo --out demo_out --overwrite
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(PY) -m pytest -q -n 2
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_twin.py
+	$(PY) benchmarks/bench_realism.py
+
+gallery: $(STAMP)
+	$(VENV)/bin/hemotwin gallery --out docs/gallery.png --overwrite
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache .ruff_cache

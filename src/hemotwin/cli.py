@@ -1,0 +1,259 @@
+"""The ``hemotwin`` command line: a thin face over the library (typer + rich)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+import hemotwin
+from hemotwin.errors import HemotwinError
+
+app = typer.Typer(
+    name="hemotwin",
+    help="Optical twin of the stained blood smear (research use only).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+simulate_app = typer.Typer(help="Render synthetic cells and fields with exact ground truth.", no_args_is_help=True)
+profiles_app = typer.Typer(help="Scanner profiles: list and show presets.", no_args_is_help=True)
+app.add_typer(simulate_app, name="simulate")
+app.add_typer(profiles_app, name="profiles")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {exc}")
+    return typer.Exit(code=2)
+
+
+class _Bar:
+    """Rich progress bar exposing the ``progress(done, total)`` callback the library takes."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                           TimeRemainingColumn(), console=err_console, transient=False)
+        self._task = None
+
+    def __enter__(self) -> Callable[[int, int], None]:
+        self._p.__enter__()
+
+        def cb(done: int, total: int) -> None:
+            if self._task is None:
+                self._task = self._p.add_task(self.label, total=total)
+            self._p.update(self._task, completed=done)
+
+        return cb
+
+    def __exit__(self, *exc) -> None:
+        self._p.__exit__(*exc)
+
+
+def _workers(w: int) -> int:
+    import os
+
+    return max(1, os.cpu_count() or 1) if w <= 0 else w
+
+
+def _report(summary: dict, what: str, t0: float) -> None:
+    dt = time.perf_counter() - t0
+    console.print(f"[green]{summary['written']}[/] {what} in {dt:.1f} s -> [bold]{summary['out']}[/]")
+    for f in summary["failures"][:20]:
+        err_console.print(f"[yellow]failed[/] {f['path']}: {f['error']}")
+    if summary["failures"]:
+        err_console.print(f"[yellow]{len(summary['failures'])} item(s) failed[/] (listed in provenance.json)")
+
+
+ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="Preset name or JSON/YAML profile file.")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Run seed (items derive theirs from it).")]
+WorkersOpt = Annotated[int, typer.Option("--workers", "-w", help="Processes; 0 = all cores.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Allow writing into an existing output.")]
+RandOpt = Annotated[float, typer.Option("--randomize", help="Strength of per-item profile randomisation (0 = off).")]
+
+
+@app.command()
+def version() -> None:
+    """Print the package version."""
+    console.print(f"hemotwin {hemotwin.__version__}")
+
+
+@simulate_app.command("cells")
+def simulate_cells_cmd(
+    out: OutOpt,
+    profile: ProfileOpt = "analyzer-100x",
+    per_class: Annotated[int, typer.Option("--per-class", "-n", help="Crops per class.")] = 10,
+    size: Annotated[int, typer.Option("--size", help="Crop size in pixels.")] = 256,
+    classes: Annotated[list[str] | None, typer.Option("--classes", help="Class codes (repeat or comma list).")] = None,
+    randomize: RandOpt = 0.0,
+    seed: SeedOpt = 0,
+    workers: WorkersOpt = 0,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """White-cell crops as an ImageFolder (DIR/<CODE>/<id>.png) + manifest.csv + provenance.json."""
+    from hemotwin.twin.datasets import CellSetConfig, check_classes, resolve_profile, simulate_cells
+
+    try:
+        codes = None if not classes else check_classes([c for item in classes for c in item.split(",") if c])
+        cfg = CellSetConfig(profile=resolve_profile(profile), per_class=per_class, size_px=size,
+                            classes=codes or CellSetConfig.model_fields["classes"].default_factory(),
+                            randomize=randomize, seed=seed)
+        t0 = time.perf_counter()
+        with _Bar("rendering cells") as bar:
+            summary = simulate_cells(cfg, out, overwrite=overwrite, workers=_workers(workers), progress=bar)
+    except (HemotwinError, ValueError) as exc:
+        raise _fail(exc) from None
+    _report(summary, "cell crops", t0)
+    console.print(f"manifest: {summary['manifest']}")
+
+
+@simulate_app.command("fields")
+def simulate_fields_cmd(
+    out: OutOpt,
+    profile: ProfileOpt = "analyzer-100x",
+    n: Annotated[int, typer.Option("--n", "-n", help="Number of fields.")] = 4,
+    size: Annotated[int, typer.Option("--size", help="Field size in pixels (square).")] = 1024,
+    wbc: Annotated[int, typer.Option("--wbc", help="White cells per field.")] = 3,
+    differential: Annotated[str | None, typer.Option(
+        "--differential", help='Target differential, e.g. "NGS=0.6,LYT=0.3,MON=0.1".')] = None,
+    rbc_density: Annotated[float, typer.Option("--rbc-density", help="Red cells per 100x100 µm.")] = 180.0,
+    randomize: RandOpt = 0.0,
+    seed: SeedOpt = 0,
+    workers: WorkersOpt = 0,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Monolayer fields with COCO annotations.json and instance/compartment mask PNGs."""
+    from hemotwin.errors import InputError
+    from hemotwin.twin.datasets import FieldSetConfig, resolve_profile, simulate_fields
+
+    try:
+        diff = None
+        if differential:
+            diff = {}
+            for part in differential.split(","):
+                key, _, val = part.partition("=")
+                try:
+                    diff[key.strip().upper()] = float(val)
+                except ValueError:
+                    raise InputError("--differential", part, "CODE=fraction pairs") from None
+        cfg = FieldSetConfig(profile=resolve_profile(profile), n_fields=n, size_px=size, wbc_per_field=wbc,
+                             differential=diff, rbc_per_10k_um2=rbc_density, randomize=randomize, seed=seed)
+        t0 = time.perf_counter()
+        with _Bar("rendering fields") as bar:
+            summary = simulate_fields(cfg, out, overwrite=overwrite, workers=_workers(workers), progress=bar)
+    except (HemotwinError, ValueError) as exc:
+        raise _fail(exc) from None
+    _report(summary, "fields", t0)
+    console.print(f"annotations: {summary['annotations']}")
+
+
+@app.command()
+def gallery(
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
+    profiles: Annotated[list[str] | None, typer.Option("--profile", "-p", help="Profiles (default: all presets).")] = None,
+    pbc: Annotated[Path | None, typer.Option("--pbc", help="Real PBC folder to show beside the twin.")] = None,
+    seed: SeedOpt = 0,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Contact sheet of every class under every profile (and real PBC cells when available)."""
+    from hemotwin.io.outputs import prepare_output_file
+    from hemotwin.twin.gallery import make_gallery
+    from hemotwin.twin.profiles import list_presets
+
+    try:
+        path = prepare_output_file(out, overwrite=overwrite)
+        if pbc is None:
+            default = Path(__file__).resolve().parents[3] / "shared" / "data" / "pbc"
+            pbc = default if default.is_dir() else None
+        with _Bar("rendering gallery") as bar:
+            sheet = make_gallery(profiles=profiles or list_presets(), pbc_dir=pbc, seed=seed, progress=bar)
+        sheet.save(path)
+    except (HemotwinError, ValueError) as exc:
+        raise _fail(exc) from None
+    console.print(f"gallery -> [bold]{path}[/]")
+
+
+@profiles_app.command("list")
+def profiles_list() -> None:
+    """List the preset scanner profiles."""
+    from hemotwin.twin.profiles import list_presets, load_profile
+
+    for name in list_presets():
+        p = load_profile(name)
+        console.print(f"[bold]{name}[/]  {p.camera.um_per_px:g} µm/px, {p.optics.magnification:g}x/{p.optics.na:g}"
+                      f"  {p.description.strip()}")
+
+
+@profiles_app.command("show")
+def profiles_show(
+    name: Annotated[str, typer.Argument(help="Preset name or profile file.")],
+    fmt: Annotated[str, typer.Option("--format", help="yaml or json")] = "yaml",
+) -> None:
+    """Print a profile in full (save it, edit it, pass the file to --profile)."""
+    from hemotwin.twin.profiles import load_profile
+
+    try:
+        p = load_profile(name)
+    except HemotwinError as exc:
+        raise _fail(exc) from None
+    typer.echo(p.to_json() if fmt == "json" else p.to_yaml())
+
+
+@app.command()
+def demo(
+    out: OutOpt = Path("demo_out"),
+    overwrite: OverwriteOpt = False,
+    workers: WorkersOpt = 0,
+) -> None:
+    """Small end-to-end job on embedded defaults: cells and fields under two profiles + gallery."""
+    from hemotwin.io.outputs import prepare_output_dir
+    from hemotwin.twin.datasets import CellSetConfig, FieldSetConfig, simulate_cells, simulate_fields
+    from hemotwin.twin.gallery import make_gallery
+    from hemotwin.twin.profiles import list_presets, load_profile
+
+    try:
+        root = prepare_output_dir(out, overwrite=overwrite)
+        t0 = time.perf_counter()
+        w = _workers(workers)
+        outputs = {}
+        for name in ("analyzer-100x", "wsi-40x"):
+            prof = load_profile(name)
+            size = 256 if name == "analyzer-100x" else 112
+            with _Bar(f"cells  {name}") as bar:
+                s = simulate_cells(CellSetConfig(profile=prof, per_class=10, size_px=size, seed=1),
+                                   root / f"cells_{name}", overwrite=True, workers=w, progress=bar)
+            _report(s, f"cell crops ({name})", t0)
+            outputs[f"cells_{name}"] = s["out"]
+            with _Bar(f"fields {name}") as bar:
+                s = simulate_fields(FieldSetConfig(profile=prof, n_fields=2, size_px=1024 if size == 256 else 512,
+                                                   wbc_per_field=3, seed=2),
+                                    root / f"fields_{name}", overwrite=True, workers=w, progress=bar)
+            _report(s, f"fields ({name})", t0)
+            outputs[f"fields_{name}"] = s["out"]
+        default_pbc = Path(__file__).resolve().parents[3] / "shared" / "data" / "pbc"
+        with _Bar("gallery") as bar:
+            sheet = make_gallery(profiles=list_presets(), pbc_dir=default_pbc if default_pbc.is_dir() else None,
+                                 progress=bar)
+        sheet.save(root / "gallery.png")
+        outputs["gallery"] = str(root / "gallery.png")
+        (root / "outputs.json").write_text(json.dumps(outputs, indent=2))
+    except (HemotwinError, ValueError) as exc:
+        raise _fail(exc) from None
+    console.print(f"\n[bold green]demo done[/] in {time.perf_counter() - t0:.0f} s. Outputs:")
+    for k, v in outputs.items():
+        console.print(f"  {k:24s} {v}")
+    console.print("For research use only. Not for diagnostic use.")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,293 @@
+"""Rendered data sets: single-cell ImageFolder trees and annotated fields (COCO).
+
+Each item's seed is derived from the run seed and the item's index with
+:class:`numpy.random.SeedSequence`, so the files are identical whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing as mp
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from hemotwin.errors import InputError
+from hemotwin.io.outputs import prepare_output_dir
+from hemotwin.io.provenance import provenance, write_json
+from hemotwin.twin.profiles import ScannerProfile, load_profile, randomize
+from hemotwin.twin.render import Rendering, render
+from hemotwin.twin.specimen import (
+    LEUKOCYTE_CLASSES,
+    FieldSpec,
+    compose_field,
+    make_cell_specimen,
+)
+from hemotwin.twin.specimen.maps import Compartment
+
+Progress = Callable[[int, int], None]
+
+
+def item_seed(seed: int, *keys: int) -> int:
+    """A 32-bit seed for one item, independent of processing order."""
+    return int(np.random.SeedSequence([int(seed), *map(int, keys)]).generate_state(1)[0])
+
+
+def check_classes(classes: Iterable[str] | None) -> list[str]:
+    """Validate class codes (case-insensitive); ``None`` means all 15."""
+    if classes is None:
+        return list(LEUKOCYTE_CLASSES)
+    out = []
+    for c in classes:
+        code = str(c).strip().upper()
+        if code not in LEUKOCYTE_CLASSES:
+            raise InputError("--classes", c, f"one of {', '.join(LEUKOCYTE_CLASSES)}")
+        out.append(code)
+    if not out:
+        raise InputError("--classes", classes, "at least one class code")
+    return out
+
+
+class CellSetConfig(BaseModel):
+    """Configuration of ``simulate cells`` (stored in provenance.json)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profile: ScannerProfile
+    per_class: int = Field(10, ge=1, le=1_000_000)
+    size_px: int = Field(256, ge=16, le=4096)
+    classes: list[str] = Field(default_factory=lambda: list(LEUKOCYTE_CLASSES))
+    randomize: float = Field(0.0, ge=0.0, le=3.0)
+    seed: int = Field(0, ge=0)
+    rbc_per_10k_um2: float = Field(180.0, ge=0.0, le=600.0)
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, v: list[str]) -> list[str]:
+        return check_classes(v)
+
+
+def _item_profile(base: ScannerProfile, strength: float, seed: int) -> ScannerProfile:
+    if strength <= 0:
+        return base
+    return randomize(base, np.random.default_rng(seed), strength)
+
+
+def _flat_morphology(record: Any) -> dict[str, Any]:
+    """Scalar morphology parameters of a record, for the manifest."""
+    dump = record.morphology.model_dump(mode="json")
+    return {f"m_{k}": v for k, v in dump.items() if isinstance(v, (int, float, str, bool)) or v is None}
+
+
+def render_cell(code: str, profile: ScannerProfile, *, size_px: int, seed: int,
+                rbc_per_10k_um2: float = 180.0, workers: int = 1) -> Rendering:
+    """One crop of ``size_px`` square centred on a white cell of class ``code``."""
+    spec = make_cell_specimen(code, size_um=size_px * profile.camera.um_per_px, seed=seed,
+                              rbc_per_10k_um2=rbc_per_10k_um2)
+    r = render(spec, profile, seed=seed, workers=workers)
+    return r
+
+
+def _cell_task(args: tuple) -> dict[str, Any]:
+    cfg, code, class_idx, i, root = args
+    seed = item_seed(cfg.seed, class_idx, i)
+    rel = f"{code}/{code}_{i:06d}.png"
+    try:
+        prof = _item_profile(cfg.profile, cfg.randomize, item_seed(cfg.seed, class_idx, i, 1))
+        r = render_cell(code, prof, size_px=cfg.size_px, seed=seed, rbc_per_10k_um2=cfg.rbc_per_10k_um2)
+        Image.fromarray(r.image).save(Path(root) / rel, optimize=False)
+        focus = next((o for o in r.objects if o.kind == "wbc"), None)
+        row = {"path": rel, "label": code, "profile": prof.name, "seed": seed,
+               "um_per_px": round(prof.camera.um_per_px, 6), "size_px": cfg.size_px}
+        if cfg.randomize > 0:
+            row.update(profile_json=prof.model_dump_json())
+        if focus is not None:
+            row.update(_flat_morphology(focus))
+        return {"ok": True, "row": row}
+    except Exception as exc:  # a batch finishes the rest and reports failures
+        return {"ok": False, "path": rel, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _run_tasks(fn, tasks: list, workers: int, progress: Progress | None) -> list:
+    results = []
+    total = len(tasks)
+    if workers <= 1:
+        for k, t in enumerate(tasks):
+            results.append(fn(t))
+            if progress:
+                progress(k + 1, total)
+        return results
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    with ctx.Pool(workers) as pool:
+        for k, res in enumerate(pool.imap(fn, tasks, chunksize=max(1, min(16, total // (workers * 8) or 1)))):
+            results.append(res)
+            if progress:
+                progress(k + 1, total)
+    return results
+
+
+def simulate_cells(config: CellSetConfig, out_dir: str | Path, *, overwrite: bool = False, workers: int = 1,
+                   progress: Progress | None = None) -> dict[str, Any]:
+    """Render an ImageFolder of white-cell crops with ``manifest.csv`` and ``provenance.json``.
+
+    Returns a summary with the number written and the failures (path, error).
+    """
+    root = prepare_output_dir(out_dir, overwrite=overwrite)
+    for code in config.classes:
+        (root / code).mkdir(exist_ok=True)
+    tasks = [(config, code, LEUKOCYTE_CLASSES.index(code), i, str(root))
+             for code in config.classes for i in range(config.per_class)]
+    results = _run_tasks(_cell_task, tasks, workers, progress)
+    rows = [r["row"] for r in results if r["ok"]]
+    failures = [{"path": r["path"], "error": r["error"]} for r in results if not r["ok"]]
+    keys: list[str] = []
+    for row in rows:
+        keys.extend(k for k in row if k not in keys)
+    with open(root / "manifest.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    prov = provenance(command="simulate cells", config=config.model_dump(mode="json"),
+                      seeds={"seed": config.seed, "item_seed": "SeedSequence([seed, class_index, i])"},
+                      extra={"written": len(rows), "failures": failures})
+    write_json(root / "provenance.json", prov)
+    return {"out": str(root), "written": len(rows), "failures": failures,
+            "manifest": str(root / "manifest.csv")}
+
+
+# --------------------------------------------------------------------------------- fields
+
+CATEGORY_NAMES: tuple[str, ...] = (*LEUKOCYTE_CLASSES, "red_cell", "platelet")
+
+
+class FieldSetConfig(BaseModel):
+    """Configuration of ``simulate fields``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profile: ScannerProfile
+    n_fields: int = Field(4, ge=1, le=100_000)
+    size_px: int = Field(1024, ge=64, le=8192)
+    wbc_per_field: int = Field(3, ge=0, le=200)
+    differential: dict[str, float] | None = None
+    rbc_per_10k_um2: float = Field(180.0, ge=0.0, le=600.0)
+    randomize: float = Field(0.0, ge=0.0, le=3.0)
+    seed: int = Field(0, ge=0)
+
+
+def rle_encode(mask: np.ndarray) -> dict[str, Any]:
+    """Uncompressed COCO run-length encoding (column-major, starting with a run of zeros)."""
+    flat = np.asarray(mask, dtype=bool).ravel(order="F")
+    change = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
+    bounds = np.concatenate([[0], change, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        counts = [0, *counts]
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
+
+
+def rle_decode(rle: dict[str, Any]) -> np.ndarray:
+    """Inverse of :func:`rle_encode`."""
+    h, w = rle["size"]
+    flat = np.zeros(h * w, dtype=bool)
+    pos, val = 0, False
+    for c in rle["counts"]:
+        if val:
+            flat[pos : pos + c] = True
+        pos += c
+        val = not val
+    return flat.reshape((h, w), order="F")
+
+
+def coco_annotations(r: Rendering, *, image_id: int, first_ann_id: int) -> list[dict[str, Any]]:
+    """COCO annotations (visible instance masks) of one rendered field."""
+    anns = []
+    ann_id = first_ann_id
+    labels = {o.id: o for o in r.objects}
+    ids = np.unique(r.instances)
+    for oid in ids[ids > 0]:
+        rec = labels.get(int(oid))
+        if rec is None:
+            continue
+        mask = r.wbc_masks.get(int(oid)) if rec.kind == "wbc" else None
+        if mask is None or not mask.any():
+            mask = r.instances == oid
+        ys, xs = np.nonzero(mask)
+        if ys.size == 0:
+            continue
+        name = rec.label if rec.kind == "wbc" else ("platelet" if rec.kind == "platelet" else "red_cell")
+        x0, y0 = int(xs.min()), int(ys.min())
+        anns.append({
+            "id": ann_id, "image_id": image_id, "category_id": CATEGORY_NAMES.index(name) + 1,
+            "bbox": [x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1],
+            "area": int(mask.sum()), "iscrowd": 0, "segmentation": rle_encode(mask),
+            "object_id": int(oid), "attributes": {"kind": rec.kind, "label": rec.label},
+        })
+        ann_id += 1
+    return anns
+
+
+def _field_task(args: tuple) -> dict[str, Any]:
+    cfg, i, root = args
+    seed = item_seed(cfg.seed, i)
+    name = f"field_{i:05d}"
+    try:
+        prof = _item_profile(cfg.profile, cfg.randomize, item_seed(cfg.seed, i, 1))
+        side = cfg.size_px * prof.camera.um_per_px
+        spec = FieldSpec(height_um=side, width_um=side, rbc_per_10k_um2=cfg.rbc_per_10k_um2,
+                         wbc_count=cfg.wbc_per_field, differential=cfg.differential)
+        r = render(compose_field(spec, seed=seed), prof, seed=seed)
+        Image.fromarray(r.image).save(Path(root) / "images" / f"{name}.png")
+        Image.fromarray(r.instances.astype(np.uint16)).save(Path(root) / "masks" / f"{name}_instances.png")
+        Image.fromarray(r.compartments).save(Path(root) / "masks" / f"{name}_compartments.png")
+        image = {"id": i + 1, "file_name": f"images/{name}.png", "height": r.image.shape[0],
+                 "width": r.image.shape[1], "um_per_px": prof.camera.um_per_px, "profile": prof.name,
+                 "seed": seed}
+        return {"ok": True, "image": image, "anns": coco_annotations(r, image_id=i + 1, first_ann_id=1)}
+    except Exception as exc:
+        return {"ok": False, "path": f"images/{name}.png", "error": f"{type(exc).__name__}: {exc}"}
+
+
+def simulate_fields(config: FieldSetConfig, out_dir: str | Path, *, overwrite: bool = False, workers: int = 1,
+                    progress: Progress | None = None) -> dict[str, Any]:
+    """Render monolayer fields with COCO ``annotations.json`` and instance/compartment mask PNGs."""
+    if config.differential is not None:
+        check_classes(config.differential)
+    root = prepare_output_dir(out_dir, overwrite=overwrite)
+    (root / "images").mkdir(exist_ok=True)
+    (root / "masks").mkdir(exist_ok=True)
+    results = _run_tasks(_field_task, [(config, i, str(root)) for i in range(config.n_fields)], workers, progress)
+    images, annotations, failures = [], [], []
+    for res in results:
+        if not res["ok"]:
+            failures.append({"path": res["path"], "error": res["error"]})
+            continue
+        images.append(res["image"])
+        for a in res["anns"]:
+            a["id"] = len(annotations) + 1
+            annotations.append(a)
+    coco = {
+        "info": {"description": "hemotwin rendered fields (research use only)", "version": "1.0"},
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": k + 1, "name": n, "supercategory": "wbc" if n in LEUKOCYTE_CLASSES else n}
+                       for k, n in enumerate(CATEGORY_NAMES)],
+        "compartments": {c.name.lower(): int(c) for c in Compartment},
+    }
+    (root / "annotations.json").write_text(json.dumps(coco))
+    write_json(root / "provenance.json",
+               provenance(command="simulate fields", config=config.model_dump(mode="json"),
+                          seeds={"seed": config.seed, "item_seed": "SeedSequence([seed, i])"},
+                          extra={"written": len(images), "failures": failures}))
+    return {"out": str(root), "written": len(images), "failures": failures,
+            "annotations": str(root / "annotations.json")}
+
+
+def resolve_profile(name_or_path: str | ScannerProfile) -> ScannerProfile:
+    """Profile by preset name or file (re-exported for the CLI)."""
+    return load_profile(name_or_path)

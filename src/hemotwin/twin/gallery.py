@@ -1,0 +1,113 @@
+"""Contact sheet: every white-cell class under every scanner profile, beside real cells.
+
+Tiles show the same physical field of view (``field_um``) under each profile, enlarged with
+nearest-neighbour interpolation so a coarse scanner's pixels stay visible rather than smoothed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from hemotwin.twin.profiles import ScannerProfile, load_profile
+from hemotwin.twin.specimen import LEUKOCYTE_CLASSES, FieldSpec, compose_field
+
+#: Real PBC (CellaVision DM96) folder for each class; None where PBC (normal blood) has none.
+PBC_FOLDER: dict[str, str | None] = {
+    "MYO": None, "MOB": None, "PMO": "ig", "PMB": "ig", "MYB": "ig", "MMZ": "ig",
+    "NGB": "neutrophil", "NGS": "neutrophil", "EOS": "eosinophil", "BAS": "basophil",
+    "LYT": "lymphocyte", "LYA": "lymphocyte", "MON": "monocyte", "EBO": "erythroblast", "KSC": None,
+}
+
+#: µm/px assumed for PBC crops when drawing them at the same scale (measured from red cells
+#: by benchmarks/bench_realism.py).
+PBC_UM_PER_PX = 0.1
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # older Pillow
+        return ImageFont.load_default()
+
+
+def _tile(img: np.ndarray, tile_px: int) -> Image.Image:
+    return Image.fromarray(img).resize((tile_px, tile_px), Image.Resampling.NEAREST)
+
+
+def _pbc_tile(pbc_dir: Path, folder: str, index: int, field_um: float, tile_px: int) -> Image.Image | None:
+    files = sorted((pbc_dir / folder).glob("*.jpg"))
+    if not files:
+        return None
+    im = Image.open(files[index % len(files)]).convert("RGB")
+    side = int(round(field_um / PBC_UM_PER_PX))
+    w, h = im.size
+    left, top = max(0, (w - side) // 2), max(0, (h - side) // 2)
+    im = im.crop((left, top, left + min(side, w), top + min(side, h)))
+    return im.resize((tile_px, tile_px), Image.Resampling.LANCZOS)
+
+
+def make_gallery(
+    *,
+    profiles: Sequence[str | ScannerProfile] = ("analyzer-100x", "wsi-40x", "wsi-20x", "phone-40x"),
+    classes: Sequence[str] = LEUKOCYTE_CLASSES,
+    field_um: float = 25.6,
+    tile_px: int = 150,
+    seed: int = 0,
+    pbc_dir: str | Path | None = None,
+    with_fields: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> Image.Image:
+    """Build the contact sheet; one row per class, one column per profile (+ real PBC cells)."""
+    from hemotwin.twin.datasets import item_seed, render_cell  # noqa: PLC0415 (avoid a cycle)
+    from hemotwin.twin.render import render
+
+    profs = [load_profile(p) for p in profiles]
+    pbc = Path(pbc_dir) if pbc_dir is not None and Path(pbc_dir).is_dir() else None
+    cols = len(profs) + (1 if pbc else 0)
+    rows = len(classes) + (1 if with_fields else 0)
+    label_w, head_h, pad = 70, 34, 4
+    sheet = Image.new("RGB", (label_w + cols * (tile_px + pad), head_h + rows * (tile_px + pad)), "white")
+    draw = ImageDraw.Draw(sheet)
+    font, small = _font(14), _font(11)
+    for j, p in enumerate(profs):
+        x = label_w + j * (tile_px + pad)
+        draw.text((x + 2, 2), p.name, fill="black", font=font)
+        draw.text((x + 2, 18), f"{p.camera.um_per_px:g} µm/px NA {p.optics.na:g}", fill="gray", font=small)
+    if pbc:
+        x = label_w + len(profs) * (tile_px + pad)
+        draw.text((x + 2, 2), "real PBC", fill="black", font=font)
+        draw.text((x + 2, 18), "CellaVision DM96", fill="gray", font=small)
+    total = rows * len(profs)
+    done = 0
+    for i, code in enumerate(classes):
+        y = head_h + i * (tile_px + pad)
+        draw.text((4, y + tile_px // 2 - 8), code, fill="black", font=font)
+        s = item_seed(seed, i)
+        for j, p in enumerate(profs):
+            size_px = max(16, int(round(field_um / p.camera.um_per_px)))
+            r = render_cell(code, p, size_px=size_px, seed=s)
+            sheet.paste(_tile(r.image, tile_px), (label_w + j * (tile_px + pad), y))
+            done += 1
+            if progress:
+                progress(done, total)
+        folder = PBC_FOLDER.get(code)
+        if pbc and folder:
+            t = _pbc_tile(pbc, folder, i, field_um, tile_px)
+            if t is not None:
+                sheet.paste(t, (label_w + len(profs) * (tile_px + pad), y))
+    if with_fields:
+        y = head_h + len(classes) * (tile_px + pad)
+        draw.text((4, y + tile_px // 2 - 8), "field", fill="black", font=font)
+        fu = 2.5 * field_um
+        for j, p in enumerate(profs):
+            spec = FieldSpec(height_um=fu, width_um=fu, wbc_count=1)
+            r = render(compose_field(spec, seed=seed + 1), p, seed=seed + 1)
+            sheet.paste(_tile(r.image, tile_px), (label_w + j * (tile_px + pad), y))
+            done += 1
+            if progress:
+                progress(done, total)
+    return sheet
