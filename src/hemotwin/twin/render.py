@@ -198,6 +198,37 @@ def optical_image(
     return np.ascontiguousarray(img[:, top : top + h, left : left + w], dtype=np.float32)
 
 
+def processing_matrix(profile: ScannerProfile) -> np.ndarray:
+    """3x3 matrix from raw channel signal (clear glass of the brightest channel = 1) to linear
+    output RGB: colour matrix x white-balance gains x background level."""
+    proc = profile.processing
+    setup = _spectral_setup(
+        profile.illuminant, profile.camera, profile.spectral, PH_PURPLE_SHIFT_NM * profile.stain.ph_balance
+    )
+    gains = np.ones(3)
+    if proc.white_balance == "auto":
+        # Auto white balance on clear glass: the noiseless background of each channel -> 1.
+        gains = 1.0 / setup.bands.channel_weights.sum(axis=1)
+    elif proc.white_balance == "reference":
+        # Gains calibrated under a black body at wb_reference_k, applied to the real lamp.
+        ref = Illuminant(kind="halogen", temperature_k=proc.wb_reference_k)
+        ref_setup = _spectral_setup(ref, profile.camera, profile.spectral, 0.0)
+        gains = 1.0 / ref_setup.bands.channel_weights.sum(axis=1)
+        # Scale so the brightest channel of the real lamp's clear glass lands on 1.
+        gains = gains / (gains * setup.bands.channel_weights.sum(axis=1)).max()
+    gains = gains * np.asarray(proc.wb_error) * proc.background_level
+    return (np.asarray(proc.color_matrix) * gains[None, :]).astype(np.float32)
+
+
+def expected_background(profile: ScannerProfile) -> np.ndarray:
+    """Noise-free uint8 RGB of clear glass at the image centre (before JPEG)."""
+    setup = _spectral_setup(
+        profile.illuminant, profile.camera, profile.spectral, PH_PURPLE_SHIFT_NM * profile.stain.ph_balance
+    )
+    lin = processing_matrix(profile) @ setup.bands.channel_weights.sum(axis=1).astype(np.float32)
+    return cam.to_uint8(cam.encode_gamma(lin, profile.processing.gamma))
+
+
 def render(
     specimen,
     profile: ScannerProfile,
@@ -263,17 +294,7 @@ def render(
         )
         dn = raw
     rgb = dn * np.float32(1.0 / ((2**camc.adc_bits - 1) * camc.exposure))
-    proc = profile.processing
-    setup = _spectral_setup(
-        profile.illuminant, camc, profile.spectral, PH_PURPLE_SHIFT_NM * profile.stain.ph_balance
-    )
-    gains = np.ones(3, dtype=np.float32)
-    if proc.white_balance == "auto":
-        # Auto white balance on clear glass: the noiseless background of each channel -> 1.
-        gains = 1.0 / setup.bands.channel_weights.sum(axis=1)
-    gains = gains * np.asarray(proc.wb_error, dtype=np.float32) * np.float32(proc.background_level)
-    ccm = np.asarray(proc.color_matrix, dtype=np.float32) * gains[None, :].astype(np.float32)
-    out = np.tensordot(ccm, rgb, axes=(1, 0))
+    out = np.tensordot(processing_matrix(profile), rgb, axes=(1, 0))
     out = cam.to_uint8(cam.encode_gamma(out, proc.gamma)).transpose(1, 2, 0)
     out = np.ascontiguousarray(out)
     if proc.jpeg_quality is not None:

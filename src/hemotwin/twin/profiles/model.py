@@ -110,8 +110,15 @@ class Camera(_Model):
 class Processing(_Model):
     """In-camera / scanner processing from raw to the delivered RGB file."""
 
-    white_balance: Literal["auto", "none"] = "auto"
-    wb_error: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    white_balance: Literal["auto", "none", "reference"] = Field(
+        "auto",
+        description="auto: clear glass made neutral; none: raw channel gains; reference: gains "
+        "calibrated for a black body at wb_reference_k (a lamp at another temperature leaves a cast)",
+    )
+    wb_reference_k: float = Field(5000.0, ge=1500.0, le=12000.0)
+    wb_error: tuple[float, float, float] = Field(
+        (1.0, 1.0, 1.0), description="residual per-channel gain after white balance"
+    )
     color_matrix: tuple[
         tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]
     ] = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))

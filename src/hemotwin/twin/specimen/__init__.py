@@ -1,0 +1,33 @@
+"""Procedural specimen: blood-smear objects as morphology records and absorber maps.
+
+Records (pydantic, µm and peak-OD units) -> :func:`rasterize` -> :class:`AbsorberMaps` on any
+µm grid. Default absorber amounts live in :mod:`.morphology` (``WBC_PRIORS``, ``RBC_PRIORS``,
+``PLATELET_PRIOR``, ``PLASMA_EOSIN``).
+"""
+
+from .compose import NORMAL_RBC_TYPES, FieldSpec, compose_field, make_cell_specimen
+from .maps import ABSORBERS, AbsorberMaps, Compartment
+from .morphology import (
+    LEUKOCYTE_CLASSES,
+    NORMAL_DIFFERENTIAL,
+    PLATELET_PRIOR,
+    RBC_PRIORS,
+    RED_CELL_TYPES,
+    WBC_PRIORS,
+    PlateletMorphology,
+    RBCMorphology,
+    WBCMorphology,
+    sample_platelet,
+    sample_rbc,
+    sample_wbc,
+)
+from .raster import rasterize
+from .specimen import ObjectRecord, Specimen
+
+__all__ = [
+    "ABSORBERS", "AbsorberMaps", "Compartment", "FieldSpec", "LEUKOCYTE_CLASSES",
+    "NORMAL_DIFFERENTIAL", "NORMAL_RBC_TYPES", "ObjectRecord", "PLATELET_PRIOR",
+    "PlateletMorphology", "RBCMorphology", "RBC_PRIORS", "RED_CELL_TYPES", "Specimen",
+    "WBCMorphology", "WBC_PRIORS", "compose_field", "make_cell_specimen", "rasterize",
+    "sample_platelet", "sample_rbc", "sample_wbc",
+]

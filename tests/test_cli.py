@@ -1,0 +1,86 @@
+"""The command line: every command has --help; bad input gives a clear message and exit code 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hemotwin.cli import app
+
+runner = CliRunner()
+
+COMMANDS = [[], ["version"], ["simulate"], ["simulate", "cells"], ["simulate", "fields"], ["gallery"],
+            ["profiles"], ["profiles", "list"], ["profiles", "show"], ["demo"]]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "root")
+def test_every_command_has_help(cmd):
+    res = runner.invoke(app, [*cmd, "--help"])
+    assert res.exit_code == 0, res.output
+    assert "Usage" in res.output
+
+
+def test_profiles_list_names_every_preset():
+    res = runner.invoke(app, ["profiles", "list"])
+    assert res.exit_code == 0
+    for name in ("analyzer-100x", "wsi-40x", "wsi-20x", "phone-40x"):
+        assert name in res.output
+
+
+def test_profiles_show_round_trips_through_a_file(tmp_path: Path):
+    res = runner.invoke(app, ["profiles", "show", "wsi-20x", "--format", "json"])
+    assert res.exit_code == 0
+    data = json.loads(res.output)
+    assert data["camera"]["um_per_px"] == 0.5
+    f = tmp_path / "mine.json"
+    f.write_text(res.output)
+    res2 = runner.invoke(app, ["profiles", "show", str(f), "--format", "json"])
+    assert json.loads(res2.output) == data
+
+
+def test_unknown_profile_is_a_clear_error(tmp_path: Path):
+    res = runner.invoke(app, ["simulate", "cells", "--profile", "nope-99x", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2
+    assert "nope-99x" in res.output and "analyzer-100x" in res.output
+
+
+def test_unknown_class_is_a_clear_error(tmp_path: Path):
+    res = runner.invoke(app, ["simulate", "cells", "--classes", "NGS,XYZ", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2
+    assert "XYZ" in res.output and "MYO" in res.output
+
+
+def test_out_of_range_profile_field_is_named(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\noptics: {na: 1.6, immersion_index: 1.515}\n")
+    res = runner.invoke(app, ["simulate", "cells", "--profile", str(bad), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2
+    assert "optics" in res.output and "immersion_index" in res.output
+
+
+def test_cells_end_to_end_and_no_silent_overwrite(tmp_path: Path):
+    out = tmp_path / "cells"
+    args = ["simulate", "cells", "--profile", "wsi-20x", "--per-class", "2", "--size", "48",
+            "--classes", "NGS", "--classes", "LYT", "--workers", "1", "--out", str(out)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert len(list((out / "NGS").glob("*.png"))) == 2
+    before = (out / "NGS" / "NGS_000000.png").read_bytes()
+    res2 = runner.invoke(app, args)
+    assert res2.exit_code == 2 and "--overwrite" in res2.output
+    assert (out / "NGS" / "NGS_000000.png").read_bytes() == before
+    res3 = runner.invoke(app, [*args, "--overwrite"])
+    assert res3.exit_code == 0
+    # Same seed, same bytes.
+    assert (out / "NGS" / "NGS_000000.png").read_bytes() == before
+
+
+def test_unwritable_output_folder_is_a_clear_error(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    res = runner.invoke(app, ["simulate", "fields", "--out", str(blocker / "sub"), "--n", "1", "--size", "64"])
+    assert res.exit_code == 2
+    assert "--out" in res.output
