@@ -7,11 +7,13 @@ ground truth by ``bench_realism.py``.
 
 Steps (``um_per_px`` only scales the morphology radii; both data sets are ~0.1 µm/px):
 
-1. background colour = median RGB of the brighter half (by green); foreground = RGB distance to it
+1. background colour = median RGB of the brightest fifth (by green); foreground = RGB distance to it
    above the lower of 3-class multi-Otsu thresholds (glass / red cells + cytoplasm / chromatin),
    holes filled (red-cell pallor), specks removed. Darkness ``d = 1 - G`` (lightly smoothed).
-2. nucleus candidates = foreground pixels darker than Otsu(d | foreground) *and* purple-blue
-   (``B - R > -0.04``): chromatin; excludes dark red-cell rims and eosin granules.
+2. nucleus candidates = foreground pixels whose chromatin score ``d + (B - R)`` (dark and
+   purple-blue) exceeds Otsu(score | foreground) *and* bluer than the typical foreground pixel
+   (``B - R > median(B - R | foreground) + 0.04``, i.e. than red cells): excludes dark red-cell rims
+   and eosin granules, without an absolute hue threshold.
 3. the white cell = nucleus components within ``link_um`` of the component nearest the centre
    (multi-lobed neutrophils); nucleus components smaller than ``min_nucleus_um2`` are ignored.
 4. cell region = convex hull of the nucleus dilated by ``hull_dilate_um``, intersected with the
@@ -92,7 +94,7 @@ def segment(
     link_um: float = 2.0,
     min_nucleus_um2: float = 3.0,
     wbc_guard_um: float = 1.0,
-    purple_margin: float = -0.04,
+    purple_margin: float = 0.04,
 ) -> Segmentation:
     """Segment an ``H x W x 3`` uint8 crop centred on one white cell."""
     img = np.asarray(rgb, dtype=np.float32) / 255.0
@@ -107,9 +109,12 @@ def segment(
     fg = ndi.binary_fill_holes(dist > t_fg)
     fg = _remove_small(fg, 0.5 * px * px)
 
-    t_nuc = filters.threshold_otsu(dark[fg]) if fg.sum() > 16 else np.inf
-    purple = (smooth[..., 2] - smooth[..., 0]) > purple_margin
-    cand = fg & (dark > t_nuc) & purple
+    # Chromatin score: dark and purple-blue (B > R); Otsu within the foreground.
+    purple = smooth[..., 2] - smooth[..., 0]
+    score = dark + purple
+    t_nuc = filters.threshold_otsu(score[fg]) if fg.sum() > 16 else np.inf
+    p_ref = float(np.median(purple[fg])) if fg.any() else 0.0  # the typical foreground: red cells
+    cand = fg & (score > t_nuc) & (purple > p_ref + purple_margin)
     cand = ndi.binary_opening(cand, _disk(0.15 * px))
     cand = _remove_small(cand, min_nucleus_um2 * px * px)
     empty = np.zeros((h, w), dtype=bool)
@@ -118,7 +123,7 @@ def segment(
         return Segmentation(lab, fg, empty, empty, float("nan"), [], ok=False)
 
     # Component nearest the centre, then everything linked to it within link_um.
-    lab_c, n = ndi.label(cand)
+    lab_c, _ = ndi.label(cand)
     cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
     dist = ndi.distance_transform_edt(lab_c == 0, return_indices=True)[1]
     nearest = lab_c[dist[0][int(cy), int(cx)], dist[1][int(cy), int(cx)]]

@@ -160,7 +160,9 @@ def simulate_fields_cmd(
 @app.command()
 def gallery(
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
-    profiles: Annotated[list[str] | None, typer.Option("--profile", "-p", help="Profiles (default: all presets).")] = None,
+    profiles: Annotated[
+        list[str] | None, typer.Option("--profile", "-p", help="Profiles (default: all presets).")
+    ] = None,
     pbc: Annotated[Path | None, typer.Option("--pbc", help="Real PBC folder to show beside the twin.")] = None,
     seed: SeedOpt = 0,
     overwrite: OverwriteOpt = False,

@@ -34,11 +34,6 @@ def test_absorber_main_peaks(name, expected_nm):
     assert abs(_peak_nm(name) - expected_nm) <= PEAK_TOL_NM
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="spectra.py ABSORBER_PEAKS['azure_b']: the 0.55-high 596 nm dimer shoulder pulls the "
-    "maximum to ~636 nm, 5 nm short of the documented ~641 nm",
-)
 def test_azure_b_peak_at_641():
     assert abs(_peak_nm("azure_b") - 641.0) <= PEAK_TOL_NM
 

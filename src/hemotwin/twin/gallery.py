@@ -43,7 +43,7 @@ def _pbc_tile(pbc_dir: Path, folder: str, index: int, field_um: float, tile_px: 
     if not files:
         return None
     im = Image.open(files[index % len(files)]).convert("RGB")
-    side = int(round(field_um / PBC_UM_PER_PX))
+    side = round(field_um / PBC_UM_PER_PX)
     w, h = im.size
     left, top = max(0, (w - side) // 2), max(0, (h - side) // 2)
     im = im.crop((left, top, left + min(side, w), top + min(side, h)))
@@ -62,7 +62,7 @@ def make_gallery(
     progress: Callable[[int, int], None] | None = None,
 ) -> Image.Image:
     """Build the contact sheet; one row per class, one column per profile (+ real PBC cells)."""
-    from hemotwin.twin.datasets import item_seed, render_cell  # noqa: PLC0415 (avoid a cycle)
+    from hemotwin.twin.datasets import item_seed, render_cell
     from hemotwin.twin.render import render
 
     profs = [load_profile(p) for p in profiles]
@@ -88,7 +88,7 @@ def make_gallery(
         draw.text((4, y + tile_px // 2 - 8), code, fill="black", font=font)
         s = item_seed(seed, i)
         for j, p in enumerate(profs):
-            size_px = max(16, int(round(field_um / p.camera.um_per_px)))
+            size_px = max(16, round(field_um / p.camera.um_per_px))
             r = render_cell(code, p, size_px=size_px, seed=s)
             sheet.paste(_tile(r.image, tile_px), (label_w + j * (tile_px + pad), y))
             done += 1

@@ -87,29 +87,40 @@ def _transfer_cached(
     pixel_aperture_px: float,
 ) -> np.ndarray:
     ny, nx = shape
+    fc = optics.na / (wavelength_nm * 1e-3)
+    # The pupil correlation reaches 2·fc. When that passes the grid's Nyquist frequency a
+    # circular correlation would fold it back onto low frequencies, so compute it on a grid of
+    # twice the frequency extent (same spacing) and keep the frequencies the image holds.
+    ext = 2 if 2 * fc >= 0.5 / um_per_px else 1
+    big = (ny * ext, nx * ext)
+    big_um = um_per_px / ext
     p = pupil(
-        shape,
-        um_per_px,
+        big,
+        big_um,
         wavelength_nm,
         na=optics.na,
         immersion_index=optics.immersion_index,
         defocus_um=band_defocus_um(optics, wavelength_nm),
         spherical_waves=optics.spherical_waves,
     )
-    fy, fx = _freq_grid(shape, um_per_px)
     if optics.condenser_fill >= 1.0:
-        source = np.ones(shape)
+        source = np.ones(big)
     else:
-        fs = optics.condenser_fill * optics.na / (wavelength_nm * 1e-3)
-        source = ((fy**2 + fx**2) <= fs**2).astype(float)
+        fyb, fxb = _freq_grid(big, big_um)
+        fs = optics.condenser_fill * fc
+        source = ((fyb**2 + fxb**2) <= fs**2).astype(float)
     a = sfft.ifft2(p)
     b = sfft.ifft2(source * p)
     h = sfft.fft2(a * np.conj(b))
     h = h / h[0, 0]
     # Keep the even part: a pure absorber has no phase to convert into intensity.
     h_neg = np.conj(np.roll(np.flip(h, axis=(0, 1)), shift=(1, 1), axis=(0, 1)))
-    h = 0.5 * (h + h_neg)
-    h = h.real
+    h = (0.5 * (h + h_neg)).real
+    if ext > 1:
+        iy = np.round(sfft.fftfreq(ny) * ny).astype(int) % big[0]
+        ix = np.round(sfft.fftfreq(nx) * nx).astype(int) % big[1]
+        h = h[np.ix_(iy, ix)]
+    fy, fx = _freq_grid(shape, um_per_px)
     if pixel_aperture_px > 0:
         # Box integration over a camera pixel = sinc in frequency (fine grid == camera grid).
         w = pixel_aperture_px * um_per_px

@@ -22,12 +22,13 @@ from math import asin, ceil, tan
 
 import numpy as np
 import scipy.fft as sfft
-from scipy import ndimage as ndi
+from skimage.transform import resize
 
 from hemotwin.errors import InputError
 from hemotwin.twin import camera as cam
 from hemotwin.twin.optics import transfer_function, vignetting_map
 from hemotwin.twin.profiles.model import Camera, Illuminant, ScannerProfile, Spectral, Stain
+from hemotwin.twin.specimen.maps import ABSORBERS, AbsorberMaps
 from hemotwin.twin.spectra import (
     BandModel,
     band_model,
@@ -36,7 +37,6 @@ from hemotwin.twin.spectra import (
     wavelength_grid,
     white_led,
 )
-from hemotwin.twin.specimen.maps import ABSORBERS, AbsorberMaps
 
 _LN10 = float(np.log(10.0))
 
@@ -149,18 +149,54 @@ def _margin_px(profile: ScannerProfile, fine_um: float) -> int:
     airy = 0.61 * profile.spectral.hi_nm * 1e-3 / o.na
     blur = (abs(o.defocus_um) + abs(o.axial_chromatic_um)) * tan(asin(min(o.na / o.immersion_index, 0.99)))
     radius = 2.0 * airy + blur + abs(o.lateral_chromatic_um)
-    return int(ceil(radius / fine_um)) + 2
+    return ceil(radius / fine_um) + 2
+
+
+def _nearest_index(src_n: int, out_n: int) -> np.ndarray:
+    """Source index whose pixel contains each output pixel centre (unbiased nearest resampling)."""
+    # Nearest source centre; exact ties round half to even so they do not all lean one way.
+    pos = (np.arange(out_n) + 0.5) * src_n / out_n - 0.5
+    return np.clip(np.rint(pos), 0, src_n - 1).astype(np.intp)
+
+
+def resample_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resample a label/mask image without shifting it: block majority for integer shrink
+    factors (a nearest pick would sit on a tie between source pixels), else the source pixel
+    containing each output pixel centre."""
+    fy, fx = labels.shape[0] / shape[0], labels.shape[1] / shape[1]
+    if fy == fx and fy == int(fy) and labels.shape[0] % shape[0] == 0 and labels.shape[1] % shape[1] == 0:
+        return block_mode(labels, int(fy))
+    iy = _nearest_index(labels.shape[0], shape[0])
+    ix = _nearest_index(labels.shape[1], shape[1])
+    return labels[np.ix_(iy, ix)]
+
+
+def block_mode(labels: np.ndarray, factor: int) -> np.ndarray:
+    """Most frequent label in each ``factor x factor`` block (ties -> smallest label)."""
+    if factor == 1:
+        return labels.copy()
+    h, w = labels.shape[0] // factor, labels.shape[1] // factor
+    blocks = labels[: h * factor, : w * factor].reshape(h, factor, w, factor).transpose(0, 2, 1, 3)
+    blocks = np.sort(blocks.reshape(h, w, factor * factor), axis=-1)
+    counts = (blocks[..., :, None] == blocks[..., None, :]).sum(axis=-1)
+    best = np.argmax(counts, axis=-1)
+    return np.take_along_axis(blocks, best[..., None], axis=-1)[..., 0]
 
 
 def _resample_maps(maps: AbsorberMaps, fine_um: float, shape: tuple[int, int]) -> AbsorberMaps:
+    """Bring absorber maps from another grid onto the render grid: area-averaging when
+    shrinking (no aliasing of fine granules), linear when enlarging; labels by pixel centres."""
     if abs(maps.um_per_px - fine_um) < 1e-9 and maps.shape == shape:
         return maps
-    zoom = (shape[0] / maps.shape[0], shape[1] / maps.shape[1])
-    ab = np.stack([ndi.zoom(a, zoom, order=1, grid_mode=True, mode="nearest") for a in maps.absorbers])
-    inst = ndi.zoom(maps.instances, zoom, order=0, grid_mode=True, mode="nearest")
-    comp = ndi.zoom(maps.compartments, zoom, order=0, grid_mode=True, mode="nearest")
-    wbc = {k: ndi.zoom(v.astype(np.uint8), zoom, order=0, grid_mode=True, mode="nearest") > 0 for k, v in maps.wbc_masks.items()}
-    return AbsorberMaps(ab.astype(np.float32), inst.astype(np.int32), comp.astype(np.uint8), fine_um, wbc)
+    ab = resize(maps.absorbers, (maps.absorbers.shape[0], *shape), order=1, mode="edge",
+                anti_aliasing=shape[0] < maps.shape[0], preserve_range=True).astype(np.float32)
+    return AbsorberMaps(
+        ab,
+        resample_labels(maps.instances, shape).astype(np.int32),
+        resample_labels(maps.compartments, shape).astype(np.uint8),
+        fine_um,
+        {k: resample_labels(v, shape) for k, v in maps.wbc_masks.items()},
+    )
 
 
 def optical_image(
@@ -294,18 +330,19 @@ def render(
         )
         dn = raw
     rgb = dn * np.float32(1.0 / ((2**camc.adc_bits - 1) * camc.exposure))
+    proc = profile.processing
     out = np.tensordot(processing_matrix(profile), rgb, axes=(1, 0))
     out = cam.to_uint8(cam.encode_gamma(out, proc.gamma)).transpose(1, 2, 0)
     out = np.ascontiguousarray(out)
     if proc.jpeg_quality is not None:
         out = cam.jpeg_roundtrip(out, proc.jpeg_quality)
 
-    c = s // 2
-    wbc_masks = {i: m[c::s, c::s][:out_h, :out_w].copy() for i, m in maps.wbc_masks.items()}
+    # Ground truth on the camera grid: the majority label of each pixel's footprint.
+    wbc_masks = {i: block_mode(m, s)[:out_h, :out_w] for i, m in maps.wbc_masks.items()}
     return Rendering(
         image=out,
-        instances=maps.instances[c::s, c::s][:out_h, :out_w].copy(),
-        compartments=maps.compartments[c::s, c::s][:out_h, :out_w].copy(),
+        instances=block_mode(maps.instances, s)[:out_h, :out_w],
+        compartments=block_mode(maps.compartments, s)[:out_h, :out_w],
         wbc_masks=wbc_masks,
         um_per_px=camc.um_per_px,
         profile=profile,

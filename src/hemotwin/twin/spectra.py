@@ -26,7 +26,7 @@ from hemotwin.twin.specimen.maps import ABSORBERS
 #: ~0.06 at 542 nm (OPTICS.md §2).
 ABSORBER_PEAKS: dict[str, tuple[tuple[float, float, float], ...]] = {
     "purple": ((552.0, 21.0, 1.0), (596.0, 24.0, 0.38), (505.0, 22.0, 0.22)),
-    "azure_b": ((641.0, 24.0, 1.0), (596.0, 22.0, 0.55)),
+    "azure_b": ((645.5, 24.0, 1.0), (596.0, 22.0, 0.55)),
     "eosin": ((527.0, 15.0, 1.0), (496.0, 17.0, 0.34)),
     "hemoglobin": ((414.0, 11.0, 1.0), (542.0, 8.0, 0.11), (577.0, 7.0, 0.115)),
 }

@@ -29,9 +29,10 @@ def _tile(kind: str, variant: int) -> np.ndarray:
     fr = np.hypot(f[:, None], f[None, :])
     f0 = 1.0 / PERIOD_PX
     if kind == "band":
-        # Log-Gaussian ring ~1 octave wide around the chromatin clump frequency.
+        # Broad log-Gaussian band (~2 octaves) around the clump frequency: a narrow ring gives
+        # a labyrinth of equal worms, real chromatin has clumps of many sizes.
         with np.errstate(divide="ignore"):
-            filt = np.exp(-0.5 * (np.log(np.where(fr > 0, fr, 1e-9) / f0) / 0.45) ** 2)
+            filt = np.exp(-0.5 * (np.log(np.where(fr > 0, fr, 1e-9) / f0) / 0.75) ** 2)
     elif kind == "low":
         filt = np.exp(-0.5 * (fr / (0.5 * f0)) ** 2)
     else:  # pragma: no cover - internal
@@ -52,8 +53,20 @@ def _blurred(kind: str, variant: int, sigma_q: int) -> np.ndarray:
     return ndimage.gaussian_filter(_tile(kind, variant), sigma_q / 4.0, mode="wrap")
 
 
+def variance(kind: str, scale_um: float, um_per_px: float) -> float:
+    """Variance of :func:`sample` values at this scale and pixel size (1 unless pre-blurred).
+
+    Callers that exponentiate the noise use it to keep the mean modulation at exactly 1, so the
+    total stain of an object does not change with the pixel size.
+    """
+    step = PERIOD_PX / scale_um * um_per_px
+    if step <= 1.5:
+        return 1.0
+    return float(_blurred(kind, 0, round(4 * 0.5 * step)).var())
+
+
 def sample(kind: str, seed: int, ys_um: np.ndarray, xs_um: np.ndarray, *, scale_um: float,
-           um_per_px: float) -> np.ndarray:
+           um_per_px: float, stretch_x: float = 1.0) -> np.ndarray:
     """Sample a noise tile on the separable grid ``ys_um x xs_um`` (relative µm coordinates).
 
     Parameters
@@ -68,6 +81,8 @@ def sample(kind: str, seed: int, ys_um: np.ndarray, xs_um: np.ndarray, *, scale_
         Dominant period of the texture in µm.
     um_per_px
         Output grid spacing, used only to choose an anti-aliasing pre-blur.
+    stretch_x
+        Anisotropy: the texture period along x is ``stretch_x * scale_um`` (streaks along x).
 
     Returns
     -------
@@ -80,11 +95,11 @@ def sample(kind: str, seed: int, ys_um: np.ndarray, xs_um: np.ndarray, *, scale_
     k = PERIOD_PX / scale_um  # tile pixels per µm
     step = k * um_per_px  # tile pixels per output pixel
     if step > 1.5:
-        tile = _blurred(kind, variant, int(round(4 * 0.5 * step)))
+        tile = _blurred(kind, variant, round(4 * 0.5 * step))
     else:
         tile = _tile(kind, variant)
     ty = ys_um * k + off_y
-    tx = xs_um * k + off_x
+    tx = xs_um * (k / stretch_x) + off_x
     iy = np.floor(ty)
     ix = np.floor(tx)
     fy = (ty - iy).astype(np.float32)[:, None]
@@ -99,18 +114,3 @@ def sample(kind: str, seed: int, ys_um: np.ndarray, xs_um: np.ndarray, *, scale_
     top = a + fx * (b - a)
     bot = c + fx * (d - c)
     return top + fy * (bot - top)
-
-
-def sample_rotated(kind: str, seed: int, v_um: np.ndarray, u_um: np.ndarray, *, scale_v: float,
-                   scale_u: float, um_per_px: float) -> np.ndarray:
-    """Anisotropic sampling on arbitrary (rotated) coordinates, nearest tile pixel.
-
-    Used for streaky textures (smudge cells) where the streak direction follows the object.
-    """
-    variant = seed % VARIANTS
-    off = (seed // VARIANTS) % TILE
-    step = PERIOD_PX / min(scale_u, scale_v) * um_per_px
-    tile = _blurred(kind, variant, int(round(2 * step))) if step > 1.5 else _tile(kind, variant)
-    iy = (np.rint(v_um * (PERIOD_PX / scale_v)).astype(np.intp) + off) % TILE
-    ix = (np.rint(u_um * (PERIOD_PX / scale_u)).astype(np.intp) + off) % TILE
-    return tile[iy, ix]

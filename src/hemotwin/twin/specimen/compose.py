@@ -26,7 +26,7 @@ from .specimen import ObjectRecord, Specimen
 
 #: Red-cell mix of a normal smear (mostly discocytes, a few variants), used when none is given.
 NORMAL_RBC_TYPES: dict[str, float] = {
-    "discocyte": 0.97, "polychromatic": 0.015, "target": 0.005, "spherocyte": 0.005,
+    "discocyte": 0.975, "polychromatic": 0.01, "target": 0.005, "spherocyte": 0.005,
     "elliptocyte": 0.005,
 }
 _SUM_TOL = 1e-3  # fractions must sum to 1 within this (rounding of hand-typed mixes)
@@ -119,7 +119,7 @@ def _wbc_radius(m: WBCMorphology) -> float:
 
 def _relax(rng: np.random.Generator, pos: np.ndarray, radii: np.ndarray,
            bounds: tuple[float, float, float, float], obstacles: list[tuple[float, float, float]],
-           max_overlap: float, iters: int = 40) -> np.ndarray:
+           max_overlap: float, iters: int = 60) -> np.ndarray:
     """Push red cells apart until pairs overlap at most ``max_overlap`` of the smaller diameter.
 
     Uniform random centres followed by pairwise repulsion gives the look of a dried monolayer
@@ -169,6 +169,23 @@ def _relax(rng: np.random.Generator, pos: np.ndarray, radii: np.ndarray,
     return pos
 
 
+def _stratified(rng: np.random.Generator, n: int,
+                bounds: tuple[float, float, float, float]) -> np.ndarray:
+    """``n`` points, one per randomly chosen cell of a near-square grid, uniform within it.
+
+    A plain uniform draw has Poisson clumps and voids that local repulsion cannot even out at
+    monolayer densities; stratifying first gives the even spread of a real monolayer.
+    """
+    y0, y1, x0, x1 = bounds
+    h, w = y1 - y0, x1 - x0
+    gx = max(1, math.ceil(math.sqrt(n * w / h)))
+    gy = max(1, math.ceil(n / gx))
+    cells = rng.choice(gy * gx, size=n, replace=False)
+    cy, cx = np.divmod(cells, gx)
+    return np.stack([y0 + (cy + rng.random(n)) * (h / gy), x0 + (cx + rng.random(n)) * (w / gx)],
+                    1)
+
+
 def _rbc_records(rng: np.random.Generator, n: int, types: dict[str, float],
                  bounds: tuple[float, float, float, float],
                  obstacles: list[tuple[float, float, float]], max_overlap: float,
@@ -180,9 +197,7 @@ def _rbc_records(rng: np.random.Generator, n: int, types: dict[str, float],
     morphs = [sample_rbc(lab, np.random.default_rng(int(sd)))
               for lab, sd in zip(labels, seeds, strict=True)]
     radii = np.array([m.diameter_um / 2 * math.sqrt(m.elongation) ** 0.5 for m in morphs])
-    y0, y1, x0, x1 = bounds
-    pos = np.stack([rng.uniform(y0, y1, n), rng.uniform(x0, x1, n)], 1)
-    pos = _relax(rng, pos, radii, bounds, obstacles, max_overlap)
+    pos = _relax(rng, _stratified(rng, n, bounds), radii, bounds, obstacles, max_overlap)
     rot = rng.uniform(0, 360, n)
     return [
         ObjectRecord(id=first_id + k, kind="rbc", label=labels[k],
@@ -200,12 +215,17 @@ def _platelet_records(rng: np.random.Generator, n: int, bounds: tuple[float, flo
     tree = cKDTree(rbc_pos) if len(rbc_pos) else None
     out: list[ObjectRecord] = []
     centres: list[tuple[float, float]] = []
-    while len(centres) < n:
+    for _ in range(20 * n):
+        if len(centres) >= n:
+            break
         cand = np.stack([rng.uniform(y0, y1, 8), rng.uniform(x0, x1, 8)], 1)
         score = tree.query(cand)[0] if tree is not None else np.zeros(8)
         for oy, ox, r in avoid:
-            score = np.where(np.hypot(cand[:, 0] - oy, cand[:, 1] - ox) < r + 1.5, -1e9, score)
-        cy, cx = cand[int(np.argmax(score))]
+            score = np.where(np.hypot(cand[:, 0] - oy, cand[:, 1] - ox) < r + 1.5, -1.0, score)
+        best = int(np.argmax(score))
+        if score[best] < 0:  # every candidate under a white cell: try again
+            continue
+        cy, cx = cand[best]
         if rng.random() < clump_p:  # platelet clump: a few platelets within ~3 µm
             for _ in range(int(rng.integers(3, 7))):
                 if len(centres) >= n:
@@ -263,7 +283,9 @@ def make_cell_specimen(code: str, *, size_um: float, seed: int, rbc_per_10k_um2:
     seed = _check_seed(seed)
     types = _check_mix("rbc_types", rbc_types, RED_CELL_TYPES) if rbc_types is not None \
         else NORMAL_RBC_TYPES
-    rng = np.random.default_rng([seed, 1])
+    # The class index is part of the stream so crops of different classes with the same seed do
+    # not share their red-cell neighbourhoods.
+    rng = np.random.default_rng([seed, 1, LEUKOCYTE_CLASSES.index(code)])
     half = size_um / 2
     wbc_seed = int(rng.integers(0, 2**31 - 1))
     wbc = sample_wbc(code, np.random.default_rng(wbc_seed))
@@ -334,7 +356,7 @@ def compose_field(spec: FieldSpec, *, seed: int) -> Specimen:
     obstacles = [(y, x, r) for _, _, _, y, x, r in wbcs]
     margin = 3.0
     bounds = (-margin, H + margin, -margin, W + margin)
-    n_rbc = int(round((H + 2 * margin) * (W + 2 * margin) * spec.rbc_per_10k_um2 / 1e4))
+    n_rbc = round((H + 2 * margin) * (W + 2 * margin) * spec.rbc_per_10k_um2 / 1e4)
     types = spec.rbc_types or NORMAL_RBC_TYPES
     objects = _rbc_records(rng, n_rbc, types, bounds, obstacles, spec.max_overlap, 1)
     n_plt = int(rng.poisson(n_rbc * spec.platelets_per_100_rbc / 100))

@@ -54,7 +54,7 @@ class Spot(Record):
 
 
 class Rod(Record):
-    """An Auer rod: a thin capsule of ``length_um`` x ``width_um`` at ``center_um``, ``angle_deg``."""
+    """An Auer rod: a thin capsule of ``length_um`` x ``width_um`` at ``center_um``."""
 
     center_um: Pair
     length_um: float = Field(gt=0.0)
@@ -271,26 +271,26 @@ WBC_PRIORS: dict[str, dict[str, Any]] = {
                 shapes={"round": 0.5, "oval": 0.5},
                 chrom=(1.00, 0.40, 0.85),
                 cyto=dict(azure_b=0.08, eosin=0.12, purple=0.05),
-                gran=[dict(kind="specific", p=1.0, dens=(1.6, 2.4), size_um=0.26, purple=0.32,
-                           eosin=0.10),
+                gran=[dict(kind="specific", p=1.0, dens=(3.0, 4.5), size_um=0.22, purple=0.24,
+                           eosin=0.08),
                       dict(kind="azurophilic", p=0.8, count=(3, 15), size_um=0.36,
                            purple=0.70, eosin=0.10)]),
     "MMZ": dict(d=(10, 15, 12.5, 1.1), nc=(0.32, 0.45), ecc=(0.15, 0.5),
                 chrom=(1.05, 0.48, 0.95),
                 cyto=dict(azure_b=0.04, eosin=0.11, purple=0.04),
-                gran=[dict(kind="specific", p=1.0, dens=(1.8, 2.6), size_um=0.25, purple=0.30,
-                           eosin=0.10)]),
+                gran=[dict(kind="specific", p=1.0, dens=(3.5, 5.0), size_um=0.2, purple=0.22,
+                           eosin=0.08)]),
     "NGB": dict(d=(10, 14, 12.0, 0.9), nc=(0.25, 0.35), ecc=(0.0, 0.2),
                 chrom=(1.10, 0.50, 1.0),
                 cyto=dict(azure_b=0.02, eosin=0.10, purple=0.04),
-                gran=[dict(kind="specific", p=1.0, dens=(1.8, 2.6), size_um=0.24, purple=0.28,
-                           eosin=0.09)]),
+                gran=[dict(kind="specific", p=1.0, dens=(3.5, 5.0), size_um=0.2, purple=0.2,
+                           eosin=0.07)]),
     "NGS": dict(d=(10, 14, 12.0, 0.9), nc=(0.22, 0.32), ecc=(0.0, 0.15),
                 lobes={2: 0.2, 3: 0.45, 4: 0.25, 5: 0.1},
                 chrom=(1.15, 0.52, 1.0),
                 cyto=dict(azure_b=0.02, eosin=0.10, purple=0.04),
-                gran=[dict(kind="specific", p=1.0, dens=(1.8, 2.6), size_um=0.24, purple=0.28,
-                           eosin=0.09)]),
+                gran=[dict(kind="specific", p=1.0, dens=(3.5, 5.0), size_um=0.2, purple=0.2,
+                           eosin=0.07)]),
     "EOS": dict(d=(12, 17, 14.0, 1.1), nc=(0.22, 0.32), ecc=(0.0, 0.2),
                 lobes={2: 0.85, 3: 0.15},
                 chrom=(1.05, 0.45, 1.0),
@@ -327,7 +327,7 @@ WBC_PRIORS: dict[str, dict[str, Any]] = {
                 cyto=dict(azure_b=0.0, eosin=0.38, purple=0.0, hemoglobin=0.45,
                           texture_contrast=0.04)),
     "KSC": dict(d=(10, 22, 15.0, 2.5), nc=(1.0, 1.0), ecc=(0.0, 0.0),
-                chrom=(0.50, 0.55, 1.4),
+                chrom=(0.38, 0.45, 1.2),
                 cyto=dict()),
 }
 
@@ -341,7 +341,7 @@ RBC_PRIORS: dict[str, dict[str, Any]] = {
                        elongation=(1.0, 1.03)),
     "target": dict(d=(7.8, 0.4, 6.8, 9.0), eosin=0.45, hemoglobin=0.55,
                    pallor_fraction=(0.50, 0.60), pallor_depth=(0.6, 0.72),
-                   target_spot=(0.55, 0.8), elongation=(1.0, 1.05)),
+                   target_spot=(0.8, 1.0), elongation=(1.0, 1.05)),
     "elliptocyte": dict(d=(7.2, 0.4, 6.2, 8.4), eosin=0.45, hemoglobin=0.55,
                         pallor_fraction=(0.22, 0.32), pallor_depth=(0.35, 0.5),
                         elongation=(1.5, 2.5)),
@@ -351,7 +351,7 @@ RBC_PRIORS: dict[str, dict[str, Any]] = {
     "dacrocyte": dict(d=(7.0, 0.4, 6.0, 8.0), eosin=0.46, hemoglobin=0.56,
                       pallor_fraction=(0.22, 0.30), pallor_depth=(0.35, 0.5),
                       elongation=(1.0, 1.15)),
-    "polychromatic": dict(d=(8.5, 0.4, 7.6, 9.6), eosin=0.36, hemoglobin=0.45, azure_b=0.10,
+    "polychromatic": dict(d=(8.5, 0.4, 7.6, 9.6), eosin=0.32, hemoglobin=0.42, azure_b=0.12,
                           pallor_fraction=(0.18, 0.28), pallor_depth=(0.25, 0.4),
                           elongation=(1.0, 1.05)),
 }
@@ -472,7 +472,7 @@ def _nucleus_for(code: str, prior: dict[str, Any], rng: np.random.Generator, R: 
         arc_r = float(rng.uniform(0.42, 0.55)) * R
         return NucleusShape(kind="band", center_um=eccentric(arc_r + half_w), angle_deg=angle,
                             radii_um=(half_w, arc_r),
-                            band_aperture_deg=float(rng.uniform(100, 150)),
+                            band_aperture_deg=float(rng.uniform(70, 115)),
                             outline=_harmonics(rng, (3,), 0.05))
     if code == "MMZ" or kind == "kidney":
         el = float(rng.uniform(1.1, 1.35))
@@ -502,7 +502,7 @@ def _nucleus_for(code: str, prior: dict[str, Any], rng: np.random.Generator, R: 
         el = float(rng.uniform(1.1, 1.8))
         return NucleusShape(kind="smudge", angle_deg=angle,
                             radii_um=(R * math.sqrt(el), R / math.sqrt(el)),
-                            outline=_harmonics(rng, (2, 3, 4, 5), 0.22))
+                            outline=_harmonics(rng, (2, 3, 5), 0.16))
     # round / oval nuclei: blasts, promyelocytes, myelocytes, lymphocytes, erythroblasts
     el = float(rng.uniform(1.0, 1.08)) if (kind or "round") == "round" else float(
         rng.uniform(1.15, 1.35))
@@ -578,7 +578,7 @@ def sample_wbc(code: str, rng: np.random.Generator) -> WBCMorphology:
             kw["count"] = int(rng.integers(g["count"][0], g["count"][1] + 1))
         elif "dens" in g:
             area = math.pi * R * R if g.get("region") == "cell" else cyto_area
-            kw["count"] = int(round(area * rng.uniform(*g["dens"])))
+            kw["count"] = round(area * rng.uniform(*g["dens"]))
         kw["size_um"] = float(g["size_um"] * rng.uniform(0.9, 1.1))
         granules.append(GranulePopulation(**kw))
 
