@@ -93,6 +93,10 @@ def _twin_task(args: tuple) -> dict:
         "nucleus": iou(seg.nucleus, gt_nuc),
         "white_cell": iou(seg.cell, gt_cell),
         "cytoplasm": iou(seg.labels == CYTOPLASM, gt_cell & ~gt_nuc),
+        # precision: fraction of the pixels given a label that truly are that compartment (what the
+        # colour medians see); the cytoplasm label is a ring sample, so its IoU is low by design
+        "nucleus_precision": _prec(seg.nucleus, gt_nuc),
+        "cytoplasm_precision": _prec(seg.labels == CYTOPLASM, gt_cell & ~gt_nuc),
         # precision of the red-cell pixels (only isolated, whole cells are kept)
         "red_cell_precision": float((gt[seg.labels == RED_CELL] == GT_RED).mean())
         if (seg.labels == RED_CELL).any() else float("nan"),
@@ -100,6 +104,10 @@ def _twin_task(args: tuple) -> dict:
     res["gt_wbc_d_px"] = float(2.0 * np.sqrt(wbc.sum() / np.pi))
     res["um_per_px"] = r.um_per_px
     return res
+
+
+def _prec(pred: np.ndarray, truth: np.ndarray) -> float:
+    return float(truth[pred].mean()) if pred.any() else float("nan")
 
 
 def _q(values: list[float]) -> dict:
