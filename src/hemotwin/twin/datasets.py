@@ -85,12 +85,12 @@ def _flat_morphology(record: Any) -> dict[str, Any]:
 
 
 def render_cell(code: str, profile: ScannerProfile, *, size_px: int, seed: int,
-                rbc_per_10k_um2: float = 180.0, workers: int = 1) -> Rendering:
+                rbc_per_10k_um2: float = 180.0, workers: int = 1,
+                field_position: tuple[float, float] = (0.0, 0.0)) -> Rendering:
     """One crop of ``size_px`` square centred on a white cell of class ``code``."""
     spec = make_cell_specimen(code, size_um=size_px * profile.camera.um_per_px, seed=seed,
                               rbc_per_10k_um2=rbc_per_10k_um2)
-    r = render(spec, profile, seed=seed, workers=workers)
-    return r
+    return render(spec, profile, seed=seed, workers=workers, field_position=field_position)
 
 
 def _cell_task(args: tuple) -> dict[str, Any]:
@@ -99,11 +99,17 @@ def _cell_task(args: tuple) -> dict[str, Any]:
     rel = f"{code}/{code}_{i:06d}.png"
     try:
         prof = _item_profile(cfg.profile, cfg.randomize, item_seed(cfg.seed, class_idx, i, 1))
-        r = render_cell(code, prof, size_px=cfg.size_px, seed=seed, rbc_per_10k_um2=cfg.rbc_per_10k_um2)
+        # Randomised sets also take each crop from a random place on the sensor (vignetting).
+        pos = (0.0, 0.0)
+        if cfg.randomize > 0:
+            pos = tuple(np.random.default_rng(item_seed(cfg.seed, class_idx, i, 2)).uniform(-0.8, 0.8, 2))
+        r = render_cell(code, prof, size_px=cfg.size_px, seed=seed, rbc_per_10k_um2=cfg.rbc_per_10k_um2,
+                        field_position=pos)
         Image.fromarray(r.image).save(Path(root) / rel, optimize=False)
         focus = next((o for o in r.objects if o.kind == "wbc"), None)
         row = {"path": rel, "label": code, "profile": prof.name, "seed": seed,
-               "um_per_px": round(prof.camera.um_per_px, 6), "size_px": cfg.size_px}
+               "um_per_px": round(prof.camera.um_per_px, 6), "size_px": cfg.size_px,
+               "field_y": round(pos[0], 4), "field_x": round(pos[1], 4)}
         if cfg.randomize > 0:
             row.update(profile_json=prof.model_dump_json())
         if focus is not None:

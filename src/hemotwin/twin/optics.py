@@ -186,18 +186,39 @@ def mtf_radial(otf: np.ndarray, shape: tuple[int, int], um_per_px: float, freqs:
 
 
 @lru_cache(maxsize=64)
-def _vignetting_cached(shape: tuple[int, int], strength: float) -> np.ndarray:
+def _vignetting_cached(
+    shape: tuple[int, int], strength: float, sensor: tuple[int, int], center: tuple[float, float]
+) -> np.ndarray:
     ny, nx = shape
-    y = (np.arange(ny) - (ny - 1) / 2.0) / max(ny / 2.0, 1.0)
-    x = (np.arange(nx) - (nx - 1) / 2.0) / max(nx / 2.0, 1.0)
-    r2 = (y[:, None] ** 2 + x[None, :] ** 2) / 2.0  # 1 at the corners
-    out = (1.0 - strength * r2).astype(np.float32)
+    half_diag2 = (sensor[0] / 2.0) ** 2 + (sensor[1] / 2.0) ** 2
+    y = np.arange(ny) - (ny - 1) / 2.0 + center[0]
+    x = np.arange(nx) - (nx - 1) / 2.0 + center[1]
+    r2 = (y[:, None] ** 2 + x[None, :] ** 2) / half_diag2  # 1 at the sensor corners
+    out = np.maximum(1.0 - strength * r2, 0.0).astype(np.float32)  # images larger than the sensor
     out.setflags(write=False)
     return out
 
 
-def vignetting_map(shape: tuple[int, int], strength: float) -> np.ndarray:
-    """Relative illumination: 1 at the centre, ``1 - strength`` in the corners (quadratic)."""
+def vignetting_map(
+    shape: tuple[int, int],
+    strength: float,
+    *,
+    sensor_shape: tuple[int, int] | None = None,
+    center_px: tuple[float, float] = (0.0, 0.0),
+) -> np.ndarray:
+    """Relative illumination of an image region: quadratic fall-off from the optical axis.
+
+    The fall-off is 1 at the sensor centre and ``1 - strength`` at the sensor corners.
+    ``sensor_shape`` defaults to ``shape`` (the image is the whole sensor); ``center_px`` is the
+    (y, x) offset of the region's centre from the sensor centre, in pixels, so that a small crop
+    taken near the axis sees almost no vignetting and one near a corner sees the gradient.
+    """
     if not (0.0 <= strength < 1.0):
         raise InputError("optics.vignetting", strength, "a value in [0, 1)")
-    return _vignetting_cached((int(shape[0]), int(shape[1])), float(strength))
+    sensor = shape if sensor_shape is None else sensor_shape
+    return _vignetting_cached(
+        (int(shape[0]), int(shape[1])),
+        float(strength),
+        (int(sensor[0]), int(sensor[1])),
+        (float(center_px[0]), float(center_px[1])),
+    )

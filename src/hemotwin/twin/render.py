@@ -274,6 +274,7 @@ def render(
     seed: int,
     keep_raw: bool = False,
     workers: int = 1,
+    field_position: tuple[float, float] = (0.0, 0.0),
 ) -> Rendering:
     """Image ``specimen`` through ``profile``.
 
@@ -290,6 +291,10 @@ def render(
         Also return the raw mosaic and the noiseless linear signal.
     workers
         FFT threads (keep 1 when parallelising over images).
+    field_position
+        (y, x) of the image centre on the sensor, in units of the sensor half-height and
+        half-width (0, 0 = on the optical axis; ±1 = at an edge): where a crop was taken, which
+        sets the vignetting it sees.
     """
     if not isinstance(profile, ScannerProfile):
         raise InputError("profile", type(profile).__name__, "a ScannerProfile")
@@ -311,7 +316,9 @@ def render(
 
     absorbers = maps.absorbers * stain_factors(profile.stain)[:, None, None]
     linear = optical_image(absorbers, profile, um_per_px=fine_um, workers=workers)
-    linear *= vignetting_map(linear.shape[1:], profile.optics.vignetting)
+    sensor_fine = (camc.sensor_px[0] * s, camc.sensor_px[1] * s)
+    offset = (field_position[0] * sensor_fine[0] / 2.0, field_position[1] * sensor_fine[1] / 2.0)
+    linear *= vignetting_map(linear.shape[1:], profile.optics.vignetting, sensor_shape=sensor_fine, center_px=offset)
     linear = cam.integrate_pixels(linear, s)
 
     rng = np.random.default_rng(seed)

@@ -97,6 +97,9 @@ class Camera(_Model):
         description="fine render grid = um_per_px / oversample; pixels integrate (box-sum) the fine "
         "grid; with 1 the pixel aperture is applied in the transfer function instead",
     )
+    sensor_px: tuple[int, int] = Field(
+        (1200, 1600), description="sensor rows, columns: sets the vignetting scale of a crop"
+    )
     bayer: bool = True
     demosaic: Literal["bilinear", "malvar"] = "bilinear"
     full_well_e: float = Field(10000.0, gt=100.0, le=1e6)
