@@ -62,6 +62,22 @@ def _real_task(path: str) -> dict:
     return _measure(rgb)[0]
 
 
+def _safe(fn, arg) -> dict:
+    """Run one item; a failure is returned as a record (project exceptions may not pickle)."""
+    try:
+        return fn(arg)
+    except Exception as exc:  # a batch finishes the rest and reports failures
+        return {"error": f"{type(exc).__name__}: {exc}", "item": str(arg)}
+
+
+def _real_item(path: str) -> dict:
+    return _safe(_real_task, path)
+
+
+def _twin_item(args: tuple) -> dict:
+    return _safe(_twin_task, args)
+
+
 def _twin_task(args: tuple) -> dict:
     code, profile_name, seed = args
     from hemotwin.twin.datasets import render_cell
@@ -146,8 +162,13 @@ def main(argv: list[str] | None = None) -> dict:
     real_jobs = [str(p) for f in folders for p in real_paths[f]]
     ctx = mp.get_context("fork")
     with ctx.Pool(args.workers) as pool:
-        real_res = pool.map(_real_task, real_jobs, chunksize=4)
-        twin_res = pool.map(_twin_task, twin_jobs, chunksize=2)
+        real_all = pool.map(_real_item, real_jobs, chunksize=4)
+        twin_all = pool.map(_twin_item, twin_jobs, chunksize=2)
+    failures = [r for r in real_all + twin_all if "error" in r]
+    real_jobs = [j for j, r in zip(real_jobs, real_all, strict=True) if "error" not in r]
+    real_res = [r for r in real_all if "error" not in r]
+    twin_jobs = [j for j, r in zip(twin_jobs, twin_all, strict=True) if "error" not in r]
+    twin_res = [r for r in twin_all if "error" not in r]
     real_by: dict[str, list] = {f: [] for f in folders}
     for path, res in zip(real_jobs, real_res, strict=True):
         real_by[Path(path).parent.name].append(res)
@@ -224,6 +245,7 @@ def main(argv: list[str] | None = None) -> dict:
             "rbc_diameter_pass": sum(classes[c]["rbc_diameter_um"]["pass_twin_median_in_real_iqr"] for c in classes),
             "n_classes": len(classes),
         },
+        "failures": failures,
         "elapsed_s": round(time.perf_counter() - t0, 1),
     }
     _table(doc)

@@ -8,6 +8,7 @@ All functions are plain functions on arrays that never modify their inputs. Chan
 from __future__ import annotations
 
 import io
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image
@@ -152,6 +153,24 @@ def raw_noise_model(*, full_well_e: float, adc_bits: int, read_noise_e: float) -
 def encode_gamma(linear: np.ndarray, gamma: float) -> np.ndarray:
     """Display encoding ``linear ** (1/gamma)`` of values clipped to [0, 1]."""
     return np.power(np.clip(linear, 0.0, 1.0), 1.0 / gamma, dtype=np.float32)
+
+
+@lru_cache(maxsize=16)
+def _gamma_lut(gamma: float, size: int) -> np.ndarray:
+    lut = to_uint8(encode_gamma(np.arange(size, dtype=np.float64) / (size - 1), gamma))
+    lut.setflags(write=False)
+    return lut
+
+
+def gamma_to_uint8(linear: np.ndarray, gamma: float, *, lut_size: int = 65536) -> np.ndarray:
+    """``to_uint8(encode_gamma(linear, gamma))`` through a 16-bit look-up table.
+
+    A table of 65,536 linear steps differs from the direct power law by at most 1 DN above
+    linear 1e-3 (2 DN below it, near black, where the curve is steepest) at a fraction of the
+    cost of ``np.power`` on every pixel.
+    """
+    idx = np.rint(np.clip(linear, 0.0, 1.0) * np.float32(lut_size - 1)).astype(np.int32)
+    return _gamma_lut(float(gamma), int(lut_size))[idx]
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

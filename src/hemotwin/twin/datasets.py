@@ -23,6 +23,7 @@ from hemotwin.io.provenance import provenance, write_json
 from hemotwin.twin.profiles import ScannerProfile, load_profile, randomize
 from hemotwin.twin.render import Rendering, render
 from hemotwin.twin.specimen import (
+    CROP_RBC_DENSITY,
     LEUKOCYTE_CLASSES,
     FieldSpec,
     compose_field,
@@ -85,7 +86,7 @@ def _flat_morphology(record: Any) -> dict[str, Any]:
 
 
 def render_cell(code: str, profile: ScannerProfile, *, size_px: int, seed: int,
-                rbc_per_10k_um2: float = 180.0, workers: int = 1,
+                rbc_per_10k_um2: float = CROP_RBC_DENSITY, workers: int = 1,
                 field_position: tuple[float, float] = (0.0, 0.0)) -> Rendering:
     """One crop of ``size_px`` square centred on a white cell of class ``code``."""
     spec = make_cell_specimen(code, size_um=size_px * profile.camera.um_per_px, seed=seed,

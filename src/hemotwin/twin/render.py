@@ -341,7 +341,7 @@ def render(
     rgb = dn * np.float32(1.0 / ((2**camc.adc_bits - 1) * camc.exposure))
     proc = profile.processing
     out = np.einsum("ij,jhw->ihw", processing_matrix(profile), rgb)
-    out = cam.to_uint8(cam.encode_gamma(out, proc.gamma)).transpose(1, 2, 0)
+    out = cam.gamma_to_uint8(out, proc.gamma).transpose(1, 2, 0)
     out = np.ascontiguousarray(out)
     if proc.jpeg_quality is not None:
         out = cam.jpeg_roundtrip(out, proc.jpeg_quality)

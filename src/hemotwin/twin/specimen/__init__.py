@@ -5,7 +5,7 @@ Records (pydantic, µm and peak-OD units) -> :func:`rasterize` -> :class:`Absorb
 ``PLATELET_PRIOR``, ``PLASMA_EOSIN``).
 """
 
-from .compose import NORMAL_RBC_TYPES, FieldSpec, compose_field, make_cell_specimen
+from .compose import CROP_RBC_DENSITY, NORMAL_RBC_TYPES, FieldSpec, compose_field, make_cell_specimen
 from .maps import ABSORBERS, AbsorberMaps, Compartment
 from .morphology import (
     LEUKOCYTE_CLASSES,
@@ -26,6 +26,7 @@ from .specimen import ObjectRecord, Specimen
 
 __all__ = [
     "ABSORBERS",
+    "CROP_RBC_DENSITY",
     "LEUKOCYTE_CLASSES",
     "NORMAL_DIFFERENTIAL",
     "NORMAL_RBC_TYPES",

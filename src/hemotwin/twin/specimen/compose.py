@@ -109,6 +109,12 @@ def _draw_labels(rng: np.random.Generator, mix: dict[str, float], n: int) -> lis
     return [keys[i] for i in idx]
 
 
+#: Default red-cell density around a single-cell crop (per 100x100 µm). Analyzers pick white
+#: cells in the thin part of the smear where red cells just touch: ~90–110 per 10,000 µm² in the
+#: real CellaVision crops of ../shared/data/pbc (counted), fewer than a field's average.
+CROP_RBC_DENSITY = 110.0
+
+
 def _wbc_radius(m: WBCMorphology) -> float:
     """Radius of a disc that contains the white cell outline (µm)."""
     r = m.diameter_um / 2 * math.sqrt(m.elongation) * (1 + sum(h.amp for h in m.outline))
@@ -129,10 +135,14 @@ def _relax(rng: np.random.Generator, pos: np.ndarray, radii: np.ndarray,
     pos = pos.copy()
     y0, y1, x0, x1 = bounds
     rmax = float(radii.max()) if radii.size else 0.0
+    n = pos.shape[0]
+    # A crop holds a dozen cells: all pairs are cheaper than building a k-d tree every pass.
+    all_pairs = np.stack(np.triu_indices(n, k=1), axis=1) if 1 < n <= 96 else None
     for _ in range(iters):
         moved = False
-        if pos.shape[0] > 1:
-            pairs = cKDTree(pos).query_pairs(2 * rmax, output_type="ndarray")
+        if n > 1:
+            pairs = all_pairs if all_pairs is not None else cKDTree(pos).query_pairs(
+                2 * rmax, output_type="ndarray")
             if pairs.size:
                 i, j = pairs[:, 0], pairs[:, 1]
                 d_vec = pos[j] - pos[i]
@@ -242,7 +252,7 @@ def _platelet_records(rng: np.random.Generator, n: int, bounds: tuple[float, flo
     return out
 
 
-def make_cell_specimen(code: str, *, size_um: float, seed: int, rbc_per_10k_um2: float = 180.0,
+def make_cell_specimen(code: str, *, size_um: float, seed: int, rbc_per_10k_um2: float = CROP_RBC_DENSITY,
                        rbc_types: dict[str, float] | None = None,
                        neighbours: bool = True) -> Specimen:
     """A square crop centred on one white cell of class ``code``, with red cells around it.
