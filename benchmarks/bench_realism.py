@@ -33,6 +33,8 @@ from skimage.color import deltaE_ciede2000, rgb2lab
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _segment import BACKGROUND, CYTOPLASM, NUCLEUS, RED_CELL, iou, segment
 
+from hemotwin.twin.profiles import load_profile
+
 CLASS_MAP: dict[str, str] = {
     "NGS": "neutrophil", "LYT": "lymphocyte", "MON": "monocyte", "EOS": "eosinophil",
     "BAS": "basophil", "EBO": "erythroblast", "MYB": "ig", "MMZ": "ig", "PMO": "ig",
@@ -79,11 +81,11 @@ def _twin_item(args: tuple) -> dict:
 
 
 def _twin_task(args: tuple) -> dict:
-    code, profile_name, seed = args
+    code, profile_json, seed = args
     from hemotwin.twin.datasets import render_cell
-    from hemotwin.twin.profiles import load_profile
+    from hemotwin.twin.profiles import ScannerProfile
 
-    prof = load_profile(profile_name)
+    prof = ScannerProfile.model_validate_json(profile_json)
     r = render_cell(code, prof, size_px=SIZE_PX, seed=seed)
     res, seg = _measure(r.image)
     gt = r.compartments
@@ -122,6 +124,33 @@ def _twin_task(args: tuple) -> dict:
     return res
 
 
+def _session_profile(base, target_lab: np.ndarray):
+    """``base`` with ``processing.wb_error`` fitted so clear glass has ``target_lab``."""
+    from scipy.optimize import minimize
+
+    from hemotwin.twin.profiles import ScannerProfile
+    from hemotwin.twin.render import optical_image, processing_matrix
+
+    def with_gains(g):
+        d = base.to_dict()
+        d["processing"]["wb_error"] = [float(v) for v in np.clip(g, 0.5, 2.0)]
+        return ScannerProfile.from_dict(d)
+
+    glass = optical_image(np.zeros((4, 8, 8), np.float32), base, um_per_px=base.camera.um_per_px)[:, 4, 4]
+
+    def loss(g):
+        # Smooth (unquantised) clear-glass colour, so the optimiser sees a gradient.
+        p = with_gains(g)
+        lin = processing_matrix(p).astype(float) @ glass
+        lin = (lin - p.processing.black_level) / (1.0 - p.processing.black_level)
+        rgb = np.clip(lin, 0.0, 1.0) ** (1.0 / p.processing.gamma)
+        return float(deltaE_ciede2000(rgb2lab(rgb[None, None])[0, 0], target_lab))
+
+    x0 = np.asarray(base.processing.wb_error, dtype=float)
+    best = minimize(loss, x0 * 0.9, method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 0.01, "maxiter": 600})
+    return with_gains(best.x)
+
+
 def _prec(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(truth[pred].mean()) if pred.any() else float("nan")
 
@@ -151,6 +180,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--pbc", default="/work/shared/data/pbc")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--no-session-wb", action="store_true",
+                    help="do not match each PBC folder's white balance (its clear-glass colour)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     pbc = Path(args.pbc)
@@ -158,11 +189,21 @@ def main(argv: list[str] | None = None) -> dict:
     folders = sorted(set(CLASS_MAP.values()))
     real_paths = {f: sorted(p for p in (pbc / f).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
                   [: args.n] for f in folders}
-    twin_jobs = [(code, args.profile, s) for code in CLASS_MAP for s in range(args.n)]
     real_jobs = [str(p) for f in folders for p in real_paths[f]]
     ctx = mp.get_context("fork")
     with ctx.Pool(args.workers) as pool:
         real_all = pool.map(_real_item, real_jobs, chunksize=4)
+        # Session white balance: PBC folders were acquired in different sessions whose clear
+        # glass differs (the "ig" folder is bluish-white, the others cream). The twin is imaged
+        # with the profile's white-balance gains refitted to each folder's median background,
+        # a processing parameter of the acquisition, never a change of the rendered colours.
+        base = load_profile(args.profile)
+        session = {}
+        for f in folders:
+            bgs = [r["lab"]["background"] for j, r in zip(real_jobs, real_all, strict=True)
+                   if "error" not in r and Path(j).parent.name == f and r["lab"]["background"] is not None]
+            session[f] = base if args.no_session_wb or not bgs else _session_profile(base, np.median(bgs, axis=0))
+        twin_jobs = [(code, session[CLASS_MAP[code]].model_dump_json(), s) for code in CLASS_MAP for s in range(args.n)]
         twin_all = pool.map(_twin_item, twin_jobs, chunksize=2)
     failures = [r for r in real_all + twin_all if "error" in r]
     real_jobs = [j for j, r in zip(real_jobs, real_all, strict=True) if "error" not in r]
@@ -228,6 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
             "note": "real red-cell median is 7.5 um by construction of the ruler",
         },
         "target": {"delta_e2000_max": DE_TARGET, "diameters": "twin median within real IQR"},
+        "session_white_balance": {f: list(session[f].processing.wb_error) for f in folders},
         "segmenter_validation_on_twin": {
             "iou_over_all_twin_crops": seg_val, "median_iou_by_class": seg_val_by_class,
             "wbc_diameter_rel_error_vs_ground_truth": _q(wbc_d_err),

@@ -101,7 +101,8 @@ def test_every_class_rasterises_with_consistent_masks(code):
     assert not np.isin(outside, (Compartment.NUCLEUS, Compartment.CYTOPLASM,
                                  Compartment.GRANULE)).any()
     # White cells hold chromatin (purple) well above the red cells' purple (none).
-    assert maps.absorbers[0][mask].max() > 0.3
+    # Chromatin holds the Romanowsky complex: purple + azure B + eosin (CHROMATIN_MIX).
+    assert maps.absorbers[:, mask].sum(axis=0).max() > 0.3
     assert np.all(np.isfinite(maps.absorbers)) and maps.absorbers.min() >= 0
 
 
@@ -216,9 +217,10 @@ def test_neutrophil_cytoplasm_is_pale_and_blast_cytoplasm_blue():
         return maps.absorbers[1][c].mean(), maps.absorbers[2][c].mean()
 
     az_ngs, eo_ngs = cyto_means("NGS")
-    az_myo, _eo_myo = cyto_means("MYO")
-    assert az_myo > 0.2 and az_myo > 3 * az_ngs  # basophilic (blue) blast cytoplasm
-    assert eo_ngs > az_ngs  # neutrophil: pinkish, acidophilic
+    az_myo, eo_myo = cyto_means("MYO")
+    assert az_myo > 0.2 and az_myo > 2 * az_ngs  # basophilic (blue) blast cytoplasm
+    assert az_myo > 1.2 * eo_myo  # blue dominates in the blast
+    assert eo_ngs > 2 * az_ngs  # neutrophil: pinkish, acidophilic
 
 
 def test_basophil_granules_lie_over_the_nucleus_too():
@@ -263,7 +265,9 @@ def test_samplers_are_reproducible_records():
 
 def test_sizes_follow_the_taxonomy_ranges():
     rng = np.random.default_rng(0)
-    ranges = {"MYO": (12, 20), "NGS": (10, 14), "LYT": (7, 15), "EBO": (8, 12), "MON": (12, 20)}
+    # TAXONOMY ranges, except NGS: real CellaVision neutrophils measure 14.1 µm median (IQR
+    # 12.8–14.8, benchmarks/bench_realism.py), so its prior is centred there and clipped at 16.
+    ranges = {"MYO": (12, 20), "NGS": (10, 16), "LYT": (7, 15), "EBO": (8, 12), "MON": (12, 20)}
     for code, (lo, hi) in ranges.items():
         d = [sample_wbc(code, rng).diameter_um for _ in range(40)]
         assert lo <= min(d) and max(d) <= hi

@@ -30,9 +30,12 @@ from hemotwin.twin.optics import transfer_function, vignetting_map
 from hemotwin.twin.profiles.model import Camera, Illuminant, ScannerProfile, Spectral, Stain
 from hemotwin.twin.specimen.maps import ABSORBERS, AbsorberMaps
 from hemotwin.twin.spectra import (
+    XYZ_TO_SRGB,
     BandModel,
+    absorber_spectrum,
     band_model,
     camera_qe,
+    cie_xyz_cmf,
     planck,
     wavelength_grid,
     white_led,
@@ -236,6 +239,50 @@ def optical_image(
     return np.ascontiguousarray(img[:, top : top + h, left : left + w], dtype=np.float32)
 
 
+#: Random stain mixtures the automatic colour matrix is fitted on (peak-OD ranges of a smear).
+_CCM_TRAINING_MAX = np.array([3.0, 1.0, 2.0, 1.0])
+
+
+@lru_cache(maxsize=64)
+def _auto_color_matrix(calibration: Illuminant, camera: Camera, lo_nm: float, hi_nm: float) -> np.ndarray:
+    """Least-squares 3x3 from white-balanced camera RGB to white-balanced linear sRGB.
+
+    This is how a camera maker calibrates: transmittance spectra of smear-like stain mixtures
+    are seen by the camera (QE x calibration light) and by the CIE 1931 observer (-> linear
+    sRGB), both normalised to clear glass, and the matrix that maps one to the other is fitted
+    with clear glass weighted heavily so white stays white.
+    """
+    lam = wavelength_grid(lo_nm, hi_nm)
+    light = illuminant_spectrum(calibration, lam)
+    qe = camera_qe(lam, ir_cut_nm=camera.ir_cut_nm, peak_shift_nm=camera.qe_shift_nm)
+    ext = np.stack([absorber_spectrum(name, lam) for name in ABSORBERS])
+    amounts = np.random.default_rng(0).uniform(0.0, 1.0, (600, len(ABSORBERS))) ** 2 * _CCM_TRAINING_MAX
+    trans = np.vstack([np.ones(lam.size), 10.0 ** (-(amounts @ ext))]) * light[None, :]
+    cam_rgb = trans @ qe.T
+    srgb = trans @ cie_xyz_cmf(lam).T @ XYZ_TO_SRGB.T
+    cam_rgb /= cam_rgb[0]
+    srgb /= srgb[0]
+    w = np.ones((cam_rgb.shape[0], 1))
+    w[0] = 100.0
+    m, *_ = np.linalg.lstsq(cam_rgb * w, srgb * w, rcond=None)
+    return m.T
+
+
+def color_matrix(profile: ScannerProfile) -> np.ndarray:
+    """Effective 3x3 colour matrix of a profile (explicit or automatic, times saturation)."""
+    proc = profile.processing
+    if proc.color_matrix == "auto":
+        calib = profile.illuminant
+        if proc.white_balance == "reference":
+            calib = Illuminant(kind="halogen", temperature_k=proc.wb_reference_k)
+        m = _auto_color_matrix(calib, profile.camera, profile.spectral.lo_nm, profile.spectral.hi_nm)
+    else:
+        m = np.asarray(proc.color_matrix, dtype=np.float64)
+    s = proc.saturation
+    sat = (1.0 - s) / 3.0 * np.ones((3, 3)) + s * np.eye(3)  # rows sum to 1: grey stays grey
+    return sat @ m
+
+
 def processing_matrix(profile: ScannerProfile) -> np.ndarray:
     """3x3 matrix from raw channel signal (clear glass of the brightest channel = 1) to linear
     output RGB: colour matrix x white-balance gains x background level."""
@@ -255,7 +302,7 @@ def processing_matrix(profile: ScannerProfile) -> np.ndarray:
         # Scale so the brightest channel of the real lamp's clear glass lands on 1.
         gains = gains / (gains * setup.bands.channel_weights.sum(axis=1)).max()
     gains = gains * np.asarray(proc.wb_error) * proc.background_level
-    return (np.asarray(proc.color_matrix) * gains[None, :]).astype(np.float32)
+    return (color_matrix(profile) * gains[None, :]).astype(np.float32)
 
 
 def expected_background(profile: ScannerProfile) -> np.ndarray:
@@ -264,6 +311,8 @@ def expected_background(profile: ScannerProfile) -> np.ndarray:
         profile.illuminant, profile.camera, profile.spectral, PH_PURPLE_SHIFT_NM * profile.stain.ph_balance
     )
     lin = processing_matrix(profile) @ setup.bands.channel_weights.sum(axis=1).astype(np.float32)
+    bl = profile.processing.black_level
+    lin = (lin - bl) / (1.0 - bl)
     return cam.to_uint8(cam.encode_gamma(lin, profile.processing.gamma))
 
 
@@ -341,6 +390,8 @@ def render(
     rgb = dn * np.float32(1.0 / ((2**camc.adc_bits - 1) * camc.exposure))
     proc = profile.processing
     out = np.einsum("ij,jhw->ihw", processing_matrix(profile), rgb)
+    if proc.black_level > 0:
+        out = (out - np.float32(proc.black_level)) * np.float32(1.0 / (1.0 - proc.black_level))
     out = cam.gamma_to_uint8(out, proc.gamma).transpose(1, 2, 0)
     out = np.ascontiguousarray(out)
     if proc.jpeg_quality is not None:

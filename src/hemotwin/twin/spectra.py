@@ -40,6 +40,11 @@ CAMERA_QE: dict[str, tuple[tuple[float, float, float], ...]] = {
     "B": ((462.0, 30.0, 0.85), (540.0, 28.0, 0.06)),
 }
 
+#: Linear sRGB (D65) from CIE XYZ (IEC 61966-2-1).
+XYZ_TO_SRGB = np.array(
+    [[3.2406, -1.5372, -0.4986], [-0.9689, 1.8758, 0.0415], [0.0557, -0.2040, 1.0570]]
+)
+
 _H = 6.62607015e-34
 _C = 2.99792458e8
 _KB = 1.380649e-23
@@ -108,6 +113,22 @@ def white_led(
     spec = gaussian_sum(lam, ((pump_nm, pump_sigma_nm, pump_ratio), (phosphor_nm, phosphor_sigma_nm, 1.0)))
     ref = gaussian_sum(np.array([550.0]), ((pump_nm, pump_sigma_nm, pump_ratio), (phosphor_nm, phosphor_sigma_nm, 1.0)))
     return spec / ref[0]
+
+
+def _piecewise_gaussian(lam: np.ndarray, mu: float, s1: float, s2: float) -> np.ndarray:
+    s = np.where(lam < mu, s1, s2)
+    return np.exp(-0.5 * ((lam - mu) / s) ** 2)
+
+
+def cie_xyz_cmf(wavelength_nm: np.ndarray) -> np.ndarray:
+    """``3 x L`` CIE 1931 2° colour-matching functions, multi-lobe analytic fit of Wyman, Sloan
+    & Shirley (JCGT 2013), within ~1 % of the tabulated functions over 400–700 nm."""
+    lam = np.asarray(wavelength_nm, dtype=np.float64)
+    g = _piecewise_gaussian
+    x = 1.056 * g(lam, 599.8, 37.9, 31.0) + 0.362 * g(lam, 442.0, 16.0, 26.7) - 0.065 * g(lam, 501.1, 20.4, 26.2)
+    y = 0.821 * g(lam, 568.8, 46.9, 40.5) + 0.286 * g(lam, 530.9, 16.3, 31.1)
+    z = 1.217 * g(lam, 437.0, 11.8, 36.0) + 0.681 * g(lam, 459.0, 26.0, 13.8)
+    return np.stack([x, y, z])
 
 
 def camera_qe(

@@ -107,11 +107,7 @@ def randomize(profile: ScannerProfile, rng: np.random.Generator, strength: float
     pr["gamma"] = _normal(rng, pr["gamma"], 0.15 * s, 1.0, 3.0)
     pr["background_level"] = _normal(rng, pr["background_level"], 0.04 * s, 0.6, 1.0)
     pr["wb_error"] = [_lognormal(rng, v, 0.04 * s, 0.5, 2.0) for v in pr["wb_error"]]
-    sat = _lognormal(rng, 1.0, 0.12 * s, 0.5, 2.0)
-    m = np.asarray(pr["color_matrix"], dtype=float)
-    # Scale saturation about the grey axis: rows keep summing to what they summed to.
-    grey = m.sum(axis=1, keepdims=True) / 3.0
-    pr["color_matrix"] = (grey + sat * (m - grey)).round(6).tolist()
+    pr["saturation"] = _lognormal(rng, pr["saturation"], 0.12 * s, 0.3, 3.0)
     use_jpeg = rng.random() < 0.6 * min(s, 1.0)
     quality = int(rng.integers(60, 96))
     if pr["jpeg_quality"] is not None:

@@ -122,9 +122,18 @@ class Processing(_Model):
     wb_error: tuple[float, float, float] = Field(
         (1.0, 1.0, 1.0), description="residual per-channel gain after white balance"
     )
-    color_matrix: tuple[
-        tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]
-    ] = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+    color_matrix: (
+        Literal["auto"]
+        | tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]]
+    ) = Field(
+        "auto",
+        description="3x3 camera-RGB -> output-RGB matrix after white balance; 'auto' = the "
+        "least-squares colorimetric matrix for this camera's QE (towards CIE 1931 / sRGB)",
+    )
+    saturation: float = Field(1.0, ge=0.0, le=3.0, description="chroma gain about the grey axis")
+    black_level: float = Field(
+        0.0, ge=0.0, le=0.5, description="linear level mapped to black (contrast stretch before gamma)"
+    )
     background_level: float = Field(
         0.88, gt=0.1, le=1.0, description="linear value the clear glass maps to before gamma"
     )
