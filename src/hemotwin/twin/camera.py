@@ -93,28 +93,43 @@ _M_RB_DIAG = np.array(
 ) / 8
 
 
+def _correlate_at(padded: np.ndarray, kernel: np.ndarray, r0: int, c0: int, shape: tuple[int, int]) -> np.ndarray:
+    """Correlation with ``kernel`` evaluated only on the sub-lattice (r0::2, c0::2)."""
+    h, w = shape
+    out = np.zeros(((h - r0 + 1) // 2, (w - c0 + 1) // 2), dtype=np.float32)
+    oh, ow = out.shape
+    for dy, dx in zip(*np.nonzero(kernel), strict=True):
+        out += np.float32(kernel[dy, dx]) * padded[r0 + dy : r0 + dy + 2 * oh : 2, c0 + dx : c0 + dx + 2 * ow : 2]
+    return out
+
+
 def demosaic_malvar(mosaic: np.ndarray) -> np.ndarray:
-    """Malvar–He–Cutler (2004) demosaicing of an RGGB mosaic -> ``3 x H x W``."""
+    """Malvar–He–Cutler (2004) demosaicing of an RGGB mosaic -> ``3 x H x W``.
+
+    Each gradient-corrected filter is evaluated only on the Bayer sites where it is used
+    (one quarter of the pixels), not on the whole image.
+    """
     m = mosaic.astype(np.float32, copy=False)
-    h, w = m.shape
-    row_even = (np.arange(h) % 2 == 0)[:, None]
-    col_even = (np.arange(w) % 2 == 0)[None, :]
-    is_r = row_even & col_even
-    is_b = ~row_even & ~col_even
-    g_r_row = row_even & ~col_even  # green pixel in a red row
-    g_b_row = ~row_even & col_even  # green pixel in a blue row
-
-    def corr(k):
-        return _correlate_sparse(m, k)
-
-    g_interp = corr(_M_G_AT_RB)
-    rb_row = corr(_M_RB_ROW)
-    rb_col = corr(_M_RB_COL)
-    rb_diag = corr(_M_RB_DIAG)
-    r = np.where(is_r, m, np.where(g_r_row, rb_row, np.where(g_b_row, rb_col, rb_diag)))
-    g = np.where(is_r | is_b, g_interp, m)
-    b = np.where(is_b, m, np.where(g_b_row, rb_row, np.where(g_r_row, rb_col, rb_diag)))
-    return np.stack([r, g, b]).astype(np.float32)
+    shape = m.shape
+    pad = np.pad(m, 2, mode="reflect")
+    out = np.empty((3, *shape), dtype=np.float32)
+    # Known samples.
+    out[0, 0::2, 0::2] = m[0::2, 0::2]
+    out[1, 0::2, 1::2] = m[0::2, 1::2]
+    out[1, 1::2, 0::2] = m[1::2, 0::2]
+    out[2, 1::2, 1::2] = m[1::2, 1::2]
+    # Green at red (0,0) and blue (1,1) sites.
+    out[1, 0::2, 0::2] = _correlate_at(pad, _M_G_AT_RB, 0, 0, shape)
+    out[1, 1::2, 1::2] = _correlate_at(pad, _M_G_AT_RB, 1, 1, shape)
+    # Red: at green in a red row (0,1), green in a blue row (1,0), blue (1,1).
+    out[0, 0::2, 1::2] = _correlate_at(pad, _M_RB_ROW, 0, 1, shape)
+    out[0, 1::2, 0::2] = _correlate_at(pad, _M_RB_COL, 1, 0, shape)
+    out[0, 1::2, 1::2] = _correlate_at(pad, _M_RB_DIAG, 1, 1, shape)
+    # Blue: at green in a blue row (1,0), green in a red row (0,1), red (0,0).
+    out[2, 1::2, 0::2] = _correlate_at(pad, _M_RB_ROW, 1, 0, shape)
+    out[2, 0::2, 1::2] = _correlate_at(pad, _M_RB_COL, 0, 1, shape)
+    out[2, 0::2, 0::2] = _correlate_at(pad, _M_RB_DIAG, 0, 0, shape)
+    return out
 
 
 def add_sensor_noise(

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from threadpoolctl import threadpool_limits
 
 from hemotwin.errors import InputError
 from hemotwin.io.outputs import prepare_output_dir
@@ -120,17 +121,24 @@ def _cell_task(args: tuple) -> dict[str, Any]:
         return {"ok": False, "path": rel, "error": f"{type(exc).__name__}: {exc}"}
 
 
+def _single_threaded_blas() -> None:
+    threadpool_limits(1)
+
+
 def _run_tasks(fn, tasks: list, workers: int, progress: Progress | None) -> list:
     results = []
     total = len(tasks)
     if workers <= 1:
-        for k, t in enumerate(tasks):
-            results.append(fn(t))
-            if progress:
-                progress(k + 1, total)
+        with threadpool_limits(1):
+            for k, t in enumerate(tasks):
+                results.append(fn(t))
+                if progress:
+                    progress(k + 1, total)
         return results
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    with ctx.Pool(workers) as pool:
+    # One BLAS thread per process: the render's tiny matrix products otherwise oversubscribe
+    # the cores (2 processes ran slower than 1 in benchmarks/bench_twin.py).
+    with ctx.Pool(workers, initializer=_single_threaded_blas) as pool:
         for k, res in enumerate(pool.imap(fn, tasks, chunksize=max(1, min(16, total // (workers * 8) or 1)))):
             results.append(res)
             if progress:

@@ -225,15 +225,23 @@ def optical_image(
     flat = padded.reshape(k, -1)
     acc = None
     for (idx, wl), weights in zip(setup.groups, setup.group_weights, strict=True):
-        # Tiny matrix products: einsum's own loops, not BLAS, whose threads oversubscribe the
-        # cores when images are rendered in parallel processes (10x slow-downs measured).
-        od = np.einsum("bk,kn->bn", setup.bands.extinction[idx], flat)  # |g| x HW optical density
+        od = setup.bands.extinction[idx] @ flat  # |g| x HW optical density (log10)
         np.multiply(od, -_LN10, out=od)
         np.exp(od, out=od)  # transmittance, in place
-        chan = np.einsum("cb,bn->cn", weights, od).reshape(3, ph, pw)  # channel-weighted transmittance
-        spec = sfft.rfft2(chan, axes=(1, 2), workers=workers)
         pix = float(profile.camera.oversample == 1)
-        spec *= transfer_function((ph, pw), um_per_px, wl, profile.optics, pixel_aperture_px=pix)
+        otf = transfer_function((ph, pw), um_per_px, wl, profile.optics, pixel_aperture_px=pix)
+        if len(idx) >= 3:
+            # Channel-weighted transmittance of the group: 3 FFTs whatever the band count.
+            chan = (weights @ od).reshape(3, ph, pw)
+            spec = sfft.rfft2(chan, axes=(1, 2), workers=workers)
+        else:
+            # Fewer bands than channels: transform each band, weight in Fourier space.
+            bands = sfft.rfft2(od.reshape(len(idx), ph, pw), axes=(1, 2), workers=workers)
+            spec = np.zeros((3, *bands.shape[1:]), dtype=np.complex64)
+            for j in range(len(idx)):
+                for c in range(3):
+                    spec[c] += np.float32(weights[c, j]) * bands[j]
+        spec *= otf
         acc = spec if acc is None else acc + spec
     img = sfft.irfft2(acc, s=(ph, pw), axes=(1, 2), workers=workers)
     return np.ascontiguousarray(img[:, top : top + h, left : left + w], dtype=np.float32)
@@ -339,7 +347,9 @@ def render(
     keep_raw
         Also return the raw mosaic and the noiseless linear signal.
     workers
-        FFT threads (keep 1 when parallelising over images).
+        FFT threads (keep 1 when parallelising over images; there, also limit BLAS to one
+        thread per process, e.g. ``threadpoolctl.threadpool_limits(1)`` as
+        :mod:`hemotwin.twin.datasets` does, or its threads oversubscribe the cores).
     field_position
         (y, x) of the image centre on the sensor, in units of the sensor half-height and
         half-width (0, 0 = on the optical axis; ±1 = at an edge): where a crop was taken, which
@@ -389,7 +399,7 @@ def render(
         dn = raw
     rgb = dn * np.float32(1.0 / ((2**camc.adc_bits - 1) * camc.exposure))
     proc = profile.processing
-    out = np.einsum("ij,jhw->ihw", processing_matrix(profile), rgb)
+    out = (processing_matrix(profile) @ rgb.reshape(3, -1)).reshape(rgb.shape)
     if proc.black_level > 0:
         out = (out - np.float32(proc.black_level)) * np.float32(1.0 / (1.0 - proc.black_level))
     out = cam.gamma_to_uint8(out, proc.gamma).transpose(1, 2, 0)
