@@ -137,11 +137,14 @@ def add_sensor_noise(
 ) -> np.ndarray:
     """Poisson shot noise (Gaussian approximation above :data:`GAUSSIAN_SHOT_ABOVE_E`) plus
     Gaussian read noise, in electrons."""
-    mean = np.maximum(electrons, 0.0).astype(np.float32)
+    mean = np.maximum(electrons, 0.0, dtype=np.float32)
     # Shot + read noise as one Gaussian of variance mean + read² (a sum of independent
     # Gaussians), one random draw per pixel; exact Poisson where the signal is low.
     z = rng.standard_normal(mean.shape, dtype=np.float32)
-    out = mean + np.sqrt(mean + np.float32(read_noise_e**2)) * z
+    out = mean + np.float32(read_noise_e**2)
+    np.sqrt(out, out=out)
+    out *= z
+    out += mean
     low = mean < GAUSSIAN_SHOT_ABOVE_E
     if low.any():
         out[low] = rng.poisson(mean[low]).astype(np.float32) + np.float32(read_noise_e) * z[low]
@@ -151,8 +154,9 @@ def add_sensor_noise(
 def quantize(electrons: np.ndarray, *, full_well_e: float, adc_bits: int) -> np.ndarray:
     """Full-well clipping and ADC: electrons -> digital numbers (float32 holding integers)."""
     levels = float(2**adc_bits - 1)
-    gain = levels / full_well_e
-    return np.clip(np.rint(electrons * gain), 0.0, levels).astype(np.float32)
+    out = electrons * np.float32(levels / full_well_e)
+    np.rint(out, out=out)
+    return np.clip(out, 0.0, levels, out=out)
 
 
 def raw_noise_model(*, full_well_e: float, adc_bits: int, read_noise_e: float) -> tuple[float, float]:
@@ -184,8 +188,10 @@ def gamma_to_uint8(linear: np.ndarray, gamma: float, *, lut_size: int = 65536) -
     linear 1e-3 (2 DN below it, near black, where the curve is steepest) at a fraction of the
     cost of ``np.power`` on every pixel.
     """
-    idx = np.rint(np.clip(linear, 0.0, 1.0) * np.float32(lut_size - 1)).astype(np.int32)
-    return _gamma_lut(float(gamma), int(lut_size))[idx]
+    x = np.clip(linear, 0.0, 1.0)
+    x *= np.float32(lut_size - 1)
+    x += np.float32(0.5)  # round half up, then truncate
+    return _gamma_lut(float(gamma), int(lut_size)).take(x.astype(np.int32))
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

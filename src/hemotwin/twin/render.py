@@ -397,13 +397,17 @@ def render(
             adc_bits=camc.adc_bits,
         )
         dn = raw
-    rgb = dn * np.float32(1.0 / ((2**camc.adc_bits - 1) * camc.exposure))
     proc = profile.processing
-    out = (processing_matrix(profile) @ rgb.reshape(3, -1)).reshape(rgb.shape)
-    if proc.black_level > 0:
-        out = (out - np.float32(proc.black_level)) * np.float32(1.0 / (1.0 - proc.black_level))
-    out = cam.gamma_to_uint8(out, proc.gamma).transpose(1, 2, 0)
-    out = np.ascontiguousarray(out)
+    # DN -> relative signal -> colour matrix -> black level, folded into one affine map applied
+    # in pixel-major layout so the result is already H x W x 3.
+    bl = proc.black_level
+    scale = 1.0 / ((2**camc.adc_bits - 1) * camc.exposure * (1.0 - bl))
+    m = (processing_matrix(profile) * np.float32(scale)).T
+    h, w = dn.shape[1:]
+    out = dn.reshape(3, -1).T @ m
+    if bl > 0:
+        out -= np.float32(bl / (1.0 - bl))
+    out = cam.gamma_to_uint8(out, proc.gamma).reshape(h, w, 3)
     if proc.jpeg_quality is not None:
         out = cam.jpeg_roundtrip(out, proc.jpeg_quality)
 

@@ -148,7 +148,7 @@ class Spectral(_Model):
     lo_nm: float = Field(400.0, ge=300.0, le=650.0)
     hi_nm: float = Field(700.0, ge=450.0, le=1100.0)
     psf_groups: int = Field(
-        4, ge=1, le=300, description="adjacent bands sharing one PSF (= n_bands for exact)"
+        2, ge=1, le=300, description="adjacent bands sharing one PSF (= n_bands for exact)"
     )
 
     @model_validator(mode="after")
