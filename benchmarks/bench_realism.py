@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=40, help="images per class, each side")
     ap.add_argument("--profile", default="analyzer-100x")
-    ap.add_argument("--pbc", default="/work/shared/data/pbc")
+    ap.add_argument("--pbc", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "pbc"))
     ap.add_argument("--out", default=None, help="also write the JSON here")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-session-wb", action="store_true",
