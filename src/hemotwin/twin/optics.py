@@ -132,7 +132,7 @@ def _transfer_cached(
     optics: Optics,
     pixel_aperture_px: float,
 ) -> np.ndarray:
-    ny, nx = shape
+    nx = shape[1]
     f_r, h_r = _radial_transfer(wavelength_nm, optics)
     fy, fx = _freq_grid(shape, um_per_px)
     h = np.interp(np.sqrt(fy**2 + fx**2), f_r, h_r, right=0.0)
