@@ -13,7 +13,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 import hemotwin
-from hemotwin.errors import HemotwinError
+from pydantic import ValidationError
+
+from hemotwin.errors import HemotwinError, InputError
 
 app = typer.Typer(
     name="hemotwin",
@@ -31,7 +33,18 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+#: Configuration field -> the CLI option that sets it (for error messages).
+_OPTION_OF = {"size_px": "--size", "per_class": "--per-class", "n_fields": "--n", "wbc_per_field": "--wbc",
+              "rbc_per_10k_um2": "--rbc-density", "randomize": "--randomize", "seed": "--seed",
+              "classes": "--classes", "differential": "--differential"}
+
+
 def _fail(exc: Exception) -> typer.Exit:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err.get("loc") else "(option)"
+        expected = err.get("msg", "a valid value").replace("Input should be ", "")
+        exc = InputError(_OPTION_OF.get(field, field), err.get("input"), expected)
     err_console.print(f"[bold red]error:[/] {exc}")
     return typer.Exit(code=2)
 
@@ -72,6 +85,7 @@ def _report(summary: dict, what: str, t0: float) -> None:
         err_console.print(f"[yellow]failed[/] {f['path']}: {f['error']}")
     if summary["failures"]:
         err_console.print(f"[yellow]{len(summary['failures'])} item(s) failed[/] (listed in provenance.json)")
+        raise typer.Exit(code=1)
 
 
 ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="Preset name or JSON/YAML profile file.")]
@@ -133,7 +147,6 @@ def simulate_fields_cmd(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Monolayer fields with COCO annotations.json and instance/compartment mask PNGs."""
-    from hemotwin.errors import InputError
     from hemotwin.twin.datasets import FieldSetConfig, resolve_profile, simulate_fields
 
     try:
@@ -231,16 +244,18 @@ def demo(
         for name in ("analyzer-100x", "wsi-40x"):
             prof = load_profile(name)
             size = 256 if name == "analyzer-100x" else 112
+            t1 = time.perf_counter()
             with _Bar(f"cells  {name}") as bar:
                 s = simulate_cells(CellSetConfig(profile=prof, per_class=10, size_px=size, seed=1),
                                    root / f"cells_{name}", overwrite=True, workers=w, progress=bar)
-            _report(s, f"cell crops ({name})", t0)
+            _report(s, f"cell crops ({name})", t1)
             outputs[f"cells_{name}"] = s["out"]
+            t1 = time.perf_counter()
             with _Bar(f"fields {name}") as bar:
                 s = simulate_fields(FieldSetConfig(profile=prof, n_fields=2, size_px=1024 if size == 256 else 512,
                                                    wbc_per_field=3, seed=2),
                                     root / f"fields_{name}", overwrite=True, workers=w, progress=bar)
-            _report(s, f"fields ({name})", t0)
+            _report(s, f"fields ({name})", t1)
             outputs[f"fields_{name}"] = s["out"]
         default_pbc = Path(__file__).resolve().parents[3] / "shared" / "data" / "pbc"
         with _Bar("gallery") as bar:
@@ -253,7 +268,7 @@ def demo(
         raise _fail(exc) from None
     console.print(f"\n[bold green]demo done[/] in {time.perf_counter() - t0:.0f} s. Outputs:")
     for k, v in outputs.items():
-        console.print(f"  {k:24s} {v}")
+        console.print(f"  {k:24s} {Path(v).resolve()}")
     console.print("For research use only. Not for diagnostic use.")
 
 

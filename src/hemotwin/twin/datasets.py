@@ -273,6 +273,11 @@ def simulate_fields(config: FieldSetConfig, out_dir: str | Path, *, overwrite: b
     """Render monolayer fields with COCO ``annotations.json`` and instance/compartment mask PNGs."""
     if config.differential is not None:
         check_classes(config.differential)
+    # Validate the field specification once, before any work: a bad differential or a field too
+    # small for its white cells is a user error, not a per-item failure.
+    side = config.size_px * config.profile.camera.um_per_px
+    FieldSpec(height_um=side, width_um=side, rbc_per_10k_um2=config.rbc_per_10k_um2,
+              wbc_count=config.wbc_per_field, differential=config.differential)
     root = prepare_output_dir(out_dir, overwrite=overwrite)
     (root / "images").mkdir(exist_ok=True)
     (root / "masks").mkdir(exist_ok=True)
