@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 import hemotwin
-from pydantic import ValidationError
-
 from hemotwin.errors import HemotwinError, InputError
 
 app = typer.Typer(
