@@ -28,6 +28,10 @@ class InputError(HemotwinError, ValueError):
         self.expected = expected
         super().__init__(f"{where}: got {value!r}; expected {expected}")
 
+    def __reduce__(self):
+        # Picklable, so an error raised in a worker process reaches the parent intact.
+        return (type(self), (self.where, self.value, self.expected))
+
 
 class OutputExistsError(HemotwinError, FileExistsError):
     """An output would overwrite existing data and ``overwrite`` was not given."""
@@ -35,3 +39,6 @@ class OutputExistsError(HemotwinError, FileExistsError):
     def __init__(self, path: Any) -> None:
         self.path = path
         super().__init__(f"{path}: output already exists; pass --overwrite to replace it")
+
+    def __reduce__(self):
+        return (type(self), (self.path,))
