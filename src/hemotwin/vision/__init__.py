@@ -1,0 +1,1 @@
+"""AI layer: datasets, models, training, export and inference (torch lives here only)."""
