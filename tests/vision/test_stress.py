@@ -29,7 +29,7 @@ def test_default_sweeps_are_valid_profiles_and_respect_the_immersion_index():
         with_value(load_profile("wsi-40x"), "optics.nonexistent", 1.0)
 
 
-def _redness_classifier(images, um_per_px):  # noqa: ARG001 - signature of a model
+def _redness_classifier(images, um_per_px):
     """EOS vs LYT from colour alone: eosinophil granules make the cell red-orange."""
     out = []
     for im in images:
