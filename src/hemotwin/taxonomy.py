@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -253,7 +254,15 @@ def resolve_label(name: str, *, label_set: str | Sequence[str] | None = None, wh
 
 
 def _label_set_or_all(spec: str | Sequence[str] | None) -> tuple[str, ...]:
-    return canonical_labels() if spec is None else label_set(spec)
+    if spec is None:
+        return canonical_labels()
+    # Cached: a loader resolves thousands of rows against the same set.
+    return _cached_label_set(spec if isinstance(spec, str) else tuple(spec))
+
+
+@lru_cache(maxsize=64)
+def _cached_label_set(spec: str | tuple[str, ...]) -> tuple[str, ...]:
+    return label_set(spec)
 
 
 def _valid_text(valid: Sequence[str], spec: object) -> str:

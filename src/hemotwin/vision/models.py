@@ -32,10 +32,11 @@ from hemotwin.errors import InputError
 
 NormKind = Literal["group", "layer", "batch"]
 
-#: Default canonical pixel size (µm/px) and crop size (px): 100 px x 0.25 µm = a 25 µm field, large
+#: Default canonical pixel size (µm/px) and crop size (px): 112 px x 0.225 µm = a 25.2 µm field, large
 #: enough for a big monocyte or blast with a margin, small enough for >= 500 cells/s on 2 cores.
-DEFAULT_UM_PER_PX = 0.25
-DEFAULT_INPUT_SIZE = 100
+#: 112 halves cleanly four times (56/28/14/7); odd feature-map sizes (e.g. from 100 px) ran slower.
+DEFAULT_UM_PER_PX = 0.225
+DEFAULT_INPUT_SIZE = 112
 
 
 class ModelConfig(BaseModel):
@@ -161,7 +162,7 @@ class HemoNet(nn.Module):
     Examples
     --------
     >>> net = HemoNet(ModelConfig(n_classes=5)).eval()
-    >>> x = torch.zeros((2, 100, 100, 3), dtype=torch.uint8)
+    >>> x = torch.zeros((2, 112, 112, 3), dtype=torch.uint8)
     >>> net(x).shape
     torch.Size([2, 5])
     """
@@ -213,7 +214,9 @@ class HemoNet(nn.Module):
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 NHWC RGB -> normalised float32 NCHW (the first step of :meth:`forward`)."""
-        x = images.permute(0, 3, 1, 2).to(torch.float32)
+        # contiguous(): the permuted view is channels-last in memory, and torch 2.13's CPU channels-last
+        # GroupNorm/conv backward crashes the process (double free) for some batch sizes (e.g. 5).
+        x = images.permute(0, 3, 1, 2).to(torch.float32).contiguous()
         return (x - self.input_mean) * self.input_inv_std
 
     def features(self, images: torch.Tensor) -> torch.Tensor:

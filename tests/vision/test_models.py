@@ -1,0 +1,117 @@
+"""HemoNet: shapes for each normalisation, the input convention, size budget and ONNX agreement."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from hemotwin.errors import InputError
+from hemotwin.vision.export import INPUT_NAME, export_onnx
+from hemotwin.vision.infer import InferenceEngine
+from hemotwin.vision.models import (
+    DEFAULT_INPUT_SIZE,
+    ModelConfig,
+    build_model,
+    count_macs,
+    count_parameters,
+    make_norm,
+)
+
+SMALL = {"widths": (8, 16, 32, 64), "blocks": (1, 1, 1, 1)}
+
+
+@pytest.mark.parametrize("norm", ["group", "layer", "batch"])
+@pytest.mark.parametrize("size", [32, DEFAULT_INPUT_SIZE])
+def test_forward_shapes_each_norm(norm, size):
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(n_classes=7, norm=norm, input_size=size)).eval()
+    x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, size, size, 3), dtype=np.uint8))
+    before = x.clone()
+    with torch.no_grad():
+        y = net(x)
+    assert y.shape == (3, 7) and y.dtype == torch.float32
+    assert torch.isfinite(y).all()
+    assert torch.equal(x, before)  # inputs are never modified
+    assert net.features(x).shape == (3, 128)
+
+
+def test_norm_choice_builds_the_right_layers():
+    assert isinstance(make_norm("batch", 16), torch.nn.BatchNorm2d)
+    assert make_norm("layer", 16).num_groups == 1
+    assert make_norm("group", 16, 8).num_groups == 8
+    assert make_norm("group", 12, 8).num_groups == 6  # largest divisor of 12 not above 8
+    with pytest.raises(InputError, match="norm"):
+        make_norm("instance", 16)  # type: ignore[arg-type]
+
+
+def test_bad_config_rejected():
+    with pytest.raises(InputError, match="model config"):
+        build_model({"n_classes": 1})
+
+
+def test_normalisation_inside_model_uses_stored_mean_std():
+    net = build_model(ModelConfig(n_classes=3, mean=(0.5, 0.25, 0.75), std=(0.1, 0.2, 0.3)))
+    img = torch.tensor([0.5, 0.25, 0.75]).mul(255).round().to(torch.uint8).view(1, 1, 1, 3).expand(1, 4, 4, 3)
+    z = net.preprocess(img)
+    assert z.shape == (1, 3, 4, 4)
+    # Rounding to uint8 moves the value by at most 0.5/255; divided by std (>= 0.1) that is < 0.02.
+    assert z.abs().max() < 0.02
+    assert set(dict(net.named_buffers())) >= {"input_mean", "input_inv_std"}
+
+
+def test_default_model_is_compact():
+    net = build_model(ModelConfig(n_classes=15))
+    params, macs = count_parameters(net), count_macs(net)
+    assert params * 4 < 10 * 2**20  # float32 weights well under the 10 MB model-file budget
+    assert 150_000 < params < 1_000_000
+    assert macs < 100e6  # ~64 M MACs at 112 px: the budget behind >= 500 cells/s on 2 cores
+
+
+@pytest.mark.parametrize("norm", ["group", "batch"])
+def test_torch_and_onnx_agree(norm):
+    torch.manual_seed(1)
+    net = build_model(ModelConfig(n_classes=5, norm=norm, input_size=48, **SMALL))
+    if norm == "batch":  # non-trivial running statistics, so the test sees them exported
+        net.train()
+        with torch.no_grad():
+            for _ in range(3):
+                net(torch.randint(0, 256, (8, 48, 48, 3), dtype=torch.uint8))
+    net.eval()
+    sess = ort.InferenceSession(export_onnx(net), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(2).integers(0, 256, (5, 48, 48, 3), dtype=np.uint8)  # batch 5: axis is dynamic
+    p_onnx = sess.run(None, {INPUT_NAME: x})[0]
+    with torch.no_grad():
+        p_torch = torch.softmax(net(torch.from_numpy(x)), 1).numpy()
+    assert p_onnx.shape == (5, 5)
+    np.testing.assert_allclose(p_onnx.sum(1), 1.0, atol=1e-5)
+    assert np.abs(p_onnx - p_torch).max() < 1e-4
+
+
+def test_engine_backends_agree_and_batch():
+    torch.manual_seed(3)
+    net = build_model(ModelConfig(n_classes=4, input_size=40, **SMALL))
+    x = np.random.default_rng(4).integers(0, 256, (11, 40, 40, 3), dtype=np.uint8)
+    p_ort = InferenceEngine(net, batch_size=4, num_threads=1).run(x)
+    seen = []
+    eng = InferenceEngine(net, backend="torch", batch_size=4, num_threads=1)
+    p_t = eng.run(list(x), progress=lambda d, t, i: seen.append(d))
+    assert p_ort.shape == (11, 4)
+    assert np.abs(p_ort - p_t).max() < 1e-4
+    assert seen == [4, 8, 11]
+    one = InferenceEngine(net, backend="torch", num_threads=1).run(x[0])
+    np.testing.assert_allclose(one[0], p_t[0], atol=1e-6)
+
+
+def test_engine_rejects_wrong_images():
+    net = build_model(ModelConfig(n_classes=4, input_size=40, **SMALL))
+    eng = InferenceEngine(net, backend="torch")
+    with pytest.raises(InputError, match="40 x 40 x 3"):
+        eng.run(np.zeros((2, 41, 40, 3), np.uint8))
+    with pytest.raises(InputError, match="uint8"):
+        eng.run(np.zeros((2, 40, 40, 3), np.float32))
+    with pytest.raises(InputError, match=r"images\[1\]"):
+        eng.run([np.zeros((40, 40, 3), np.uint8), np.zeros((40, 40, 4), np.uint8)])
+    with pytest.raises(InputError, match="backend"):
+        InferenceEngine(net, backend="tensorflow")  # type: ignore[arg-type]
