@@ -224,6 +224,137 @@ def profiles_show(
 
 
 @app.command()
+def train(
+    data: Annotated[list[Path], typer.Option("--data", "-d", help="ImageFolder or manifest.csv (repeat).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write (.hemo).")],
+    augment: Annotated[str, typer.Option("--augment", help="none | color | twin")] = "twin",
+    epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs (early stopping on validation).")] = 30,
+    labels: Annotated[str, typer.Option("--labels", help="auto | wbc5 | pbc | matek15 | comma list")] = "auto",
+    um_per_px: Annotated[float | None, typer.Option("--um-per-px", help="Pixel size when data lack one.")] = None,
+    norm: Annotated[str, typer.Option("--norm", help="group | layer | batch")] = "group",
+    seed: SeedOpt = 0,
+    threads: Annotated[int | None, typer.Option("--threads", help="Torch threads (default: all cores).")] = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Train a white-cell classifier (CPU), with early stopping and a full provenance record."""
+    from hemotwin.vision.pipeline import train_model
+
+    label_spec = labels if labels in ("auto", "wbc5", "pbc", "matek15") else [x for x in labels.split(",") if x]
+    try:
+        with _Bar("training (batches)") as bar:
+            res = train_model([str(d) for d in data], out, labels=label_spec, augment=augment, epochs=epochs,
+                              seed=seed, um_per_px=um_per_px, norm=norm, num_threads=threads, overwrite=overwrite,
+                              progress=lambda done, total, info=None: bar(done, total), log=console.print)
+    except (HemotwinError, ValueError) as exc:
+        raise _fail(exc) from None
+    m = res["best_metrics"]
+    console.print(f"model -> [bold]{res['model']}[/] (best epoch {res['best_epoch']}, "
+                  f"validation {', '.join(f'{k} {v:.3f}' for k, v in m.items() if isinstance(v, float))}; "
+                  f"{res['train_images_per_s']:.0f} training images/s)")
+    for f in res["failures"][:10]:
+        err_console.print(f"[yellow]skipped[/] {f['path']}: {f['error']}")
+
+
+@app.command()
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="Image files (or folders: every image inside).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")],
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="Model file (default: shipped model).")] = None,
+    labels: Annotated[str | None, typer.Option("--labels", help="Report in another label set: pbc | wbc5")] = None,
+    um_per_px: Annotated[float | None, typer.Option("--um-per-px", help="Pixel size of the images.")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="onnxruntime | torch")] = "onnxruntime",
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Classify cell images: path, predicted label and the probability of every class."""
+    import csv
+
+    from hemotwin.io.images import IMAGE_SUFFIXES
+    from hemotwin.io.outputs import prepare_output_file
+    from hemotwin.vision.pipeline import predict_files
+
+    paths: list[Path] = []
+    for p in images:
+        if p.is_dir():
+            paths += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            paths.append(p)
+    try:
+        if not paths:
+            raise InputError("IMAGES", [str(p) for p in images], "image files or folders holding images")
+        dest = prepare_output_file(out, overwrite=overwrite)
+        with _Bar("classifying") as bar:
+            res = predict_files(paths, model=model, um_per_px=um_per_px, labels=labels, backend=backend, progress=bar)
+    except (HemotwinError, ValueError) as exc:
+        raise _fail(exc) from None
+    rows = res["rows"]
+    with open(dest, "w", newline="") as fh:
+        keys = list(rows[0]) if rows else ["path", "label", "probability"]
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    console.print(f"{len(rows)} cells classified -> [bold]{dest}[/] (labels: {', '.join(res['labels'])})")
+    for f in res["failures"][:20]:
+        err_console.print(f"[yellow]skipped[/] {f['path']}: {f['error']}")
+    if res["failures"]:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Option("--data", "-d", help="Labelled ImageFolder or manifest.csv.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")],
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="Model file (default: shipped model).")] = None,
+    um_per_px: Annotated[float | None, typer.Option("--um-per-px", help="Pixel size when data lack one.")] = None,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="True labels not scored (repeat).")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="onnxruntime | torch")] = "onnxruntime",
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Accuracy, macro-F1, per-class scores, confusion matrix, calibration and referral curve."""
+    from hemotwin.io.outputs import prepare_output_dir
+    from hemotwin.vision.pipeline import evaluate_model
+
+    try:
+        dest = prepare_output_dir(out, overwrite=overwrite)
+        with _Bar("evaluating") as bar:
+            res = evaluate_model(data, dest, model=model, um_per_px=um_per_px, exclude=exclude or (), backend=backend,
+                                 progress=bar)
+    except (HemotwinError, ValueError) as exc:
+        raise _fail(exc) from None
+    m = res["metrics"]
+    lo, hi = m["accuracy_ci95_exact"]
+    console.print(f"accuracy {m['accuracy']:.3f} (95 % CI {lo:.3f}-{hi:.3f}, n={m['n']}), macro-F1 "
+                  f"{m['macro_f1']:.3f}, ECE {m['calibration']['ece']:.3f} -> [bold]{res['report']['html']}[/]")
+
+
+@app.command()
+def stress(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="Model file (default: shipped model).")] = None,
+    profile: ProfileOpt = "analyzer-100x",
+    per_class: Annotated[int, typer.Option("--per-class", help="Cells per class in the fixed set.")] = 8,
+    seed: SeedOpt = 0,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Accuracy under sweeps of one imaging parameter at a time: the model's operating envelope."""
+    from hemotwin.io.outputs import prepare_output_dir
+    from hemotwin.vision.pipeline import stress_model
+
+    try:
+        dest = prepare_output_dir(out, overwrite=overwrite)
+        with _Bar("stress test") as bar:
+            res = stress_model(dest, model=model, profile=profile, per_class=per_class, seed=seed, progress=bar)
+    except (HemotwinError, ValueError) as exc:
+        raise _fail(exc) from None
+    r = res["result"]
+    console.print(f"nominal accuracy {r['nominal_accuracy']:.3f} on {r['n_cells']} cells ({r['profile']})")
+    for sw in r["sweeps"]:
+        env = sw["envelope"]
+        rng = f"{env[0]:g} .. {env[1]:g}" if env else "none (nominal below tolerance)"
+        console.print(f"  {sw['name']:20s} envelope {rng} {sw['unit']}")
+    console.print(f"plot -> [bold]{res['plot']}[/], data -> {res['json']}")
+
+
+@app.command()
 def demo(
     out: OutOpt = Path("demo_out"),
     overwrite: OverwriteOpt = False,

@@ -8,6 +8,7 @@ import torch
 from _vision_synth import make_shapes
 
 from hemotwin.errors import InputError
+from hemotwin.taxonomy import CLASS_CODES
 from hemotwin.vision.models import ModelConfig
 from hemotwin.vision.train import (
     CellArrayDataset,
@@ -17,6 +18,8 @@ from hemotwin.vision.train import (
     fit,
     macro_f1,
     make_loss,
+    set_nll,
+    target_masks,
 )
 
 # One intra-op thread in tests: the suite runs under pytest-xdist (-n 2) on 2 cores, and OpenMP
@@ -154,3 +157,164 @@ def test_macro_f1_matches_hand_computation():
     y_pred = np.array([0, 1, 1, 1, 0])
     # class 0: P=1/2 R=1/2 F=1/2; class 1: P=2/3 R=1 F=0.8; class 2: F=0
     assert macro_f1(y_true, y_pred, 4) == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+
+
+# --- set-valued (coarse) labels ----------------------------------------------------------------------
+
+
+def test_set_loss_matches_hand_computation():
+    z = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0], [1000.0, 999.0, -1000.0]])
+    e = np.exp(z[:2].double().numpy() - z[:2].double().numpy().max(1, keepdims=True))
+    p = e / e.sum(1, keepdims=True)
+    single = torch.tensor([[True, False, False], [False, False, True], [False, True, False]])
+    np.testing.assert_allclose(set_nll(z, single).numpy(),
+                               torch.nn.functional.cross_entropy(z, torch.tensor([0, 2, 1]), reduction="none"),
+                               rtol=1e-6)
+    pair = torch.tensor([[True, True, False], [True, False, True], [True, True, False]])
+    got = set_nll(z, pair).double().numpy()
+    np.testing.assert_allclose(got[:2], [-np.log(p[0, 0] + p[0, 1]), -np.log(p[1, 0] + p[1, 2])], rtol=1e-6)
+    # Huge logits stay finite: -log(p0 + p1) with p2 ~ e^-2000 is ~0.
+    assert np.isfinite(got[2]) and abs(got[2]) < 1e-6
+    assert set_nll(z, torch.ones_like(single)).abs().max() < 1e-6  # the full set has probability 1
+
+    # Weighted mean over rows, each weighted by the mean of its allowed classes' weights.
+    w = np.array([0.5, 2.0, 1.0], np.float32)
+    mask = torch.tensor([[True, False, False], [True, True, False], [False, True, True]])
+    lw = make_loss(w)(z, mask).item()
+    li = set_nll(z, mask).numpy()
+    wi = np.array([0.5, 1.25, 1.5])
+    assert lw == pytest.approx(float((wi * li).sum() / wi.sum()), rel=1e-6)
+    # Singleton masks give exactly the index-label loss, weights and smoothing included.
+    y = torch.tensor([0, 2, 1])
+    for smooth in (0.0, 0.2):
+        loss = make_loss(w, smooth)
+        assert loss(z, single).item() == pytest.approx(loss(z, y).item(), rel=1e-6)
+    # Smoothing leaves set-valued rows alone.
+    assert make_loss(w, 0.3)(z, pair).item() == pytest.approx(make_loss(w)(z, pair).item(), rel=1e-6)
+
+
+def test_learns_to_separate_classes_seen_mostly_as_a_set(shapes):
+    x, y, xv, yv = shapes
+    mask = np.eye(3, dtype=bool)[y]
+    # Half of the class-0 and class-1 training rows only say "0 or 1" (like PBC "neutrophil" = NGS|NGB).
+    coarse = np.flatnonzero(y < 2)[::2]
+    mask[coarse, :2] = True
+    ds = CellArrayDataset(x, mask, aug=_flip)
+    assert ds.set_valued and (ds.labels[coarse] == -1).all() and (ds.labels[y == 2] == 2).all()
+    res = fit(SMALL, ds, CellArrayDataset(xv, yv),
+              config=TrainConfig(epochs=8, batch_size=32, lr=1e-2, patience=None, **T1))
+    pred = res.model(torch.from_numpy(xv)).argmax(1).numpy()
+    ab_val = yv < 2
+    # Chance between 0 and 1 is 1/2: the singleton rows teach the split, the coarse rows cost nothing
+    # whichever of 0 and 1 they put their mass on, so they teach "0 or 1 vs 2" without confusing the split.
+    assert (pred[ab_val] == yv[ab_val]).mean() >= 0.9
+    assert res.best_metrics["val_accuracy"] >= 0.9
+
+
+def test_target_masks_from_label_names():
+    k = {c: i for i, c in enumerate(CLASS_CODES)}
+    m = target_masks(["NGS", "neutrophil", "ig", "lymphocyte", "Band_Neutrophil", "NGS"], CLASS_CODES)
+    assert m.shape == (6, 15) and m.dtype == bool
+    assert [sorted(CLASS_CODES[j] for j in np.flatnonzero(r)) for r in m] == [
+        ["NGS"], ["NGB", "NGS"], ["MMZ", "MYB", "PMB", "PMO"], ["LYA", "LYT"], ["NGB"], ["NGS"]]
+    # A model coarser than the label: the nearest ancestor it has.
+    pbc = ["basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil", "platelet"]
+    assert target_masks(["NGS", "MYB", "ig"], pbc).argmax(1).tolist() == [6, 3, 3]
+    with pytest.raises(InputError, match=r"platelet.*NGS"):
+        target_masks(["NGS", "platelet"], CLASS_CODES)
+    with pytest.raises(InputError, match=r"MYO.*neutrophil"):
+        target_masks(["MYO"], pbc)  # a blast has no PBC class
+    with pytest.raises(InputError, match="labels"):
+        target_masks(["not a cell"], CLASS_CODES)
+
+    # Mixing: finely labelled twin cells (indices) with coarse real cells (names) in one mask array.
+    twin = CellArrayDataset(np.zeros((4, 32, 32, 3), np.uint8), [k["NGS"], k["NGB"], k["MYB"], k["NGS"]])
+    real = target_masks(["neutrophil", "ig"], CLASS_CODES)
+    both = CellArrayDataset(np.zeros((6, 32, 32, 3), np.uint8), np.concatenate([twin.target_mask(15), real]))
+    assert both.labels.tolist() == [k["NGS"], k["NGB"], k["MYB"], k["NGS"], -1, -1]
+    assert both[4][1].dtype == bool and both[4][1].sum() == 2 and both[0][1].sum() == 1
+    # Fractional counts: NGS 2 + 1/2, NGB 1 + 1/2, MYB 1 + 1/4, PMO/PMB/MMZ 1/4 each; 6 classes present.
+    w = class_weights(both.masks, 15)
+    np.testing.assert_allclose(w[[k["NGS"], k["NGB"], k["MYB"], k["PMO"]]], 6 / (6 * np.array([2.5, 1.5, 1.25, 0.25])),
+                               rtol=1e-6)
+    assert w[k["EOS"]] == 1.0
+    row_w = (both.masks * w).sum(1) / both.masks.sum(1)
+    assert row_w.mean() == pytest.approx(1.0)  # power=1 keeps the mean row weight at 1
+    with pytest.raises(InputError, match="allows no class"):
+        CellArrayDataset(np.zeros((2, 32, 32, 3), np.uint8), np.zeros((2, 15), bool))
+
+
+def test_singleton_masks_train_like_index_labels(shapes):
+    x, y, xv, yv = shapes
+    cfg = TrainConfig(epochs=1, batch_size=32, label_smoothing=0.1, **T1)
+    a = fit(SMALL, CellArrayDataset(x[:64], y[:64]), CellArrayDataset(xv, yv), config=cfg)
+    onehot = np.eye(3, dtype=bool)
+    b = fit(SMALL, CellArrayDataset(x[:64], onehot[y[:64]]), CellArrayDataset(xv, onehot[yv]), config=cfg)
+    assert a.class_weights == pytest.approx(b.class_weights)
+    assert b.history[0]["train_loss"] == pytest.approx(a.history[0]["train_loss"], rel=1e-4)
+    for key in ("val_loss", "val_accuracy", "val_macro_f1"):
+        assert b.history[0][key] == pytest.approx(a.history[0][key], rel=1e-4, abs=1e-6)
+
+
+class _FirstPixel(torch.nn.Module):
+    """Logits = the first pixel's RGB: a stand-in model whose predictions a test can set."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0, 0, :].float()
+
+
+def test_evaluate_and_monitor_with_masks(shapes):
+    imgs = np.zeros((4, 32, 32, 3), np.uint8)
+    imgs[:, 0, 0] = [[9, 0, 0], [0, 9, 0], [0, 0, 9], [0, 9, 0]]  # predicts 0, 1, 2, 1
+    masks = np.array([[1, 0, 0], [1, 1, 0], [1, 1, 0], [0, 1, 0]], bool)
+    m = evaluate(_FirstPixel(), CellArrayDataset(imgs, masks))
+    assert m["accuracy"] == pytest.approx(3 / 4)  # row 2 predicts 2, outside {0, 1}
+    assert m["macro_f1"] == pytest.approx(1.0)  # singleton rows 0 and 3 are both right
+    z = torch.from_numpy(imgs[:, 0, 0].astype(np.float32))
+    assert m["loss"] == pytest.approx(set_nll(z, torch.from_numpy(masks)).mean().item(), rel=1e-6)
+    assert np.isnan(evaluate(_FirstPixel(), CellArrayDataset(imgs[1:3], masks[1:3]))["macro_f1"])
+
+    x, y, xv, _ = shapes
+    coarse_val = CellArrayDataset(xv[:12], np.ones((12, 3), bool))
+    with pytest.raises(InputError, match="monitor"):
+        fit(SMALL, CellArrayDataset(x[:16], y[:16]), coarse_val, config=TrainConfig(epochs=1, **T1))
+    res = fit(SMALL, CellArrayDataset(x[:16], y[:16]), coarse_val,
+              config=TrainConfig(epochs=1, monitor="accuracy", **T1))
+    assert res.best_metrics["val_accuracy"] == 1.0  # every class is allowed everywhere
+    with pytest.raises(InputError, match="n_classes=3"):
+        fit(SMALL, CellArrayDataset(x[:8], np.ones((8, 4), bool)), config=TrainConfig(epochs=1, **T1))
+
+
+# --- augmentation may change the image size ----------------------------------------------------------
+
+
+def _half(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Working 64 px -> model 32 px (2x2 mean), with a random flip."""
+    small = img.reshape(img.shape[0] // 2, 2, img.shape[1] // 2, 2, 3).mean((1, 3)).round().astype(np.uint8)
+    return _flip(small, rng)
+
+
+def test_augmentation_returns_model_input_size():
+    x64, y = make_shapes(96, size=64, seed=0)
+    xv, yv = make_shapes(30, size=32, seed=1)
+    ds = CellArrayDataset(x64, y, aug=_half)
+    assert ds[0][0].shape == (32, 32, 3)  # a dataset alone accepts any uint8 H x W x 3 output
+    res = fit(SMALL, ds, CellArrayDataset(xv, yv),
+              config=TrainConfig(epochs=3, batch_size=32, lr=1e-2, patience=None, **T1))
+    assert len(res.history) == 3 and res.best_metrics["val_accuracy"] > 0.6
+    assert ds.output_size is None  # fit checked sizes on its own copy
+
+    crop48 = lambda im, rng: np.ascontiguousarray(im[:48, :48])  # noqa: E731
+    with pytest.raises(InputError, match=r"augmentation output.*48x48.*32x32"):
+        fit(SMALL, CellArrayDataset(x64[:8], y[:8], aug=crop48), config=TrainConfig(epochs=1, **T1))
+    with pytest.raises(InputError, match=r"augmentation output.*48x48"):  # checked before workers start
+        fit(SMALL, CellArrayDataset(x64[:8], y[:8], aug=crop48), config=TrainConfig(epochs=1, num_workers=1, **T1))
+    with pytest.raises(InputError, match=r"augmentation output.*uint8"):
+        CellArrayDataset(x64[:2], y[:2], aug=lambda im, rng: im.astype(np.float32))[0]
+    with pytest.raises(InputError, match=r"train images.*64x64.*32x32"):
+        fit(SMALL, CellArrayDataset(x64[:8], y[:8]), config=TrainConfig(epochs=1, **T1))
+    with pytest.raises(InputError, match=r"val images.*64x64"):
+        fit(SMALL, CellArrayDataset(x64[:8], y[:8], aug=_half), CellArrayDataset(x64[:4], y[:4], aug=_half),
+            config=TrainConfig(epochs=1, **T1))
+    with pytest.raises(InputError, match="32x32"):
+        CellArrayDataset(x64[:2], y[:2], aug=_half, output_size=48)[0]

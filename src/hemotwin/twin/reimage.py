@@ -56,12 +56,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from skimage.transform import resize
 
 from hemotwin.errors import InputError
 from hemotwin.twin import camera as cam
 from hemotwin.twin.profiles import ScannerProfile, load_profile, randomize
 from hemotwin.twin.render import PH_PURPLE_SHIFT_NM, _spectral_setup, processing_matrix, render, stain_factors
+from hemotwin.twin.resample import resize_hwc
 from hemotwin.twin.specimen.maps import ABSORBERS, AbsorberMaps
 
 __all__ = [
@@ -419,8 +419,7 @@ def resample_rgb(rgb: np.ndarray, *, um_per_px: float, out_um_per_px: float | No
     if out_um_per_px is not None and abs(out_um_per_px - um_per_px) > 1e-9 * um_per_px:
         f = um_per_px / out_um_per_px
         shape = (max(1, round(img.shape[0] * f)), max(1, round(img.shape[1] * f)))
-        img = resize(img, shape, order=1, mode="edge", anti_aliasing=f < 1.0, preserve_range=True)
-        img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+        img = np.clip(np.rint(resize_hwc(img, shape)), 0, 255).astype(np.uint8)
     if out_size is not None:
         th, tw = (out_size, out_size) if np.isscalar(out_size) else tuple(out_size)
         for axis, t in ((0, int(th)), (1, int(tw))):
@@ -448,7 +447,7 @@ def reimage(rgb: np.ndarray, *, um_per_px: float, basis: StainBasis, profile: Sc
     """
     profile = load_profile(profile)
     maps = basis.transform(rgb, um_per_px=um_per_px, background=background)
-    img = render(maps, profile, seed=int(seed), field_position=field_position).image
+    img = render(maps, profile, seed=int(seed), field_position=field_position, ground_truth=False).image
     if out_um_per_px is None and out_size is None:
         return img
     return resample_rgb(img, um_per_px=profile.camera.um_per_px,

@@ -22,12 +22,12 @@ from math import asin, ceil, tan
 
 import numpy as np
 import scipy.fft as sfft
-from skimage.transform import resize
 
 from hemotwin.errors import InputError
 from hemotwin.twin import camera as cam
 from hemotwin.twin.optics import transfer_function, vignetting_map
 from hemotwin.twin.profiles.model import Camera, Illuminant, ScannerProfile, Spectral, Stain
+from hemotwin.twin.resample import resize_chw
 from hemotwin.twin.specimen.maps import ABSORBERS, AbsorberMaps
 from hemotwin.twin.spectra import (
     XYZ_TO_SRGB,
@@ -109,7 +109,7 @@ class _SpectralSetup:
     group_weights: tuple[np.ndarray, ...]  # 3 x |g| channel weights per group
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=256)
 def _spectral_setup(
     illuminant: Illuminant, camera: Camera, spectral: Spectral, purple_shift_nm: float
 ) -> _SpectralSetup:
@@ -186,13 +186,15 @@ def block_mode(labels: np.ndarray, factor: int) -> np.ndarray:
     return np.take_along_axis(blocks, best[..., None], axis=-1)[..., 0]
 
 
-def _resample_maps(maps: AbsorberMaps, fine_um: float, shape: tuple[int, int]) -> AbsorberMaps:
+def _resample_maps(maps: AbsorberMaps, fine_um: float, shape: tuple[int, int], *, labels: bool = True
+                   ) -> AbsorberMaps:
     """Bring absorber maps from another grid onto the render grid: area-averaging when
     shrinking (no aliasing of fine granules), linear when enlarging; labels by pixel centres."""
     if abs(maps.um_per_px - fine_um) < 1e-9 and maps.shape == shape:
         return maps
-    ab = resize(maps.absorbers, (maps.absorbers.shape[0], *shape), order=1, mode="edge",
-                anti_aliasing=shape[0] < maps.shape[0], preserve_range=True).astype(np.float32)
+    ab = resize_chw(maps.absorbers, shape)
+    if not labels:
+        return AbsorberMaps(ab, np.zeros(shape, np.int32), np.zeros(shape, np.uint8), fine_um, {})
     return AbsorberMaps(
         ab,
         resample_labels(maps.instances, shape).astype(np.int32),
@@ -251,7 +253,7 @@ def optical_image(
 _CCM_TRAINING_MAX = np.array([3.0, 1.0, 2.0, 1.0])
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=256)
 def _auto_color_matrix(calibration: Illuminant, camera: Camera, lo_nm: float, hi_nm: float) -> np.ndarray:
     """Least-squares 3x3 from white-balanced camera RGB to white-balanced linear sRGB.
 
@@ -332,6 +334,7 @@ def render(
     keep_raw: bool = False,
     workers: int = 1,
     field_position: tuple[float, float] = (0.0, 0.0),
+    ground_truth: bool = True,
 ) -> Rendering:
     """Image ``specimen`` through ``profile``.
 
@@ -354,6 +357,8 @@ def render(
         (y, x) of the image centre on the sensor, in units of the sensor half-height and
         half-width (0, 0 = on the optical axis; ±1 = at an edge): where a crop was taken, which
         sets the vignetting it sees.
+    ground_truth
+        Resample the masks to the output grid (False skips it: re-imaging real cells has none).
     """
     if not isinstance(profile, ScannerProfile):
         raise InputError("profile", type(profile).__name__, "a ScannerProfile")
@@ -364,7 +369,7 @@ def render(
     if isinstance(specimen, AbsorberMaps):
         out_h = max(1, round(specimen.shape[0] * specimen.um_per_px / camc.um_per_px))
         out_w = max(1, round(specimen.shape[1] * specimen.um_per_px / camc.um_per_px))
-        maps = _resample_maps(specimen, fine_um, (out_h * s, out_w * s))
+        maps = _resample_maps(specimen, fine_um, (out_h * s, out_w * s), labels=ground_truth)
     else:
         from hemotwin.twin.specimen import rasterize  # the specimen package depends on maps only
 
@@ -412,11 +417,16 @@ def render(
         out = cam.jpeg_roundtrip(out, proc.jpeg_quality)
 
     # Ground truth on the camera grid: the majority label of each pixel's footprint.
-    wbc_masks = {i: block_mode(m, s)[:out_h, :out_w] for i, m in maps.wbc_masks.items()}
+    if ground_truth:
+        wbc_masks = {i: block_mode(m, s)[:out_h, :out_w] for i, m in maps.wbc_masks.items()}
+        instances = block_mode(maps.instances, s)[:out_h, :out_w]
+        compartments = block_mode(maps.compartments, s)[:out_h, :out_w]
+    else:
+        wbc_masks, instances, compartments = {}, np.zeros((0, 0), np.int32), np.zeros((0, 0), np.uint8)
     return Rendering(
         image=out,
-        instances=block_mode(maps.instances, s)[:out_h, :out_w],
-        compartments=block_mode(maps.compartments, s)[:out_h, :out_w],
+        instances=instances,
+        compartments=compartments,
         wbc_masks=wbc_masks,
         um_per_px=camc.um_per_px,
         profile=profile,

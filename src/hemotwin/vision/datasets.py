@@ -499,11 +499,12 @@ def to_canonical(rgb: np.ndarray, *, um_per_px: float, canonical_um_per_px: floa
 
     Notes
     -----
-    Downsampling is anti-aliased (Gaussian prefilter, skimage ``resize``); upsampling is bilinear.
+    Downsampling averages over each output pixel's area (what a camera pixel does); upsampling is
+    bilinear (:mod:`hemotwin.twin.resample`).
     The output grid is rounded to whole pixels, so the physical scale is kept to within half a pixel
     over the image.
     """
-    from skimage.transform import resize
+    from hemotwin.twin.resample import resize_hwc
 
     a = np.asarray(rgb)
     if a.ndim != 3 or a.shape[2] != 3:
@@ -519,8 +520,7 @@ def to_canonical(rgb: np.ndarray, *, um_per_px: float, canonical_um_per_px: floa
     is_uint8 = a.dtype == np.uint8
     f = a.astype(np.float32) / 255.0 if is_uint8 else a.astype(np.float32)
     if (out_h, out_w) != (h, w):
-        f = resize(f, (out_h, out_w, 3), order=1, mode="edge", anti_aliasing=scale < 1.0,
-                   preserve_range=True).astype(np.float32)
+        f = resize_hwc(f, (out_h, out_w))
     bg = np.median(np.concatenate([f[0], f[-1], f[:, 0], f[:, -1]]), axis=0)
     out = np.empty((size, size, 3), dtype=np.float32)
     out[:] = bg

@@ -2,7 +2,16 @@
 
 Inputs are plain: a sequence of ``(rgb_uint8 H x W x 3, label_index)`` pairs (already at the canonical
 µm/px and input size) or a :class:`CellArrayDataset`; augmentation is any callable
-``aug(rgb_uint8, rng) -> rgb_uint8``, run on the fly in the DataLoader workers.
+``aug(rgb_uint8, rng) -> rgb_uint8``, run on the fly in the DataLoader workers. Training images may be
+stored at a *working* size (e.g. finer and larger than the model input) when the augmentation returns
+the model's ``input_size``; validation images are never augmented and must be at the input size.
+
+Labels are class indices or, for data labelled more coarsely than the model (a PBC "neutrophil" for a
+model that tells NGS from NGB), **set-valued**: an ``N x K`` boolean target mask whose row is the set of
+model classes the true label allows (:func:`target_masks` builds it from label names). A row's loss is
+``-log sum_{c in S} softmax(z)_c`` (:func:`set_nll`), which is the cross-entropy when ``|S| = 1``: the
+model is free to split a coarse row's probability among its allowed classes, and the finely labelled
+rows teach it how.
 
 Design choices (and why)
 ------------------------
@@ -11,9 +20,14 @@ Design choices (and why)
 - **Class imbalance by weighted loss**, not weighted sampling: weights ``w_c = (N / (K n_c))**power``
   (K = classes present in training). Every image is seen exactly once per epoch, which keeps epochs
   comparable, needs no replacement sampling (that repeats the few rare images many times per epoch and
-  overfits them on small sets) and is exactly reproducible.
+  overfits them on small sets) and is exactly reproducible. With target masks a row of set ``S`` counts
+  ``1/|S|`` towards each class in ``S`` and is weighted by the mean of its classes' weights; with
+  ``power=1`` the mean row weight is then still exactly 1 and each class still gets equal total weight.
 - **Early stopping** on a validation set: monitor ``"macro_f1"`` (default; ties broken by the lower
-  validation loss) or ``"val_loss"``; the best epoch's weights are restored at the end.
+  validation loss), ``"accuracy"`` (set accuracy: the arg-max falls inside the allowed set; same tie
+  rule) or ``"val_loss"``; the best epoch's weights are restored at the end. With set-valued validation
+  labels macro-F1 is computed over the singleton rows only (a coarse row has no single true class), so
+  a validation set made only of coarse rows needs ``monitor="accuracy"`` or ``"val_loss"``.
 - **Repeatability**: initial weights come from ``torch.manual_seed(seed)``; batch order from a torch
   Generator seeded by ``(seed, epoch)``; each augmentation call gets
   ``numpy.random.default_rng([seed, epoch, index])``. So results do not depend on the number of workers
@@ -63,13 +77,15 @@ class TrainConfig(BaseModel):
     warmup_epochs
         Linear warm-up length (fraction of epochs allowed), then cosine decay to ``min_lr_ratio * lr``.
     label_smoothing
-        Cross-entropy label smoothing (0 = off).
+        Cross-entropy label smoothing (0 = off). Applied to rows with one allowed class only: smoothing a
+        set-valued row would move probability onto classes its label excludes.
     class_balance
         ``"loss"``: inverse-frequency class weights in the loss; ``"none"``: plain loss.
     class_weight_power
         Exponent on the inverse-frequency weights (1 = full balancing, 0.5 = softened).
     monitor
-        ``"macro_f1"`` (higher is better) or ``"val_loss"`` for early stopping.
+        ``"macro_f1"`` (higher is better; over singleton-labelled validation rows), ``"accuracy"`` (set
+        accuracy over all validation rows, higher is better) or ``"val_loss"`` for early stopping.
     patience
         Epochs without improvement before stopping; ``None`` never stops early.
     min_delta
@@ -95,7 +111,7 @@ class TrainConfig(BaseModel):
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     class_balance: Literal["loss", "none"] = "loss"
     class_weight_power: float = Field(default=1.0, ge=0)
-    monitor: Literal["macro_f1", "val_loss"] = "macro_f1"
+    monitor: Literal["macro_f1", "accuracy", "val_loss"] = "macro_f1"
     patience: int | None = Field(default=6, ge=1)
     min_delta: float = Field(default=0.0, ge=0)
     num_workers: int = Field(default=0, ge=0)
@@ -109,52 +125,179 @@ class CellArrayDataset(Dataset):
 
     Items are addressed by ``index`` or by ``(epoch, index)`` (what :func:`fit`'s sampler yields); the
     augmentation of item ``index`` in ``epoch`` always gets ``default_rng([seed, epoch, index])``.
+    An item is ``(rgb_uint8, target)``: the class index (int) for index labels, the boolean mask row
+    (``K`` bools) for target masks.
 
     Parameters
     ----------
     images
-        ``N x H x W x 3`` uint8 array, or a sequence of ``H x W x 3`` uint8 arrays of equal shape.
+        ``N x H x W x 3`` uint8 array, or a sequence of ``H x W x 3`` uint8 arrays of equal shape. With an
+        augmentation this may be a working size other than the model input (see ``output_size``).
     labels
-        ``N`` class indices.
+        ``N`` class indices, or an ``N x K`` **boolean** target mask (row ``i`` = the model classes the
+        true label of image ``i`` allows, at least one; a fine label has exactly one True). Build masks
+        from label names with :func:`target_masks`.
     aug
-        ``aug(rgb_uint8, rng) -> rgb_uint8`` of the same shape, or ``None``.
+        ``aug(rgb_uint8, rng) -> rgb_uint8`` returning a uint8 ``H' x W' x 3`` array (any size), or
+        ``None``.
     seed
         Base seed of the augmentation streams.
+    output_size
+        ``(H, W)`` (or one int for a square) every item must have after augmentation; ``None`` accepts
+        any size. :func:`fit` sets it to the model's ``input_size`` on its own copy of the dataset.
+
+    Attributes
+    ----------
+    labels
+        ``N`` int64 class indices; with target masks, the class of each singleton row and ``-1`` for
+        rows that allow several classes.
+    masks
+        The ``N x K`` boolean target mask, or ``None`` for index labels.
     """
 
     def __init__(self, images: np.ndarray | Sequence[np.ndarray], labels: Sequence[int] | np.ndarray, *,
-                 aug: Augment | None = None, seed: int = 0) -> None:
+                 aug: Augment | None = None, seed: int = 0,
+                 output_size: int | tuple[int, int] | None = None) -> None:
         self.images = _stack_images(images, "images")
-        self.labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-        if len(self.labels) != len(self.images):
-            raise InputError("labels", len(self.labels), f"one label per image ({len(self.images)})")
-        if len(self.labels) and self.labels.min() < 0:
-            raise InputError("labels", int(self.labels.min()), "class indices >= 0")
+        lab = np.asarray(labels)
+        self.masks: np.ndarray | None = None
+        if lab.ndim == 2 and lab.dtype == np.bool_:
+            if len(lab) != len(self.images):
+                raise InputError("labels", f"{len(lab)} mask rows",
+                                 f"one target mask row per image ({len(self.images)})")
+            if lab.shape[1] == 0 or (len(lab) and not lab.any(1).all()):
+                bad = int(np.flatnonzero(~lab.any(1))[0]) if lab.shape[1] else 0
+                raise InputError("labels", f"target mask row {bad} allows no class",
+                                 "every row of the target mask allowing at least one class")
+            self.masks = np.ascontiguousarray(lab)
+            self.labels = np.where(lab.sum(1) == 1, lab.argmax(1), -1).astype(np.int64)
+        else:
+            self.labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+            if len(self.labels) != len(self.images):
+                raise InputError("labels", len(self.labels), f"one label per image ({len(self.images)})")
+            if len(self.labels) and self.labels.min() < 0:
+                raise InputError("labels", int(self.labels.min()), "class indices >= 0")
         self.aug = aug
         self.seed = int(seed)
+        self.output_size = _as_size(output_size)
 
     @classmethod
-    def from_pairs(cls, pairs: Sequence[tuple[np.ndarray, int]], *, aug: Augment | None = None,
+    def from_pairs(cls, pairs: Sequence[tuple[np.ndarray, int | np.ndarray]], *, aug: Augment | None = None,
                    seed: int = 0) -> CellArrayDataset:
-        """Build from ``(rgb_uint8, label_index)`` pairs."""
+        """Build from ``(rgb_uint8, label_index)`` or ``(rgb_uint8, bool_mask_row)`` pairs."""
         if len(pairs) == 0:
             return cls(np.zeros((0, 1, 1, 3), np.uint8), [], aug=aug, seed=seed)
-        return cls([p[0] for p in pairs], [int(p[1]) for p in pairs], aug=aug, seed=seed)
+        targets = [p[1] for p in pairs]
+        if all(isinstance(t, np.ndarray) and t.ndim == 1 and t.dtype == np.bool_ for t in targets):
+            return cls([p[0] for p in pairs], np.stack(targets), aug=aug, seed=seed)
+        return cls([p[0] for p in pairs], [int(t) for t in targets], aug=aug, seed=seed)
+
+    @property
+    def set_valued(self) -> bool:
+        """Whether the labels are target masks."""
+        return self.masks is not None
+
+    def target_mask(self, n_classes: int) -> np.ndarray:
+        """The ``N x n_classes`` boolean target mask (one-hot rows for index labels)."""
+        if self.masks is not None:
+            if self.masks.shape[1] != n_classes:
+                raise InputError("labels", f"target masks of {self.masks.shape[1]} classes",
+                                 f"N x n_classes={n_classes} boolean masks")
+            return self.masks
+        if len(self.labels) and self.labels.max() >= n_classes:
+            raise InputError("labels", int(self.labels.max()), f"class indices < n_classes={n_classes}")
+        out = np.zeros((len(self.labels), n_classes), dtype=bool)
+        out[np.arange(len(self.labels)), self.labels] = True
+        return out
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[np.ndarray, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[np.ndarray, int | np.ndarray]:
         epoch, index = key if isinstance(key, tuple) else (0, key)
         img = self.images[index]
         if self.aug is not None:
             rng = np.random.default_rng([self.seed, int(epoch), int(index)])
             out = self.aug(img.copy(), rng)  # a copy: an augmentation must never alter the stored data
-            if not isinstance(out, np.ndarray) or out.shape != img.shape or out.dtype != np.uint8:
-                raise InputError("augmentation output", getattr(out, "shape", type(out)),
-                                 f"uint8 array of shape {img.shape}")
+            if (not isinstance(out, np.ndarray) or out.ndim != 3 or out.shape[-1] != 3
+                    or out.dtype != np.uint8):
+                raise InputError("augmentation output",
+                                 f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}".strip(),
+                                 "a uint8 array H x W x 3 (RGB)")
             img = out
-        return np.ascontiguousarray(img), int(self.labels[index])
+        if self.output_size is not None and img.shape[:2] != self.output_size:
+            h, w = self.output_size
+            what = "augmentation output" if self.aug is not None else "images"
+            how = ("have the augmentation crop/resample to it" if self.aug is not None
+                   else "store images at that size or give an augmentation that returns it")
+            raise InputError(what, f"{img.shape[0]}x{img.shape[1]} image (item {int(index)})",
+                             f"the model input size {h}x{w}; {how}")
+        target = self.masks[index] if self.masks is not None else int(self.labels[index])
+        return np.ascontiguousarray(img), target
+
+
+def _as_size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    if isinstance(size, int | np.integer):
+        return (int(size), int(size))
+    h, w = size
+    return (int(h), int(w))
+
+
+def target_masks(labels: Sequence[str], model_labels: Sequence[str]) -> np.ndarray:
+    """Boolean target masks (``len(labels) x len(model_labels)``) from label names.
+
+    Each data label (a class code such as ``"NGS"``, a group name such as ``"neutrophil"`` or ``"ig"``,
+    or any synonym :func:`hemotwin.taxonomy.resolve_label` knows) allows the model classes that are the
+    label itself or descend from it in :data:`hemotwin.taxonomy.PARENT` (``"ig"`` -> PMO, PMB, MYB, MMZ).
+    A label finer than every matching model class (``"NGS"`` for a model with ``"neutrophil"``) allows
+    its nearest ancestor among the model labels instead.
+
+    Parameters
+    ----------
+    labels
+        One label name per image.
+    model_labels
+        The model's classes, in output-column order.
+
+    Returns
+    -------
+    ndarray
+        ``N x K`` bool; pass it as ``labels`` to :class:`CellArrayDataset`.
+
+    Raises
+    ------
+    InputError
+        A label that is unknown or maps to no model class (e.g. ``"platelet"`` for the 15 Matek
+        codes); the message names the label and the model labels.
+
+    Examples
+    --------
+    >>> target_masks(["NGS", "neutrophil"], ["NGB", "NGS", "LYT"]).astype(int).tolist()
+    [[0, 1, 0], [1, 1, 0]]
+    """
+    from hemotwin.taxonomy import ancestors, resolve_label
+
+    model = [resolve_label(m, where="model_labels") for m in model_labels]
+    col = {m: j for j, m in enumerate(model)}
+    rows: dict[str, np.ndarray] = {}
+    out = np.zeros((len(labels), len(model)), dtype=bool)
+    for i, lab in enumerate(labels):
+        row = rows.get(lab)
+        if row is None:
+            canon = resolve_label(lab, where="labels")
+            hits = [j for j, m in enumerate(model) if canon in ancestors(m)]
+            if not hits:  # finer than the model: its nearest ancestor the model has
+                hits = [col[a] for a in ancestors(canon)[1:] if a in col][:1]
+            if not hits:
+                raise InputError("labels", lab, "a label that is, contains or belongs to one of the model "
+                                 f"labels ({', '.join(model_labels)})")
+            row = np.zeros(len(model), dtype=bool)
+            row[hits] = True
+            rows[lab] = row
+        out[i] = row
+    return out
 
 
 def _stack_images(images: np.ndarray | Sequence[np.ndarray], where: str) -> np.ndarray:
@@ -213,24 +356,85 @@ def class_weights(labels: Sequence[int] | np.ndarray, n_classes: int, *, power: 
     With ``power=1`` every present class contributes the same total weight to the loss, and the
     sample-average weight is 1, so the loss scale (and a good learning rate) stays unchanged.
 
+    ``labels`` may also be an ``N x n_classes`` boolean target mask: a row allowing the set ``S`` then
+    counts ``1/|S|`` towards each class of ``S`` (a "neutrophil" row is half an NGS, half an NGB), and
+    :class:`SetCrossEntropyLoss` weights the row by the mean of its classes' weights. With ``power=1``
+    the average row weight is still exactly 1 (``sum_i mean_{S_i} w = sum_c n_c w_c = N``).
+
     Examples
     --------
     >>> class_weights([0] * 90 + [1] * 10, 2)
     array([0.5555556, 5.       ], dtype=float32)
     """
-    labels = np.asarray(labels, dtype=np.int64)
-    counts = np.bincount(labels, minlength=n_classes)[:n_classes].astype(np.float64)
+    arr = np.asarray(labels)
+    if arr.ndim == 2 and arr.dtype == np.bool_:
+        if arr.shape[1] != n_classes:
+            raise InputError("labels", f"target masks of {arr.shape[1]} classes", f"N x n_classes={n_classes} masks")
+        sizes = np.maximum(arr.sum(1, keepdims=True), 1)
+        counts = (arr / sizes).sum(0).astype(np.float64)
+    else:
+        arr = arr.astype(np.int64).reshape(-1)
+        counts = np.bincount(arr, minlength=n_classes)[:n_classes].astype(np.float64)
     present = counts > 0
     w = np.ones(n_classes, dtype=np.float64)
     if present.any():
-        w[present] = (len(labels) / (present.sum() * counts[present])) ** power
+        w[present] = (len(arr) / (present.sum() * counts[present])) ** power
     return w.astype(np.float32)
 
 
-def make_loss(weights: np.ndarray | None = None, label_smoothing: float = 0.0) -> nn.CrossEntropyLoss:
-    """Cross-entropy with optional class weights (weighted mean: ``sum w_i l_i / sum w_i``)."""
-    w = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
-    return nn.CrossEntropyLoss(weight=w, label_smoothing=label_smoothing)
+def set_nll(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-row ``-log sum_{c in S} softmax(logits)_c`` for boolean target masks ``mask`` (``S`` = row).
+
+    Computed stably as ``logsumexp(logits over all) - logsumexp(logits over S)``; equals the
+    cross-entropy of the single class when ``|S| = 1``. Every row must allow at least one class.
+    """
+    # Shifting by the row maximum first keeps float32 exact where logits are large (both logsumexps
+    # would otherwise be ~max and their difference would lose the small digits).
+    z = logits - logits.detach().amax(dim=1, keepdim=True)
+    neg_inf = torch.tensor(float("-inf"), dtype=z.dtype, device=z.device)
+    inside = torch.logsumexp(torch.where(mask, z, neg_inf), dim=1)
+    return torch.logsumexp(z, dim=1) - inside
+
+
+class SetCrossEntropyLoss(nn.Module):
+    """Cross-entropy that also takes set-valued targets.
+
+    Called with int64 class indices it is exactly ``nn.CrossEntropyLoss(weight, label_smoothing)``
+    (weighted mean ``sum w_i l_i / sum w_i``). Called with an ``N x K`` boolean target mask, row ``i``
+    has loss ``l_i = set_nll`` and weight ``w_i`` = mean weight of its allowed classes; the result is
+    ``sum w_i l_i / sum w_i``. Label smoothing is applied to singleton rows only, with the same formula
+    as torch's (so a mask of singletons gives torch's weighted, smoothed cross-entropy).
+    """
+
+    def __init__(self, weight: np.ndarray | torch.Tensor | None = None, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.register_buffer("weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32))
+        self.label_smoothing = float(label_smoothing)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if target.dtype != torch.bool:
+            return nn.functional.cross_entropy(logits, target, weight=self.weight,
+                                               label_smoothing=self.label_smoothing)
+        k = logits.shape[1]
+        if target.ndim != 2 or target.shape[1] != k:
+            raise InputError("target mask", tuple(target.shape), f"N x {k} booleans")
+        nll = set_nll(logits, target)
+        m = target.to(logits.dtype)
+        sizes = m.sum(1)
+        w_cls = self.weight.to(logits.dtype) if self.weight is not None else torch.ones(k, dtype=logits.dtype)
+        w_row = (m @ w_cls) / sizes
+        num = w_row * nll
+        if self.label_smoothing > 0:
+            eps = self.label_smoothing * (sizes == 1).to(logits.dtype)
+            smooth = -(torch.log_softmax(logits, 1) * w_cls).sum(1) / k
+            num = (1 - eps) * num + eps * smooth
+        return num.sum() / w_row.sum()
+
+
+def make_loss(weights: np.ndarray | None = None, label_smoothing: float = 0.0) -> SetCrossEntropyLoss:
+    """Cross-entropy with optional class weights (weighted mean: ``sum w_i l_i / sum w_i``) that also
+    accepts boolean target masks (see :class:`SetCrossEntropyLoss`)."""
+    return SetCrossEntropyLoss(weights, label_smoothing)
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -270,13 +474,25 @@ def predict_logits(model: nn.Module, data: CellArrayDataset, *, batch_size: int 
 
 
 def evaluate(model: nn.Module, data: CellArrayDataset, *, batch_size: int = 256) -> dict[str, float]:
-    """Validation metrics: ``loss`` (unweighted mean cross-entropy), ``accuracy``, ``macro_f1``."""
+    """Validation metrics (images are used as stored: no augmentation).
+
+    Returns ``loss`` (unweighted mean cross-entropy; with target masks the mean of :func:`set_nll`),
+    ``accuracy`` (fraction of rows whose arg-max is an allowed class: the plain accuracy for index
+    labels, the *set accuracy* for masks) and ``macro_f1`` (over the rows with one allowed class, i.e.
+    all rows for index labels; NaN when there is none: a coarse row has no single true class to score).
+    """
     logits = predict_logits(model, data, batch_size=batch_size)
-    y = data.labels
     n_classes = logits.shape[1]
-    loss = float(nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y)).item())
     pred = logits.argmax(1)
-    return {"loss": loss, "accuracy": float((pred == y).mean()), "macro_f1": macro_f1(y, pred, n_classes)}
+    if data.masks is None:
+        y = data.labels
+        loss = float(nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y)).item())
+        return {"loss": loss, "accuracy": float((pred == y).mean()), "macro_f1": macro_f1(y, pred, n_classes)}
+    mask = data.target_mask(n_classes)
+    loss = float(set_nll(torch.from_numpy(logits), torch.from_numpy(mask)).mean().item())
+    single = data.labels >= 0
+    f1 = macro_f1(data.labels[single], pred[single], n_classes) if single.any() else float("nan")
+    return {"loss": loss, "accuracy": float(mask[np.arange(len(pred)), pred].mean()), "macro_f1": f1}
 
 
 @dataclass
@@ -289,7 +505,8 @@ class FitResult:
         The trained model, holding the **best** epoch's weights, in eval mode.
     history
         One dict per epoch: ``epoch``, ``lr``, ``train_loss``, ``train_images_per_s`` and, with a
-        validation set, ``val_loss``, ``val_accuracy``, ``val_macro_f1``.
+        validation set, ``val_loss``, ``val_accuracy``, ``val_macro_f1`` (see :func:`evaluate`: with
+        target masks the accuracy is the set accuracy and macro-F1 covers singleton rows only).
     best_epoch
         Index (0-based) of the epoch whose weights were kept.
     best_metrics
@@ -321,10 +538,11 @@ def _is_better(m: dict[str, float], best: dict[str, float] | None, monitor: str,
         return True
     if monitor == "val_loss":
         return m["val_loss"] < best["val_loss"] - min_delta
-    if m["val_macro_f1"] > best["val_macro_f1"] + min_delta:
+    key = f"val_{monitor}"  # val_macro_f1 or val_accuracy: higher is better
+    if m[key] > best[key] + min_delta:
         return True
-    # An equal macro-F1 (common once a small set is learned) is broken by the lower loss.
-    return m["val_macro_f1"] == best["val_macro_f1"] and m["val_loss"] < best["val_loss"]
+    # An equal score (common once a small set is learned) is broken by the lower loss.
+    return m[key] == best[key] and m["val_loss"] < best["val_loss"]
 
 
 def _available_cores() -> int:
@@ -346,10 +564,13 @@ def fit(model: HemoNet | ModelConfig, train: CellArrayDataset | Sequence[tuple[n
         A :class:`HemoNet` to train in place, or a :class:`ModelConfig` to build one from after
         seeding (the repeatable way: same seed, same initial weights).
     train
-        ``(rgb_uint8, label_index)`` pairs or a :class:`CellArrayDataset` (its own ``aug`` is used).
+        ``(rgb_uint8, label_index)`` pairs or a :class:`CellArrayDataset` (its own ``aug`` is used);
+        labels may be boolean target masks (set-valued; see :func:`target_masks`). Images may be stored
+        at any size when an augmentation returns the model's ``input_size`` (checked per item);
+        without one they must be at the input size.
     val
-        Validation pairs/dataset (never augmented). Without it there is no early stopping and the
-        last epoch is kept.
+        Validation pairs/dataset (never augmented, so at the model's input size; index labels or
+        masks). Without it there is no early stopping and the last epoch is kept.
     config
         Hyper-parameters; defaults to ``TrainConfig()``.
     aug
@@ -376,17 +597,39 @@ def fit(model: HemoNet | ModelConfig, train: CellArrayDataset | Sequence[tuple[n
         if isinstance(model, ModelConfig):
             model = build_model(model)
         n_classes = model.config.n_classes
-        train_ds = as_dataset(train, aug=aug, seed=cfg.seed)
+        size = (model.config.input_size, model.config.input_size)
+        # A shallow copy: fit's output-size check must not change the caller's dataset.
+        train_ds = copy.copy(as_dataset(train, aug=aug, seed=cfg.seed))
+        train_ds.output_size = size
         val_ds = None if val is None else as_dataset(val)
         if len(train_ds) == 0:
             raise InputError("train", 0, "at least one training image")
         for name, ds in (("train", train_ds), ("val", val_ds)):
-            if ds is not None and len(ds) and ds.labels.max() >= n_classes:
+            if ds is None or not len(ds):
+                continue
+            if ds.masks is not None and ds.masks.shape[1] != n_classes:
+                raise InputError(f"{name} labels", f"target masks of {ds.masks.shape[1]} classes",
+                                 f"N x n_classes={n_classes} boolean masks")
+            if ds.labels.max() >= n_classes:
                 raise InputError(f"{name} labels", int(ds.labels.max()), f"class indices < n_classes={n_classes}")
+            stored = tuple(ds.images.shape[1:3])
+            if (name == "val" or ds.aug is None) and stored != size:
+                how = ("validation images are not augmented" if name == "val"
+                       else "without an augmentation the stored images are used as they are")
+                raise InputError(f"{name} images", f"{stored[0]}x{stored[1]} images",
+                                 f"the model input size {size[0]}x{size[1]} ({how})")
+        if train_ds.aug is not None and cfg.num_workers > 0:
+            # Probe one item here: an InputError raised in a DataLoader worker reaches the caller as a
+            # RuntimeError, so a wrong output size or dtype is best reported before the workers start.
+            train_ds[(0, 0)]
         if val_ds is not None and len(val_ds) == 0:
             val_ds = None
+        if val_ds is not None and cfg.monitor == "macro_f1" and not (val_ds.labels >= 0).any():
+            raise InputError("monitor", cfg.monitor, "'accuracy' or 'val_loss': every validation row is "
+                             "set-valued, so there is no singleton row to compute macro-F1 on")
 
-        weights = (class_weights(train_ds.labels, n_classes, power=cfg.class_weight_power)
+        labels_for_weights = train_ds.masks if train_ds.masks is not None else train_ds.labels
+        weights = (class_weights(labels_for_weights, n_classes, power=cfg.class_weight_power)
                    if cfg.class_balance == "loss" else np.ones(n_classes, np.float32))
         criterion = make_loss(weights, cfg.label_smoothing)
 

@@ -1,0 +1,494 @@
+"""From folders of cells to a trained, evaluated model and back: the workflows behind the CLI.
+
+Geometry. The model sees ``input_size`` pixels at ``um_per_px`` (default 112 px at 0.225 µm/px,
+a 25 µm field). Training images are held at a *working* resolution twice as fine and 15 %
+wider, so that re-imaging through a coarser scanner has real detail to lose and rotations never
+expose an edge; every augmentation ends by bringing the image to the model's geometry.
+
+Pixel size of the inputs, in order of preference: the data set's manifest, the image's own
+metadata, the user's ``um_per_px`` option, an estimate from red cells over the data set
+(:func:`~hemotwin.vision.datasets.estimate_dataset_um_per_px`). The source is recorded for every
+image and reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hemotwin import taxonomy
+from hemotwin.errors import HemotwinError, InputError
+from hemotwin.io.images import read_image
+from hemotwin.vision.augment import Augment, ColorJitter, Compose, Geometric
+from hemotwin.vision.datasets import Dataset, estimate_dataset_um_per_px, load_dataset, to_canonical
+
+Progress = Callable[[int, int], None]
+
+WORK_FACTOR = 2.0  #: working pixels are this much finer than the model's
+WORK_MARGIN = 1.15  #: and the working field this much wider
+
+#: Scanner presets the twin augmentation re-images through (one drawn per sample).
+TWIN_PROFILES: tuple[str, ...] = ("analyzer-100x", "wsi-40x", "wsi-20x", "phone-40x")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The model's input geometry and the working geometry derived from it."""
+
+    um_per_px: float = 0.225
+    input_size: int = 112
+
+    @property
+    def work_um_per_px(self) -> float:
+        return self.um_per_px / WORK_FACTOR
+
+    @property
+    def work_size(self) -> int:
+        n = round(self.input_size * WORK_FACTOR * WORK_MARGIN)
+        return n + (n % 2)
+
+
+# ------------------------------------------------------------------------------------ images
+
+
+@dataclass
+class Prepared:
+    """Images brought to one geometry, with what happened to each input."""
+
+    images: np.ndarray  #: N x S x S x 3 uint8
+    kept: list[int]  #: indices into the data set of the images that were read
+    um_per_px: list[float]
+    um_source: list[str]
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+
+def _item_um(item, info_um: float | None, fallback: float | None) -> tuple[float | None, str]:
+    if item.um_per_px is not None:
+        return float(item.um_per_px), item.um_per_px_source
+    if info_um is not None:
+        return float(info_um), "image metadata"
+    if fallback is not None:
+        return float(fallback), "option"
+    return None, "unknown"
+
+
+def prepare(dataset: Dataset, geometry: Geometry, *, working: bool, um_per_px: float | None = None,
+            progress: Progress | None = None) -> Prepared:
+    """Read every item and bring it to the working (``working=True``) or model geometry.
+
+    Unreadable images and images of unknown pixel size are listed in ``failures``; the rest go on.
+    """
+    target_um = geometry.work_um_per_px if working else geometry.um_per_px
+    size = geometry.work_size if working else geometry.input_size
+    out, kept, ums, srcs, failures = [], [], [], [], []
+    for i, item in enumerate(dataset.items):
+        try:
+            rgb, info = read_image(item.path)
+            um, src = _item_um(item, info.um_per_px, um_per_px)
+            if um is None:
+                raise InputError(str(item.path), "no pixel size",
+                                 "µm/px from a manifest, image metadata, --um-per-px, or enough red cells to estimate")
+            out.append(to_canonical(rgb, um_per_px=um, canonical_um_per_px=target_um, size=size))
+            kept.append(i)
+            ums.append(um)
+            srcs.append(src)
+        except (HemotwinError, OSError, ValueError) as exc:
+            failures.append({"path": str(item.path), "error": str(exc)})
+        if progress:
+            progress(i + 1, len(dataset.items))
+    images = np.stack(out) if out else np.zeros((0, size, size, 3), np.uint8)
+    return Prepared(images, kept, ums, srcs, failures)
+
+
+def to_model_geometry(work: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """A working-resolution image brought to the model's input geometry."""
+    return to_canonical(work, um_per_px=geometry.work_um_per_px, canonical_um_per_px=geometry.um_per_px,
+                        size=geometry.input_size)
+
+
+# ------------------------------------------------------------------------------ augmentation
+
+
+@dataclass
+class _ToModel:
+    geometry: Geometry
+
+    def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return to_model_geometry(rgb, self.geometry)
+
+
+@dataclass
+class _TwinReimage:
+    """Re-image through a random scanner preset's neighbour; sometimes keep the original scanner."""
+
+    reimagers: list
+    geometry: Geometry
+    p_reimage: float
+
+    def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() >= self.p_reimage:
+            return to_model_geometry(rgb, self.geometry)
+        r = self.reimagers[int(rng.integers(len(self.reimagers)))]
+        return r(rgb, self.geometry.work_um_per_px, rng)
+
+
+def make_augment(mode: str, geometry: Geometry, *, basis=None, strength: float = 0.5, p_reimage: float = 0.85,
+                 profiles: Sequence[str] = TWIN_PROFILES, pool_size: int = 12, seed: int = 0) -> Augment:
+    """The training augmentation of ``mode`` (``none``, ``color``, ``twin``): working -> model geometry.
+
+    ``twin`` needs a fitted :class:`~hemotwin.twin.reimage.StainBasis` (the training images'
+    stain vectors); each call re-images the crop through a randomised neighbour of one of
+    ``profiles``.
+    """
+    to_model = _ToModel(geometry)
+    if mode == "none":
+        return Compose((Geometric(), to_model))
+    if mode == "color":
+        return Compose((Geometric(), to_model, ColorJitter()))
+    if mode == "twin":
+        if basis is None:
+            raise InputError("augment", "twin", "a fitted StainBasis (basis=...)")
+        from hemotwin.twin.reimage import ReImager
+
+        reimagers = [ReImager(basis, profile=p, strength=strength, pool_size=pool_size, pool_seed=seed + k,
+                              out_um_per_px=geometry.um_per_px, out_size=geometry.input_size)
+                     for k, p in enumerate(profiles)]
+        return Compose((Geometric(), _TwinReimage(reimagers, geometry, p_reimage)))
+    raise InputError("--augment", mode, "one of none, color, twin")
+
+
+# ------------------------------------------------------------------------------------ labels
+
+
+def model_labels_for(datasets: Sequence[Dataset], spec: str | Sequence[str] = "auto") -> tuple[str, ...]:
+    """The model's label set.
+
+    ``auto``: the labels present, in canonical order, where any coarse (group) label lifts the
+    fine codes that have that group to it (so ``neutrophil`` and ``NGS`` do not coexist); a named
+    set (``wbc5``, ``pbc``, ``matek15``) or an explicit list is used as given.
+    """
+    if spec != "auto":
+        return tuple(taxonomy.label_set(spec))
+    present = {it.label for ds in datasets for it in ds.items}
+    groups = {lab for lab in present if lab not in taxonomy.CLASS_CODES}
+    out = set()
+    for lab in present:
+        if lab in taxonomy.CLASS_CODES:
+            parents = [a for a in taxonomy.ancestors(lab) if a in groups]
+            out.add(parents[0] if parents else lab)
+        else:
+            out.add(lab)
+    order = list(taxonomy.canonical_labels())
+    return tuple(sorted(out, key=order.index))
+
+
+def map_items_to(dataset: Dataset, labels: Sequence[str]) -> tuple[Dataset, list[str]]:
+    """Keep the items whose label is, or lies under, or above exactly... a model label.
+
+    Items are kept when their label equals a model label, has an ancestor among the model labels
+    (a fine code under a coarse model label: relabelled to it), or is a group whose descendants
+    include model labels (kept as a set-valued target). Others are dropped and listed.
+    """
+    keep, notes = [], []
+    labels = list(labels)
+    for it in dataset.items:
+        lab = it.label
+        if lab in labels:
+            keep.append(it)
+            continue
+        anc = [a for a in taxonomy.ancestors(lab) if a in labels]
+        if anc:
+            keep.append(_relabel(it, anc[0]))
+            continue
+        if any(lab in taxonomy.ancestors(m) for m in labels):
+            keep.append(it)  # coarse label: a set of model classes
+            continue
+        notes.append(f"{it.path}: label {lab!r} has no counterpart in the model's labels; skipped")
+    return dataset.with_items(keep), notes
+
+
+def _relabel(item, label: str):
+    from dataclasses import replace
+
+    return replace(item, label=label)
+
+
+def data_checksum(dataset: Dataset) -> str:
+    """SHA-256 over the (relative path, label, file digest) of every item."""
+    h = hashlib.sha256()
+    for it in sorted(dataset.items, key=lambda x: str(x.path)):
+        h.update(str(it.label).encode())
+        h.update(hashlib.sha256(Path(it.path).read_bytes()).digest())
+    return h.hexdigest()
+
+
+def load_training_data(dirs: Sequence[str | Path], *, um_per_px: float | None = None
+                       ) -> tuple[list[Dataset], list[str]]:
+    """Load each data folder/manifest; fill unknown pixel sizes with a red-cell estimate."""
+    out, notes = [], []
+    for d in dirs:
+        ds = load_dataset(d, um_per_px=um_per_px)
+        if any(it.um_per_px is None for it in ds.items):
+            ds, details = estimate_dataset_um_per_px(ds)
+            notes.append(f"{d}: pixel size {details}")
+        out.append(ds)
+    return out, notes
+
+
+def concat(datasets: Sequence[Dataset]) -> Dataset:
+    """One data set holding the items of several (groups stay distinct)."""
+    first = datasets[0]
+    items = [it for ds in datasets for it in ds.items]
+    return first.with_items(items)
+
+
+def predict_arrays(engine, images: np.ndarray) -> np.ndarray:
+    """Probabilities for images already in the model geometry."""
+    if len(images) == 0:
+        return np.zeros((0, len(engine.labels)), np.float32)
+    return np.asarray(engine.run(images))
+
+
+def collapse_to(probs: np.ndarray, model_labels: Sequence[str], target: str | Sequence[str]
+                ) -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
+    """Model probabilities in another (coarser) label set, with the mass that has no counterpart."""
+    target_labels = tuple(taxonomy.label_set(target))
+    if tuple(model_labels) == target_labels:
+        return probs, target_labels, np.zeros(len(probs))
+    out, dropped = taxonomy.collapse(probs, list(model_labels), list(target_labels))
+    return out, target_labels, dropped
+
+
+def summary_of(prepared: Prepared) -> dict[str, Any]:
+    srcs: dict[str, int] = {}
+    for s in prepared.um_source:
+        srcs[s] = srcs.get(s, 0) + 1
+    return {"read": len(prepared.kept), "failed": len(prepared.failures), "um_per_px_sources": srcs,
+            "um_per_px_median": float(np.median(prepared.um_per_px)) if prepared.um_per_px else None}
+
+
+# ---------------------------------------------------------------------------------- workflows
+
+
+def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Sequence[str] = "auto",
+                augment: str = "twin", epochs: int = 30, seed: int = 0, val_fraction: float = 0.15,
+                um_per_px: float | None = None, geometry: Geometry = Geometry(), norm: str = "group",
+                batch_size: int = 64, patience: int = 6, num_threads: int | None = None, num_workers: int = 0,
+                twin_strength: float = 0.5, overwrite: bool = False, progress: Callable | None = None,
+                log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+    """Train a classifier on one or more data folders and save it as a ``.hemo`` model file.
+
+    The validation split keeps near-duplicates together and drives early stopping; the file
+    records labels, geometry, data checksums, seeds, augmentation (with the fitted stain basis)
+    and the validation metrics.
+    """
+    from hemotwin.vision.datasets import split
+    from hemotwin.vision.modelfile import save_model
+    from hemotwin.vision.models import ModelConfig
+    from hemotwin.vision.train import CellArrayDataset, TrainConfig, fit, target_masks
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        from hemotwin.errors import OutputExistsError
+
+        raise OutputExistsError(out)
+    datasets, notes = load_training_data(data, um_per_px=um_per_px)
+    model_labels = model_labels_for(datasets, labels)
+    mapped = []
+    for ds in datasets:
+        m, dropped = map_items_to(ds, model_labels)
+        notes += dropped[:20] + ([f"... {len(dropped) - 20} more skipped"] if len(dropped) > 20 else [])
+        mapped.append(m)
+    full = concat(mapped)
+    if len(full.items) == 0:
+        raise InputError("--data", [str(d) for d in data],
+                         f"images whose labels map to the model's labels {model_labels}")
+    parts = split(full, val_fraction=val_fraction, test_fraction=0.0, seed=seed)
+    log(f"{len(parts.train.items)} training and {len(parts.val.items)} validation images; labels {list(model_labels)}")
+    tr = prepare(parts.train, geometry, working=True, um_per_px=um_per_px)
+    va = prepare(parts.val, geometry, working=False, um_per_px=um_per_px)
+    y_tr = target_masks([parts.train.items[i].label for i in tr.kept], model_labels)
+    y_va = target_masks([parts.val.items[i].label for i in va.kept], model_labels)
+
+    basis = None
+    if augment == "twin":
+        from hemotwin.twin.reimage import StainBasis
+
+        rng = np.random.default_rng(seed)
+        sample = tr.images[rng.choice(len(tr.images), size=min(64, len(tr.images)), replace=False)]
+        basis = StainBasis().fit(list(sample))
+    aug = make_augment(augment, geometry, basis=basis, strength=twin_strength, seed=seed)
+    # Macro-F1 needs fine validation labels; with coarse ones (PBC "neutrophil" for a 15-class
+    # model) early stopping watches the set accuracy instead.
+    monitor = "macro_f1" if len(y_va) and bool((y_va.sum(axis=1) == 1).all()) else "accuracy"
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, patience=patience, num_threads=num_threads,
+                      num_workers=num_workers, monitor=monitor)
+    mcfg = ModelConfig(n_classes=len(model_labels), input_size=geometry.input_size, norm=norm)
+    res = fit(mcfg, CellArrayDataset(tr.images, y_tr, aug=aug, seed=seed),
+              CellArrayDataset(va.images, y_va) if len(va.images) else None, config=cfg, progress=progress)
+    checksums = {str(d): data_checksum(ds) for d, ds in zip(data, datasets, strict=True)}
+    augmentation = {"mode": augment, "twin_strength": twin_strength if augment == "twin" else None,
+                    "twin_profiles": list(TWIN_PROFILES) if augment == "twin" else None,
+                    "stain_basis": basis.to_dict() if basis is not None else None}
+    save_model(out, res.model, labels=list(model_labels), um_per_px=geometry.um_per_px, data_checksums=checksums,
+               seed=seed, augmentation=augmentation, metrics=res.best_metrics,
+               training_config=res.config.model_dump(mode="json"), overwrite=overwrite,
+               extra={"data": [str(d) for d in data], "notes": notes, "train_read": summary_of(tr),
+                      "val_read": summary_of(va), "best_epoch": res.best_epoch,
+                      "train_images_per_s": res.train_images_per_s})
+    return {"model": str(out), "labels": list(model_labels), "best_epoch": res.best_epoch,
+            "best_metrics": res.best_metrics, "seconds": res.seconds, "train_images_per_s": res.train_images_per_s,
+            "n_train": len(tr.kept), "n_val": len(va.kept), "failures": tr.failures + va.failures, "notes": notes,
+            "history": res.history}
+
+
+DEFAULT_MODEL_NAME = "default_model.hemo"
+
+
+def default_model_path() -> Path:
+    """The model shipped with the package (trained by ``scripts/train_default_model.py``)."""
+    from importlib import resources
+
+    with resources.as_file(resources.files("hemotwin.vision") / DEFAULT_MODEL_NAME) as p:
+        return Path(p)
+
+
+def open_engine(model: str | Path | None = None, *, backend: str = "onnxruntime", num_threads: int | None = None):
+    """Load a model file (default: the shipped model) into an inference engine."""
+    from hemotwin.vision.infer import InferenceEngine
+    from hemotwin.vision.modelfile import load_model
+
+    path = Path(model) if model is not None else default_model_path()
+    if not path.exists():
+        raise InputError("--model", str(path), "an existing .hemo model file"
+                         + ("" if model is not None else " (the default model is not installed)"))
+    loaded = load_model(path, require_onnx=backend == "onnxruntime")
+    return loaded, InferenceEngine(loaded, backend=backend, num_threads=num_threads)
+
+
+def predict_files(paths: Sequence[str | Path], *, model: str | Path | None = None, um_per_px: float | None = None,
+                  labels: str | Sequence[str] | None = None, backend: str = "onnxruntime",
+                  progress: Progress | None = None) -> dict[str, Any]:
+    """Classify image files; unreadable files and files of unknown pixel size are listed and skipped."""
+    from hemotwin.vision.datasets import estimate_um_per_px
+
+    loaded, engine = open_engine(model, backend=backend)
+    geom = Geometry(loaded.preprocessing.um_per_px, loaded.preprocessing.input_size)
+    imgs, rows, failures = [], [], []
+    for k, p in enumerate(paths):
+        try:
+            rgb, info = read_image(p)
+            if info.um_per_px is not None:
+                um, src = info.um_per_px, "image metadata"
+            elif um_per_px is not None:
+                um, src = um_per_px, "option"
+            else:
+                est, _details = estimate_um_per_px(rgb)
+                if est is None:
+                    raise InputError(str(p), "no pixel size", "--um-per-px, image metadata, or visible red cells")
+                um, src = est, "estimated from red cells"
+            imgs.append(to_canonical(rgb, um_per_px=um, canonical_um_per_px=geom.um_per_px, size=geom.input_size))
+            rows.append({"path": str(p), "um_per_px": round(float(um), 5), "um_per_px_source": src})
+        except (HemotwinError, OSError, ValueError) as exc:
+            failures.append({"path": str(p), "error": str(exc)})
+        if progress:
+            progress(k + 1, len(paths))
+    probs = predict_arrays(engine, np.stack(imgs) if imgs else np.zeros((0, geom.input_size, geom.input_size, 3),
+                                                                           np.uint8))
+    out_labels: tuple[str, ...] = tuple(loaded.labels)
+    dropped = np.zeros(len(probs))
+    if labels is not None:
+        probs, out_labels, dropped = collapse_to(probs, loaded.labels, labels)
+    for row, p, d in zip(rows, probs, dropped, strict=True):
+        row["label"] = out_labels[int(np.nanargmax(p))] if np.isfinite(p).any() else ""
+        row["probability"] = round(float(np.nanmax(p)), 5) if np.isfinite(p).any() else float("nan")
+        if labels is not None:
+            row["unmapped_probability"] = round(float(d), 5)
+        for lab, v in zip(out_labels, p, strict=True):
+            row[f"p_{lab}"] = round(float(v), 5)
+    return {"rows": rows, "labels": list(out_labels), "failures": failures, "model": str(loaded.path)}
+
+
+def evaluate_model(data: str | Path, out_dir: str | Path, *, model: str | Path | None = None,
+                   um_per_px: float | None = None, exclude: Sequence[str] = (), backend: str = "onnxruntime",
+                   progress: Progress | None = None) -> dict[str, Any]:
+    """Score a model on a labelled data set; writes report.json, report.html and figures.
+
+    The model's probabilities are collapsed to the data set's labels (e.g. 15 classes -> the five
+    WBC classes of BCCD); probability on classes with no counterpart is dropped and reported.
+    """
+    from hemotwin.io.provenance import provenance
+    from hemotwin.vision.evaluate import evaluate_predictions, write_report
+
+    loaded, engine = open_engine(model, backend=backend)
+    geom = Geometry(loaded.preprocessing.um_per_px, loaded.preprocessing.input_size)
+    (ds,), notes = load_training_data([data], um_per_px=um_per_px)
+    ds, skipped = map_items_to(ds, _coarsest_common(ds, loaded.labels))
+    prep = prepare(ds, geom, working=False, um_per_px=um_per_px, progress=progress)
+    truth = [ds.items[i].label for i in prep.kept]
+    target = tuple(lab for lab in taxonomy.canonical_labels() if lab in set(truth))
+    probs, target, dropped = collapse_to(predict_arrays(engine, prep.images), loaded.labels, target)
+    metrics = evaluate_predictions(truth, np.nan_to_num(probs, nan=0.0), target, exclude=exclude)
+    metrics["unmapped_probability_mean"] = float(np.mean(dropped)) if len(dropped) else 0.0
+    metrics["read"] = summary_of(prep)
+    prov = provenance(command="evaluate", config={"data": str(data), "model": str(loaded.path),
+                                                  "exclude": list(exclude), "um_per_px": um_per_px},
+                      inputs={"model_sha256": _file_sha(loaded.path)},
+                      extra={"model_provenance": loaded.provenance, "notes": notes + skipped[:20],
+                             "failures": prep.failures})
+    paths = write_report(metrics, out_dir, title=f"hemotwin evaluation: {Path(data).name}", provenance=prov)
+    return {"metrics": metrics, "report": {k: str(v) for k, v in paths.items()}, "failures": prep.failures}
+
+
+def _coarsest_common(ds: Dataset, model_labels: Sequence[str]) -> tuple[str, ...]:
+    """Labels to score in: each data label, lifted to a model label's level when it is finer."""
+    out = []
+    for lab in {it.label for it in ds.items}:
+        anc = [a for a in taxonomy.ancestors(lab) if a in model_labels]
+        out.append(anc[0] if anc else lab)
+    return tuple(sorted(set(out), key=list(taxonomy.canonical_labels()).index))
+
+
+def _file_sha(path: Path) -> str:
+    from hemotwin.io.provenance import file_sha256
+
+    return file_sha256(path)
+
+
+def stress_model(out_dir: str | Path, *, model: str | Path | None = None, profile: str = "analyzer-100x",
+                 per_class: int = 8, seed: int = 0, backend: str = "onnxruntime",
+                 progress: Progress | None = None) -> dict[str, Any]:
+    """Run the stress test (:mod:`hemotwin.vision.stress`) for a model; writes JSON and a plot."""
+    import json
+
+    from hemotwin.io.provenance import provenance
+    from hemotwin.twin.profiles import load_profile
+    from hemotwin.vision.stress import plot_stress, stress_test
+
+    loaded, engine = open_engine(model, backend=backend)
+    geom = Geometry(loaded.preprocessing.um_per_px, loaded.preprocessing.input_size)
+    prof = load_profile(profile)
+
+    def predict(images: list[np.ndarray], um: float) -> np.ndarray:
+        batch = np.stack([to_canonical(im, um_per_px=um, canonical_um_per_px=geom.um_per_px, size=geom.input_size)
+                          for im in images])
+        return predict_arrays(engine, batch)
+
+    def label_of(code: str) -> str | None:
+        anc = [a for a in taxonomy.ancestors(code) if a in loaded.labels]
+        return anc[0] if anc else None
+
+    res = stress_test(predict, loaded.labels, profile=prof, codes=taxonomy.CLASS_CODES, label_of=label_of,
+                      per_class=per_class, size_um=geom.input_size * geom.um_per_px * 1.05, seed=seed,
+                      progress=progress)
+    out = Path(out_dir)
+    plot = plot_stress(res, out / "stress.png")
+    res["provenance"] = provenance(command="stress", config={"model": str(loaded.path), "profile": prof.to_dict(),
+                                                             "per_class": per_class}, seeds={"seed": seed})
+    (out / "stress.json").write_text(json.dumps(res, indent=2))
+    return {"result": res, "plot": str(plot), "json": str(out / "stress.json")}
