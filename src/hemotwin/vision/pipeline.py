@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -188,33 +188,35 @@ def model_labels_for(datasets: Sequence[Dataset], spec: str | Sequence[str] = "a
 
 
 def map_items_to(dataset: Dataset, labels: Sequence[str]) -> tuple[Dataset, list[str]]:
-    """Keep the items whose label is, or lies under, or above exactly... a model label.
+    """Keep the items whose label has a counterpart among the model's ``labels``.
 
-    Items are kept when their label equals a model label, has an ancestor among the model labels
-    (a fine code under a coarse model label: relabelled to it), or is a group whose descendants
-    include model labels (kept as a set-valued target). Others are dropped and listed.
+    Kept: labels equal to a model label; fine codes under a coarse model label (relabelled to
+    it); coarse labels whose descendants include model labels (kept as set-valued targets).
+    Others are dropped and listed.
     """
-    keep, notes = [], []
     labels = list(labels)
-    for it in dataset.items:
+    keep_idx, new_items, notes = [], [], []
+    for i, it in enumerate(dataset.items):
         lab = it.label
-        if lab in labels:
-            keep.append(it)
-            continue
         anc = [a for a in taxonomy.ancestors(lab) if a in labels]
         if anc:
-            keep.append(_relabel(it, anc[0]))
-            continue
-        if any(lab in taxonomy.ancestors(m) for m in labels):
-            keep.append(it)  # coarse label: a set of model classes
-            continue
-        notes.append(f"{it.path}: label {lab!r} has no counterpart in the model's labels; skipped")
-    return dataset.with_items(keep), notes
+            keep_idx.append(i)
+            new_items.append(it if anc[0] == lab else _relabel(it, anc[0]))
+        elif any(lab in taxonomy.ancestors(m) for m in labels):
+            keep_idx.append(i)  # coarse label: a set of model classes
+            new_items.append(it)
+        else:
+            notes.append(f"{it.path}: label {lab!r} has no counterpart in the model's labels; skipped")
+    sub = dataset.subset(keep_idx).with_items(new_items)
+    return replace(sub, labels=_labels_of(new_items)), notes
+
+
+def _labels_of(items) -> tuple[str, ...]:
+    order = list(taxonomy.canonical_labels())
+    return tuple(sorted({it.label for it in items}, key=order.index))
 
 
 def _relabel(item, label: str):
-    from dataclasses import replace
-
     return replace(item, label=label)
 
 
@@ -241,10 +243,16 @@ def load_training_data(dirs: Sequence[str | Path], *, um_per_px: float | None = 
 
 
 def concat(datasets: Sequence[Dataset]) -> Dataset:
-    """One data set holding the items of several (groups stay distinct)."""
-    first = datasets[0]
-    items = [it for ds in datasets for it in ds.items]
-    return first.with_items(items)
+    """One data set holding the items of several (duplicate pairs re-indexed)."""
+    items, pairs, skipped, notes, offset = [], [], [], [], 0
+    for ds in datasets:
+        items += ds.items
+        pairs += [(a + offset, b + offset) for a, b in ds.duplicate_pairs]
+        skipped += ds.skipped
+        notes += ds.notes
+        offset += len(ds.items)
+    return Dataset(root=datasets[0].root, items=items, labels=_labels_of(items), skipped=skipped,
+                   duplicate_pairs=pairs, notes=notes)
 
 
 def predict_arrays(engine, images: np.ndarray) -> np.ndarray:
