@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 from hemotwin.io.images import read_image  # noqa: E402
 from hemotwin.vision.datasets import estimate_um_per_px, load_dataset, split  # noqa: E402
 from hemotwin.vision.evaluate import evaluate_predictions  # noqa: E402
-from hemotwin.vision.pipeline import Geometry, make_augment, map_items_to, prepare  # noqa: E402
+from hemotwin.vision.pipeline import Geometry, load_training_data, make_augment, map_items_to, prepare  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 WBC5 = ("basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil")
@@ -66,11 +66,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     t0 = time.perf_counter()
     geom = Geometry()
-    pbc, _ = map_items_to(load_dataset(SHARED / "pbc"), WBC5)
+    # PBC's pixel size is not in its files either: the red-cell ruler over the data set.
+    (pbc_all,), pbc_notes = load_training_data([SHARED / "pbc"])
+    pbc, _ = map_items_to(pbc_all, WBC5)
     parts = split(pbc, val_fraction=0.15, test_fraction=0.15, seed=args.seed)
     um_b, um_b_details = bccd_um_per_px()
     bccd, _ = map_items_to(load_dataset(SHARED / "bccd", um_per_px=um_b), WBC5)
     tr = prepare(parts.train, geom, working=True)
+    if not len(tr.images):
+        raise SystemExit(f"no training image could be prepared: {tr.failures[:3]}")
     va = prepare(parts.val, geom, working=False)
     te = prepare(parts.test, geom, working=False)
     bc = prepare(bccd, geom, working=False)
@@ -101,7 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
               f"{res.train_images_per_s:.0f} img/s", file=sys.stderr, flush=True)
     doc = {"benchmark": "vision_cross_microscope", "date": date.today().isoformat(),
            "geometry": {"um_per_px": geom.um_per_px, "input_size": geom.input_size},
-           "pbc": {"n_train": len(tr.kept), "n_val": len(va.kept), "n_test": len(te.kept)},
+           "pbc": {"n_train": len(tr.kept), "n_val": len(va.kept), "n_test": len(te.kept), "um_per_px": pbc_notes,
+                   "failures": len(tr.failures) + len(va.failures) + len(te.failures)},
            "bccd": {"n": len(bc.kept), "um_per_px_estimate": um_b, "estimate": um_b_details,
                     "scored_without": "basophil (n=2)"},
            "epochs_max": args.epochs, "seed": args.seed, "results": results,

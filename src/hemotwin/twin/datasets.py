@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from threadpoolctl import threadpool_limits
 
 from hemotwin.errors import InputError
+from hemotwin.io.images import write_png
 from hemotwin.io.outputs import prepare_output_dir
 from hemotwin.io.provenance import provenance, write_json
 from hemotwin.twin.profiles import ScannerProfile, load_profile, randomize
@@ -107,7 +108,8 @@ def _cell_task(args: tuple) -> dict[str, Any]:
             pos = tuple(np.random.default_rng(item_seed(cfg.seed, class_idx, i, 2)).uniform(-0.8, 0.8, 2))
         r = render_cell(code, prof, size_px=cfg.size_px, seed=seed, rbc_per_10k_um2=cfg.rbc_per_10k_um2,
                         field_position=pos)
-        Image.fromarray(r.image).save(Path(root) / rel, optimize=False)
+        # The pixel size travels with the file (PNG pHYs), so any reader gets the physical scale.
+        write_png(Path(root) / rel, r.image, um_per_px=prof.camera.um_per_px)
         focus = next((o for o in r.objects if o.kind == "wbc"), None)
         row = {"path": rel, "label": code, "profile": prof.name, "seed": seed,
                "um_per_px": round(prof.camera.um_per_px, 6), "size_px": cfg.size_px,
@@ -257,7 +259,7 @@ def _field_task(args: tuple) -> dict[str, Any]:
         spec = FieldSpec(height_um=side, width_um=side, rbc_per_10k_um2=cfg.rbc_per_10k_um2,
                          wbc_count=cfg.wbc_per_field, differential=cfg.differential)
         r = render(compose_field(spec, seed=seed), prof, seed=seed)
-        Image.fromarray(r.image).save(Path(root) / "images" / f"{name}.png")
+        write_png(Path(root) / "images" / f"{name}.png", r.image, um_per_px=prof.camera.um_per_px)
         Image.fromarray(r.instances.astype(np.uint16)).save(Path(root) / "masks" / f"{name}_instances.png")
         Image.fromarray(r.compartments).save(Path(root) / "masks" / f"{name}_compartments.png")
         image = {"id": i + 1, "file_name": f"images/{name}.png", "height": r.image.shape[0],

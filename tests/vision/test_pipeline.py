@@ -1,0 +1,104 @@
+"""End to end: train on twin cells, predict, evaluate; label mapping; augmentation geometry."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from hemotwin import taxonomy
+from hemotwin.io.images import read_image
+from hemotwin.twin.datasets import CellSetConfig, simulate_cells
+from hemotwin.twin.profiles import load_profile
+from hemotwin.vision.datasets import load_dataset
+from hemotwin.vision.pipeline import (
+    Geometry,
+    evaluate_model,
+    make_augment,
+    map_items_to,
+    model_labels_for,
+    predict_files,
+    prepare,
+    train_model,
+)
+
+GEOM = Geometry(um_per_px=0.45, input_size=48)  # small and coarse: fast on CPU
+
+
+@pytest.fixture(scope="module")
+def twin_cells(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cells")
+    cfg = CellSetConfig(profile=load_profile("wsi-40x"), per_class=10, size_px=96, classes=["EOS", "LYT", "NGS"],
+                        seed=2)
+    simulate_cells(cfg, root, workers=1)
+    return root
+
+
+def test_simulated_cells_carry_their_pixel_size(twin_cells):
+    rgb, info = read_image(next((twin_cells / "EOS").glob("*.png")))
+    assert info.um_per_px == pytest.approx(0.25, rel=1e-4) and rgb.shape == (96, 96, 3)
+
+
+def test_train_predict_evaluate(twin_cells, tmp_path):
+    out = tmp_path / "m.hemo"
+    res = train_model([twin_cells], out, augment="color", epochs=3, seed=0, geometry=GEOM, num_threads=1,
+                      batch_size=8, patience=3)
+    assert res["labels"] == ["NGS", "EOS", "LYT"] and out.exists()
+    with zipfile.ZipFile(out) as z:
+        manifest = json.loads(z.read("manifest.json"))
+    prov = json.dumps(manifest)
+    # The file records what it was trained on and how.
+    assert str(twin_cells) in prov and '"color"' in prov
+    files = sorted(twin_cells.rglob("*.png"))[:6]
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    pred = predict_files([*files, bad], model=out)
+    assert len(pred["rows"]) == 6 and len(pred["failures"]) == 1 and "broken.png" in pred["failures"][0]["path"]
+    row = pred["rows"][0]
+    assert row["label"] in res["labels"] and row["um_per_px_source"] == "image metadata"
+    assert sum(row[f"p_{lab}"] for lab in res["labels"]) == pytest.approx(1.0, abs=1e-3)
+    coarse = predict_files(files[:2], model=out, labels="wbc5")
+    assert set(coarse["labels"]) == {"basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil"}
+    rep = tmp_path / "report"
+    rep.mkdir()
+    ev = evaluate_model(twin_cells, rep, model=out)
+    assert (rep / "report.html").exists() and 0.0 <= ev["metrics"]["accuracy"] <= 1.0
+    assert ev["metrics"]["n"] == 30
+
+
+def test_auto_labels_lift_fine_codes_to_coarse_groups_present(twin_cells):
+    ds = load_dataset(twin_cells)
+    assert model_labels_for([ds]) == ("NGS", "EOS", "LYT")
+    coarse = ds.with_items([it if it.label != "NGS" else _relabel(it, "neutrophil") for it in ds.items])
+    labels = model_labels_for([ds, coarse])
+    assert "neutrophil" in labels and "NGS" not in labels
+
+
+def _relabel(item, label):
+    from dataclasses import replace
+
+    return replace(item, label=label)
+
+
+def test_map_items_drops_labels_without_counterpart(twin_cells):
+    ds = load_dataset(twin_cells)
+    kept, notes = map_items_to(ds, ("neutrophil", "lymphocyte"))
+    assert {it.label for it in kept.items} == {"neutrophil", "lymphocyte"} and len(notes) == 10
+    fine, _ = map_items_to(ds, taxonomy.label_set("matek15"))
+    assert len(fine.items) == 30
+
+
+def test_augmentations_end_in_the_model_geometry(twin_cells):
+    from hemotwin.twin.reimage import StainBasis
+
+    ds = load_dataset(twin_cells)
+    work = prepare(ds.subset(range(4)), GEOM, working=True)
+    assert work.images.shape[1] == GEOM.work_size
+    basis = StainBasis().fit(list(work.images))
+    rng = np.random.default_rng(0)
+    outs = {m: make_augment(m, GEOM, basis=basis, pool_size=2)(work.images[0], rng) for m in ("none", "color", "twin")}
+    for img in outs.values():
+        assert img.shape == (GEOM.input_size, GEOM.input_size, 3) and img.dtype == np.uint8
+    assert not np.array_equal(outs["twin"], outs["none"])
