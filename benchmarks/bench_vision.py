@@ -37,6 +37,28 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 WBC5 = ("basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil")
 
 
+def bccd_um_per_px_from_boxes() -> tuple[float, dict]:
+    """BCCD pixel size from its annotated red-cell boxes: 7.5 µm / median side of the round boxes.
+
+    The VOC boxes hug the cells; boxes with aspect ratio outside 0.85–1.18 (cut by the field edge
+    or overlapping) are left out. With this ruler the annotated white-cell boxes measure 13.7 µm
+    (median), as PBC's neutrophils do; the image-based ruler reads BCCD's pale fields ~20 % high.
+    """
+    import xml.etree.ElementTree as ET
+
+    sides = []
+    for f in sorted((SHARED / "bccd" / "BCCD" / "Annotations").glob("*.xml")):
+        for o in ET.parse(f).getroot().iter("object"):
+            if o.findtext("name") != "RBC":
+                continue
+            b = o.find("bndbox")
+            w = float(b.findtext("xmax")) - float(b.findtext("xmin"))
+            h = float(b.findtext("ymax")) - float(b.findtext("ymin"))
+            if w > 0 and h > 0 and 0.85 < w / h < 1.18:
+                sides.append((w + h) / 2)
+    return 7.5 / float(np.median(sides)), {"red_cell_boxes": len(sides), "median_side_px": float(np.median(sides))}
+
+
 def bccd_um_per_px(n: int = 80, seed: int = 0) -> tuple[float, dict]:
     fields = sorted((SHARED / "bccd" / "BCCD" / "JPEGImages").glob("*.jpg"))
     rng = np.random.default_rng(seed)
@@ -48,6 +70,42 @@ def bccd_um_per_px(n: int = 80, seed: int = 0) -> tuple[float, dict]:
             vals.append(est)
     return float(np.median(vals)), {"fields_used": len(vals), "fields_tried": len(pick),
                                     "p10_p90": [float(np.percentile(vals, 10)), float(np.percentile(vals, 90))]}
+
+
+def bccd_context_cells(um_per_px: float, geom: Geometry) -> tuple[np.ndarray, list[str]]:
+    """The BCCD crops' cells cut again from their fields with the context a model is trained with.
+
+    The distributed crops are tight VOC boxes: brought to the model's 25 µm field they sit in a
+    padded frame no training image has. The same cells (same boxes, same labels: the crops'
+    manifest) are cut from the field around the box centre instead; borders are padded with the
+    field's median colour.
+    """
+    import xml.etree.ElementTree as ET
+
+    from hemotwin.vision.datasets import to_canonical
+
+    rows = [ln.split(",") for ln in (SHARED / "bccd" / "manifest.csv").read_text().splitlines()[1:]]
+    side = int(round(geom.input_size * geom.um_per_px / um_per_px))
+    images, labels = [], []
+    for path, label, *_ in rows:
+        stem = Path(path).stem
+        field, _ = read_image(SHARED / "bccd" / "BCCD" / "JPEGImages" / f"{stem}.jpg")
+        root = ET.parse(SHARED / "bccd" / "BCCD" / "Annotations" / f"{stem}.xml").getroot()
+        boxes = [o.find("bndbox") for o in root.iter("object") if o.findtext("name") == "WBC"]
+        if len(boxes) != 1:
+            continue
+        b = {k: float(boxes[0].findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")}
+        cy, cx = int((b["ymin"] + b["ymax"]) / 2), int((b["xmin"] + b["xmax"]) / 2)
+        pad = side
+        med = np.median(field.reshape(-1, 3), axis=0).astype(np.uint8)
+        big = np.empty((field.shape[0] + 2 * pad, field.shape[1] + 2 * pad, 3), np.uint8)
+        big[:] = med
+        big[pad:pad + field.shape[0], pad:pad + field.shape[1]] = field
+        crop = big[cy + pad - side // 2: cy + pad + side // 2, cx + pad - side // 2: cx + pad + side // 2]
+        images.append(to_canonical(crop, um_per_px=um_per_px, canonical_um_per_px=geom.um_per_px,
+                                   size=geom.input_size))
+        labels.append(label)
+    return np.stack(images), labels
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -70,7 +128,9 @@ def main(argv: list[str] | None = None) -> dict:
     (pbc_all,), pbc_notes = load_training_data([SHARED / "pbc"])
     pbc, _ = map_items_to(pbc_all, WBC5)
     parts = split(pbc, val_fraction=0.15, test_fraction=0.15, seed=args.seed)
-    um_b, um_b_details = bccd_um_per_px()
+    um_img, um_img_details = bccd_um_per_px()
+    um_b, um_b_details = bccd_um_per_px_from_boxes()
+    um_b_details["image_red_cell_ruler"] = {"um_per_px": um_img, **um_img_details}
     bccd, _ = map_items_to(load_dataset(SHARED / "bccd", um_per_px=um_b), WBC5)
     tr = prepare(parts.train, geom, working=True)
     if not len(tr.images):
@@ -78,6 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
     va = prepare(parts.val, geom, working=False)
     te = prepare(parts.test, geom, working=False)
     bc = prepare(bccd, geom, working=False)
+    bcx_images, bcx_labels = bccd_context_cells(um_b, geom)
     y = {k: [d.items[i].label for i in p.kept] for k, d, p in
          (("train", parts.train, tr), ("val", parts.val, va), ("test", parts.test, te), ("bccd", bccd, bc))}
     basis = StainBasis().fit(list(tr.images[:: max(1, len(tr.images) // 64)]))
@@ -92,15 +153,17 @@ def main(argv: list[str] | None = None) -> dict:
         train_s = time.perf_counter() - t
         eng = InferenceEngine(res.model, backend="torch", labels=list(WBC5))
         scores = {}
-        for name, p in (("pbc_test", te), ("bccd", bc)):
-            m = evaluate_predictions(y["test" if name == "pbc_test" else "bccd"], eng.run(p.images), WBC5,
-                                     exclude=("basophil",) if name == "bccd" else ())
+        sets = (("pbc_test", te.images, y["test"]), ("bccd", bc.images, y["bccd"]),
+                ("bccd_in_field_context", bcx_images, bcx_labels))
+        for name, imgs, truth in sets:
+            m = evaluate_predictions(truth, eng.run(imgs), WBC5, exclude=("basophil",) if "bccd" in name else ())
             scores[name] = {"accuracy": m["accuracy"], "ci95": m["accuracy_ci95_exact"], "macro_f1": m["macro_f1"],
                             "n": m["n"], "per_class_recall": {k: v["recall"] for k, v in m["per_class"].items()},
                             "ece": m["calibration"]["ece"]}
         results[mode] = {"scores": scores, "best_epoch": res.best_epoch, "train_seconds": round(train_s, 1),
                          "train_images_per_s": res.train_images_per_s, "val": res.best_metrics}
         print(f"{mode:6s} PBC {scores['pbc_test']['accuracy']:.3f}  BCCD {scores['bccd']['accuracy']:.3f} "
+              f"BCCD-in-context {scores['bccd_in_field_context']['accuracy']:.3f} "
               f"(macro-F1 {scores['bccd']['macro_f1']:.3f})  epoch {res.best_epoch}  {train_s:.0f} s "
               f"{res.train_images_per_s:.0f} img/s", file=sys.stderr, flush=True)
     doc = {"benchmark": "vision_cross_microscope", "date": date.today().isoformat(),

@@ -137,13 +137,13 @@ class _TwinReimage:
         return r(rgb, self.geometry.work_um_per_px, rng)
 
 
-def make_augment(mode: str, geometry: Geometry, *, basis=None, strength: float = 0.5, p_reimage: float = 0.85,
+def make_augment(mode: str, geometry: Geometry, *, basis=None, strength: float = 0.8, p_reimage: float = 0.8,
                  profiles: Sequence[str] = TWIN_PROFILES, pool_size: int = 12, seed: int = 0) -> Augment:
     """The training augmentation of ``mode`` (``none``, ``color``, ``twin``): working -> model geometry.
 
     ``twin`` needs a fitted :class:`~hemotwin.twin.reimage.StainBasis` (the training images'
-    stain vectors); each call re-images the crop through a randomised neighbour of one of
-    ``profiles``.
+    stain vectors); with probability ``p_reimage`` a call re-images the crop through a randomised
+    neighbour (``strength``) of one of ``profiles``, then applies the ``color`` jitter.
     """
     to_model = _ToModel(geometry)
     if mode == "none":
@@ -158,7 +158,9 @@ def make_augment(mode: str, geometry: Geometry, *, basis=None, strength: float =
         reimagers = [ReImager(basis, profile=p, strength=strength, pool_size=pool_size, pool_seed=seed + k,
                               out_um_per_px=geometry.um_per_px, out_size=geometry.input_size)
                      for k, p in enumerate(profiles)]
-        return Compose((Geometric(), _TwinReimage(reimagers, geometry, p_reimage)))
+        # The physical re-imaging is followed by the same colour jitter as the baseline, so the
+        # comparison measures what the twin adds on top of it.
+        return Compose((Geometric(), _TwinReimage(reimagers, geometry, p_reimage), ColorJitter()))
     raise InputError("--augment", mode, "one of none, color, twin")
 
 
@@ -287,7 +289,7 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
                 augment: str = "twin", epochs: int = 30, seed: int = 0, val_fraction: float = 0.15,
                 um_per_px: float | None = None, geometry: Geometry = Geometry(), norm: str = "group",
                 batch_size: int = 64, patience: int = 6, num_threads: int | None = None, num_workers: int = 0,
-                twin_strength: float = 0.5, overwrite: bool = False, progress: Callable | None = None,
+                twin_strength: float = 0.8, overwrite: bool = False, progress: Callable | None = None,
                 log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """Train a classifier on one or more data folders and save it as a ``.hemo`` model file.
 
