@@ -85,7 +85,7 @@ def bccd_context_cells(um_per_px: float, geom: Geometry) -> tuple[np.ndarray, li
     from hemotwin.vision.datasets import to_canonical
 
     rows = [ln.split(",") for ln in (SHARED / "bccd" / "manifest.csv").read_text().splitlines()[1:]]
-    side = int(round(geom.input_size * geom.um_per_px / um_per_px))
+    side = round(geom.input_size * geom.um_per_px / um_per_px)
     images, labels = [], []
     for path, label, *_ in rows:
         stem = Path(path).stem
