@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from hemotwin.cli import app
@@ -13,7 +15,8 @@ from hemotwin.cli import app
 runner = CliRunner()
 
 COMMANDS = [[], ["version"], ["simulate"], ["simulate", "cells"], ["simulate", "fields"], ["gallery"],
-            ["profiles"], ["profiles", "list"], ["profiles", "show"], ["demo"]]
+            ["profiles"], ["profiles", "list"], ["profiles", "show"], ["demo"], ["train"], ["predict"], ["evaluate"],
+            ["stress"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "root")
@@ -84,3 +87,15 @@ def test_unwritable_output_folder_is_a_clear_error(tmp_path: Path):
     res = runner.invoke(app, ["simulate", "fields", "--out", str(blocker / "sub"), "--n", "1", "--size", "64"])
     assert res.exit_code == 2
     assert "--out" in res.output
+
+
+def test_predict_without_images_or_model_is_a_clear_error(tmp_path: Path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = runner.invoke(app, ["predict", str(empty), "--out", str(tmp_path / "p.csv")])
+    assert res.exit_code == 2 and "IMAGES" in res.output
+    img = tmp_path / "cell.png"
+    Image.fromarray(np.full((32, 32, 3), 200, np.uint8)).save(img)
+    res = runner.invoke(app, ["predict", str(img), "--model", str(tmp_path / "nope.hemo"),
+                              "--out", str(tmp_path / "p.csv")])
+    assert res.exit_code == 2 and "nope.hemo" in res.output
