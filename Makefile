@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench gallery clean
+.PHONY: venv demo test lint bench bench-vision default-model gallery clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (need Python 3.11)"; exit 1; }
@@ -28,6 +28,15 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_twin.py
 	$(PY) benchmarks/bench_realism.py
+	$(PY) benchmarks/bench_vision_speed.py
+
+# Cross-microscope classifier comparison (none / color / twin): ~15 min on 2 cores.
+bench-vision: $(STAMP)
+	$(PY) benchmarks/bench_vision.py --workers 2 --threads 1
+
+# Re-train the shipped classifier (src/hemotwin/vision/default_model.hemo): ~15 min.
+default-model: $(STAMP)
+	$(PY) scripts/train_default_model.py --overwrite
 
 gallery: $(STAMP)
 	$(VENV)/bin/hemotwin gallery --out docs/gallery.png --overwrite
