@@ -11,7 +11,7 @@ of 2026-11-28 (docs/benchmarks.md) the twin re-imaging augmentation did not yet 
 baseline on real cross-microscope data, so the shipped model uses the better measured one;
 ``--augment twin`` trains the twin variant.
 
-Usage: ``.venv/bin/python scripts/train_default_model.py [--per-class 60] [--epochs 20]
+Usage: ``.venv/bin/python scripts/train_default_model.py [--per-class 200] [--epochs 20]
 [--out src/hemotwin/vision/default_model.hemo] [--overwrite]`` (about 15 min on 2 cores).
 """
 
@@ -37,7 +37,7 @@ SHARED = REPO.parent / "shared" / "data"
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--per-class", type=int, default=60, help="twin cells per class and preset")
+    ap.add_argument("--per-class", type=int, default=200, help="twin cells per class (split over the presets)")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
