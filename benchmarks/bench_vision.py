@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1, help="DataLoader workers for augmentation")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--twin-strength", type=float, default=0.8, help="randomize() strength of the re-imaging")
+    ap.add_argument("--p-reimage", type=float, default=0.8, help="fraction of training samples re-imaged")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     from hemotwin.twin.reimage import StainBasis
@@ -144,7 +146,8 @@ def main(argv: list[str] | None = None) -> dict:
     basis = StainBasis().fit(list(tr.images[:: max(1, len(tr.images) // 64)]))
     results = {}
     for mode in args.modes.split(","):
-        aug = make_augment(mode, geom, basis=basis, seed=args.seed)
+        aug = make_augment(mode, geom, basis=basis, seed=args.seed, strength=args.twin_strength,
+                           p_reimage=args.p_reimage)
         cfg = TrainConfig(epochs=args.epochs, seed=args.seed, num_threads=args.threads, num_workers=args.workers)
         t = time.perf_counter()
         res = fit(ModelConfig(n_classes=len(WBC5), input_size=geom.input_size),
@@ -173,6 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
            "bccd": {"n": len(bc.kept), "um_per_px_estimate": um_b, "estimate": um_b_details,
                     "scored_without": "basophil (n=2)"},
            "epochs_max": args.epochs, "seed": args.seed, "results": results,
+           "twin": {"strength": args.twin_strength, "p_reimage": args.p_reimage},
            "elapsed_s": round(time.perf_counter() - t0, 1)}
     text = json.dumps(doc, indent=2)
     print(text)
