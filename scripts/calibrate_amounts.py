@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize
@@ -73,7 +74,9 @@ def main(path: str) -> None:
         out[f"{cls}/{comp}"] = {"real_fit": real, "real_dE": round(e_real, 2), "twin_fit": twin,
                                 "twin_dE": round(e_twin, 2), "ratio": ratio}
         print(f"{cls:4s} {comp:9s} real {real} (dE {e_real:.1f})  twin {twin} (dE {e_twin:.1f})  ratio {ratio}")
-    json.dump(out, open("calibration_fit.json", "w"), indent=1)
+    dest = Path(path).with_name(Path(path).stem + ".calibration.json")
+    dest.write_text(json.dumps(out, indent=1))
+    print(f"fitted amounts -> {dest}")
 
 
 if __name__ == "__main__":
