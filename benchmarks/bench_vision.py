@@ -115,8 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1, help="DataLoader workers for augmentation")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
-    ap.add_argument("--twin-strength", type=float, default=0.8, help="randomize() strength of the re-imaging")
-    ap.add_argument("--p-reimage", type=float, default=0.8, help="fraction of training samples re-imaged")
+    ap.add_argument("--twin-strength", type=float, default=0.3, help="randomize() strength of the re-imaging")
+    ap.add_argument("--p-reimage", type=float, default=0.5, help="fraction of training samples re-imaged")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     from hemotwin.twin.reimage import StainBasis
