@@ -114,11 +114,12 @@ def simulate_cells_cmd(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """White-cell crops as an ImageFolder (DIR/<CODE>/<id>.png) + manifest.csv + provenance.json."""
-    from hemotwin.twin.datasets import CellSetConfig, check_classes, resolve_profile, simulate_cells
+    from hemotwin.twin.datasets import CellSetConfig, check_classes, simulate_cells
+    from hemotwin.twin.profiles import load_profile
 
     try:
         codes = None if not classes else check_classes([c for item in classes for c in item.split(",") if c])
-        cfg = CellSetConfig(profile=resolve_profile(profile), per_class=per_class, size_px=size,
+        cfg = CellSetConfig(profile=load_profile(profile), per_class=per_class, size_px=size,
                             classes=codes or CellSetConfig.model_fields["classes"].default_factory(),
                             randomize=randomize, seed=seed)
         t0 = time.perf_counter()
@@ -146,7 +147,8 @@ def simulate_fields_cmd(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Monolayer fields with COCO annotations.json and instance/compartment mask PNGs."""
-    from hemotwin.twin.datasets import FieldSetConfig, resolve_profile, simulate_fields
+    from hemotwin.twin.datasets import FieldSetConfig, simulate_fields
+    from hemotwin.twin.profiles import load_profile
 
     try:
         diff = None
@@ -158,7 +160,7 @@ def simulate_fields_cmd(
                     diff[key.strip().upper()] = float(val)
                 except ValueError:
                     raise InputError("--differential", part, "CODE=fraction pairs") from None
-        cfg = FieldSetConfig(profile=resolve_profile(profile), n_fields=n, size_px=size, wbc_per_field=wbc,
+        cfg = FieldSetConfig(profile=load_profile(profile), n_fields=n, size_px=size, wbc_per_field=wbc,
                              differential=diff, rbc_per_10k_um2=rbc_density, randomize=randomize, seed=seed)
         t0 = time.perf_counter()
         with _Bar("rendering fields") as bar:

@@ -22,7 +22,7 @@ from hemotwin.errors import InputError
 from hemotwin.io.images import write_png
 from hemotwin.io.outputs import prepare_output_dir
 from hemotwin.io.provenance import provenance, write_json
-from hemotwin.twin.profiles import ScannerProfile, load_profile, randomize
+from hemotwin.twin.profiles import ScannerProfile, randomize
 from hemotwin.twin.render import Rendering, render
 from hemotwin.twin.specimen import (
     CROP_RBC_DENSITY,
@@ -308,8 +308,3 @@ def simulate_fields(config: FieldSetConfig, out_dir: str | Path, *, overwrite: b
                           extra={"written": len(images), "failures": failures}))
     return {"out": str(root), "written": len(images), "failures": failures,
             "annotations": str(root / "annotations.json")}
-
-
-def resolve_profile(name_or_path: str | ScannerProfile) -> ScannerProfile:
-    """Profile by preset name or file (re-exported for the CLI)."""
-    return load_profile(name_or_path)

@@ -7,7 +7,6 @@ normalisation and label collapse are the caller's job, around :meth:`InferenceEn
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -19,15 +18,9 @@ from hemotwin.errors import InputError
 from hemotwin.vision.export import INPUT_NAME, export_onnx
 from hemotwin.vision.modelfile import LoadedModel, load_model
 from hemotwin.vision.models import HemoNet
+from hemotwin.vision.train import available_cores
 
 Backend = Literal["onnxruntime", "torch"]
-
-
-def _available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 class InferenceEngine:
@@ -74,7 +67,7 @@ class InferenceEngine:
         self.net.eval()
         self.backend: Backend = backend
         self.batch_size = int(batch_size)
-        self.num_threads = int(num_threads or _available_cores())
+        self.num_threads = int(num_threads or available_cores())
         self.input_size = self.net.config.input_size
         self._session: Any = None
         if backend == "onnxruntime":

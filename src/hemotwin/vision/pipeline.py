@@ -434,7 +434,7 @@ def evaluate_model(data: str | Path, out_dir: str | Path, *, model: str | Path |
     The model's probabilities are collapsed to the data set's labels (e.g. 15 classes -> the five
     WBC classes of BCCD); probability on classes with no counterpart is dropped and reported.
     """
-    from hemotwin.io.provenance import provenance
+    from hemotwin.io.provenance import file_sha256, provenance
     from hemotwin.vision.evaluate import evaluate_predictions, write_report
 
     loaded, engine = open_engine(model, backend=backend)
@@ -450,7 +450,7 @@ def evaluate_model(data: str | Path, out_dir: str | Path, *, model: str | Path |
     metrics["read"] = summary_of(prep)
     prov = provenance(command="evaluate", config={"data": str(data), "model": str(loaded.path),
                                                   "exclude": list(exclude), "um_per_px": um_per_px},
-                      inputs={"model_sha256": _file_sha(loaded.path)},
+                      inputs={"model_sha256": file_sha256(loaded.path)},
                       extra={"model_provenance": loaded.provenance, "notes": notes + skipped[:20],
                              "failures": prep.failures})
     paths = write_report(metrics, out_dir, title=f"hemotwin evaluation: {Path(data).name}", provenance=prov)
@@ -464,12 +464,6 @@ def _coarsest_common(ds: Dataset, model_labels: Sequence[str]) -> tuple[str, ...
         anc = [a for a in taxonomy.ancestors(lab) if a in model_labels]
         out.append(anc[0] if anc else lab)
     return tuple(sorted(set(out), key=list(taxonomy.canonical_labels()).index))
-
-
-def _file_sha(path: Path) -> str:
-    from hemotwin.io.provenance import file_sha256
-
-    return file_sha256(path)
 
 
 def stress_model(out_dir: str | Path, *, model: str | Path | None = None, profile: str = "analyzer-100x",

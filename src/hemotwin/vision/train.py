@@ -545,7 +545,8 @@ def _is_better(m: dict[str, float], best: dict[str, float] | None, monitor: str,
     return m[key] == best[key] and m["val_loss"] < best["val_loss"]
 
 
-def _available_cores() -> int:
+def available_cores() -> int:
+    """Cores this process may run on (CPU affinity, else the machine's count)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -590,7 +591,7 @@ def fit(model: HemoNet | ModelConfig, train: CellArrayDataset | Sequence[tuple[n
     prev_threads = torch.get_num_threads()
     prev_det = torch.are_deterministic_algorithms_enabled()
     prev_det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.set_num_threads(cfg.num_threads or _available_cores())
+    torch.set_num_threads(cfg.num_threads or available_cores())
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         torch.manual_seed(cfg.seed)
