@@ -404,5 +404,12 @@ def demo(
     console.print("For research use only. Not for diagnostic use.")
 
 
+# The clinical layers add their own commands (each module keeps its heavy imports inside the commands).
+from hemotwin import cli_diagnosis, cli_monitoring, cli_prognosis  # noqa: E402
+
+for _layer in (cli_diagnosis, cli_prognosis, cli_monitoring):
+    _layer.register(app)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

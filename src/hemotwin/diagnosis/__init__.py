@@ -1,0 +1,1 @@
+"""Smear analysis for diagnosis: detection, classification, differential counts, flags and reports."""
