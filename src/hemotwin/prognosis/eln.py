@@ -1,0 +1,252 @@
+"""ELN 2022 genetic risk (Döhner et al., Blood 2022;140:1345, Table 6; CLINICAL_RULES §3) and ELN 2024
+genetic risk for less-intensive therapy (Döhner et al., Blood 2024; CLINICAL_RULES §4).
+
+Both are ordered rule lists ("levels"): the first level with a lesion present decides the category.
+Inputs are three-valued (1 present, 0 absent, NaN unknown). An unknown lesion is taken as absent to
+reach a category, listed in ``missing``, and the result is ``complete=False`` if a level before the
+deciding one, with another category, is unknown (the category could change once it is known).
+
+ELN 2022 precedence (each step cites Table 6 and its notes, CLINICAL_RULES §3):
+
+1. favorable: t(8;21) / inv(16), t(16;16) (core-binding factor; note a: KIT/FLT3 do not change it);
+2. adverse: t(6;9), KMT2A-r other than t(9;11) (note e: KMT2A-PTD is not KMT2A-r), t(9;22), t(8;16),
+   inv(3)/t(3;3), t(3q26.2;v), -5/del(5q), -7, -17/abn(17p), complex (note f: hyperdiploid trisomies
+   excluded, as computed by the karyotype parser), monosomal (note g). This level sits above NPM1
+   (note b: NPM1 with adverse cytogenetics is adverse) and above t(9;11), since note (d) gives
+   t(9;11) precedence over adverse *gene mutations* only *(confirm)*;
+3. intermediate: t(9;11)(p21.3;q23.3) (note d: precedence over adverse gene mutations);
+4. adverse: TP53 VAF >= 10 % (note i; note h exempts only the MR genes in favorable subtypes, so TP53
+   overrides NPM1/CEBPA) *(confirm)*;
+5. favorable: NPM1 without FLT3-ITD (note b); 6. intermediate: NPM1 with FLT3-ITD;
+7. favorable: bZIP in-frame CEBPA (note c);
+8. adverse: ASXL1, BCOR, EZH2, RUNX1, SF3B1, SRSF2, STAG2, U2AF1, ZRSR2 (note h);
+9. intermediate: FLT3-ITD with NPM1 wild type and no adverse lesion;
+10. intermediate: everything else.
+
+ELN 2024 (less-intensive; CLINICAL_RULES §4): adverse TP53 mutated; favorable DDX41; (azacitidine +
+ivosidenib only) favorable IDH1 regardless of signalling mutations; intermediate FLT3-ITD, NRAS or
+KRAS; favorable otherwise (NPM1, IDH2 or other abnormalities without FLT3-ITD/NRAS/KRAS/TP53).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from hemotwin.prognosis.mutations import ELN2022_MR_GENES, k_and, k_not, k_or
+from hemotwin.prognosis.patient import ScoreResult
+
+ELN_CATEGORIES: tuple[str, ...] = ("Favorable", "Intermediate", "Adverse")
+_T6 = "ELN 2022 Table 6"
+_T24 = "ELN 2024 less-intensive; CLINICAL_RULES §4"
+
+Features = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One lesion of a level: its label (with the source) and how to read it from the features."""
+
+    label: str
+    mask: Callable[[Features], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Level:
+    """Rules of equal precedence that give one category."""
+
+    category: str
+    rules: tuple[Rule, ...]
+
+
+def _f(key: str) -> Callable[[Features], np.ndarray]:
+    return lambda F: _get(F, key)
+
+
+def _get(F: Features, key: str) -> np.ndarray:
+    if key in F:
+        return np.asarray(F[key], dtype=float)
+    n = len(next(iter(F.values())))
+    return np.full(n, math.nan)
+
+
+def _always(F: Features) -> np.ndarray:
+    return np.ones(len(next(iter(F.values()))))
+
+
+ELN2022_LEVELS: tuple[Level, ...] = (
+    Level("Favorable", (
+        Rule(f"t(8;21)(q22;q22.1)/RUNX1::RUNX1T1 ({_T6}, favorable, note a)", _f("K_T8_21")),
+        Rule(f"inv(16)(p13.1q22) or t(16;16)(p13.1;q22)/CBFB::MYH11 ({_T6}, favorable, note a)",
+             _f("K_INV16_T16_16")),
+    )),
+    Level("Adverse", (
+        Rule(f"t(6;9)(p23.3;q34.1)/DEK::NUP214 ({_T6}, adverse)", _f("K_T6_9")),
+        Rule(f"t(v;11q23.3)/KMT2A-rearranged ({_T6}, adverse, note e)", _f("K_KMT2A_OTHER")),
+        Rule(f"t(9;22)(q34.1;q11.2)/BCR::ABL1 ({_T6}, adverse)", _f("K_T9_22")),
+        Rule(f"t(8;16)(p11.2;p13.3)/KAT6A::CREBBP ({_T6}, adverse)", _f("K_T8_16")),
+        Rule(f"inv(3)(q21.3q26.2) or t(3;3)(q21.3;q26.2)/GATA2, MECOM ({_T6}, adverse)", _f("K_INV3_T3_3")),
+        Rule(f"t(3q26.2;v)/MECOM-rearranged ({_T6}, adverse)", _f("K_MECOM_3Q26")),
+        Rule(f"-5 or del(5q) ({_T6}, adverse)", lambda F: k_or(_get(F, "K_MINUS5"), _get(F, "K_DEL5Q"))),
+        Rule(f"-7 ({_T6}, adverse)", _f("K_MINUS7")),
+        Rule(f"-17/abn(17p) ({_T6}, adverse)", _f("K_MINUS17_ABN17P")),
+        Rule(f"complex karyotype ({_T6}, adverse, note f)", _f("K_COMPLEX")),
+        Rule(f"monosomal karyotype ({_T6}, adverse, note g)", _f("K_MONOSOMAL")),
+    )),
+    Level("Intermediate", (
+        Rule(f"t(9;11)(p21.3;q23.3)/MLLT3::KMT2A ({_T6}, intermediate, note d)", _f("K_T9_11")),
+    )),
+    Level("Adverse", (
+        Rule(f"mutated TP53 with VAF >= 10 % ({_T6}, adverse, note i)", _f("TP53_GE10")),
+    )),
+    Level("Favorable", (
+        Rule(f"mutated NPM1 without FLT3-ITD ({_T6}, favorable, note b)",
+             lambda F: k_and(_get(F, "MUT_NPM1"), k_not(_get(F, "FLT3_ITD")))),
+    )),
+    Level("Intermediate", (
+        Rule(f"mutated NPM1 with FLT3-ITD ({_T6}, intermediate, note b)",
+             lambda F: k_and(_get(F, "MUT_NPM1"), _get(F, "FLT3_ITD"))),
+    )),
+    Level("Favorable", (
+        Rule(f"bZIP in-frame mutated CEBPA ({_T6}, favorable, note c)", _f("CEBPA_BZIP")),
+    )),
+    Level("Adverse", tuple(Rule(f"mutated {g} ({_T6}, adverse, note h)", _f(f"MUT_{g}")) for g in ELN2022_MR_GENES)),
+    Level("Intermediate", (
+        Rule(f"wild-type NPM1 with FLT3-ITD, no adverse-risk lesion ({_T6}, intermediate)", _f("FLT3_ITD")),
+    )),
+    Level("Intermediate", (
+        Rule(f"no favorable- or adverse-risk lesion found ({_T6}, intermediate)", _always),
+    )),
+)
+
+
+def eln2024_levels(regimen: Literal["venetoclax", "ivosidenib"] = "venetoclax") -> tuple[Level, ...]:
+    """ELN 2024 levels; ``regimen="ivosidenib"`` (azacitidine + ivosidenib) adds the IDH1 rule (§4)."""
+    levels = [
+        Level("Adverse", (Rule(f"mutated TP53 ({_T24}, adverse) (VAF threshold: confirm)", _f("MUT_TP53")),)),
+        Level("Favorable", (Rule(f"mutated DDX41 ({_T24}, favorable; near-heterozygous VAF: prompt a germline "
+                                 "work-up)", _f("MUT_DDX41")),)),
+    ]
+    if regimen == "ivosidenib":
+        levels.append(Level("Favorable", (Rule(f"mutated IDH1, TP53 wild type, azacitidine + ivosidenib, regardless "
+                                               f"of signalling mutations ({_T24}, favorable)", _f("MUT_IDH1")),)))
+    levels += [
+        Level("Intermediate", (
+            Rule(f"FLT3-ITD ({_T24}, intermediate)", _f("FLT3_ITD")),
+            Rule(f"mutated NRAS ({_T24}, intermediate)", _f("MUT_NRAS")),
+            Rule(f"mutated KRAS ({_T24}, intermediate)", _f("MUT_KRAS")),
+        )),
+        Level("Favorable", (
+            Rule(f"mutated NPM1, FLT3-ITD negative, NRAS/KRAS/TP53 wild type ({_T24}, favorable)", _f("MUT_NPM1")),
+            Rule(f"mutated IDH2, FLT3-ITD negative, NRAS/KRAS/TP53 wild type ({_T24}, favorable)", _f("MUT_IDH2")),
+            Rule(f"other abnormalities, FLT3-ITD negative, NRAS/KRAS/TP53 wild type ({_T24}, favorable)", _always),
+        )),
+    ]
+    return tuple(levels)
+
+
+def evaluate_levels(levels: tuple[Level, ...], F: Features) -> dict[str, np.ndarray]:
+    """Vectorised first-match over the levels.
+
+    The decision takes every unknown lesion as absent (features NaN -> 0 before the rules combine
+    them, so "NPM1 without FLT3-ITD" with FLT3 unknown counts as without); the same rules evaluated
+    in three-valued logic tell whether an unknown could have changed the category.
+
+    Returns
+    -------
+    dict
+        ``level`` (index of the deciding level), ``category`` (index into :data:`ELN_CATEGORIES`),
+        ``complete`` (bool), ``decide`` and ``masks`` (per level, per rule: the decision masks and the
+        three-valued masks, for explanations).
+    """
+    F0 = {k: np.nan_to_num(np.asarray(v, dtype=float), nan=0.0) for k, v in F.items()}
+    decide = [[r.mask(F0) for r in lev.rules] for lev in levels]
+    masks = [[r.mask(F) for r in lev.rules] for lev in levels]
+    n = len(decide[0][0])
+    level = np.full(n, len(levels) - 1)
+    decided = np.zeros(n, dtype=bool)
+    cat_of = np.array([ELN_CATEGORIES.index(lev.category) for lev in levels])
+    for j, ms in enumerate(decide):
+        yes = (np.vstack(ms) == 1.0).any(axis=0) & ~decided
+        level[yes] = j
+        decided |= yes
+    category = cat_of[level]
+    complete = np.ones(n, dtype=bool)
+    for j, ms in enumerate(masks):
+        a = np.vstack(ms)
+        maybe = np.isnan(a).any(axis=0) & ~(a == 1.0).any(axis=0)
+        # An earlier level that might hold, with another category, could change the result...
+        complete &= ~(maybe & (j < level) & (cat_of[j] != category))
+        # ... and so could a deciding level that only holds when the unknowns are absent.
+        complete &= ~((j == level) & ~(a == 1.0).any(axis=0))
+    return {"level": level, "category": category, "complete": complete, "decide": decide, "masks": masks}
+
+
+def _notes_eln2022(F: Features, i: int, level: int) -> list[str]:
+    """The footnotes of Table 6 that explain this patient's result (CLINICAL_RULES §3)."""
+    v = lambda key: _get(F, key)[i]  # noqa: E731
+    notes = []
+    fav_cbf, adverse_cyto, t911 = level == 0, level == 1, level == 2
+    if fav_cbf and (v("MUT_KIT") == 1 or v("MUT_FLT3") == 1):
+        notes.append(f"concurrent KIT and/or FLT3 mutation does not change core-binding-factor risk ({_T6} note a)")
+    if adverse_cyto and v("MUT_NPM1") == 1:
+        notes.append(f"NPM1-mutated AML with adverse-risk cytogenetics is adverse ({_T6} note b)")
+    mr = [g for g in ELN2022_MR_GENES if v(f"MUT_{g}") == 1]
+    if t911 and (mr or v("TP53_GE10") == 1):
+        notes.append(f"t(9;11) takes precedence over concurrent adverse-risk gene mutations ({_T6} note d)")
+    if mr and ELN2022_LEVELS[level].category == "Favorable":
+        notes.append(f"myelodysplasia-related mutation(s) {', '.join(mr)} co-occur with a favorable-risk subtype: "
+                     f"not adverse ({_T6} note h)")
+    if v("KMT2A_PTD") == 1:
+        notes.append(f"KMT2A partial tandem duplication is not a KMT2A rearrangement: not adverse ({_T6} note e)")
+    if v("K_HYPERDIPLOID_TRISOMIES_ONLY") == 1:
+        notes.append(f"hyperdiploid karyotype with trisomies only is not complex ({_T6} note f)")
+    if v("MUT_TP53") == 1 and v("TP53_GE10") == 0:
+        notes.append(f"TP53 mutated at VAF < 10 %: not adverse ({_T6} note i)")
+    if v("MUT_CEBPA") == 1 and v("CEBPA_BZIP") == 0:
+        notes.append(f"CEBPA mutation outside the bZIP in-frame class: not favorable ({_T6} note c)")
+    if v("FLT3_ITD") == 1 and level == 0:
+        notes.append(f"FLT3-ITD does not change core-binding-factor risk ({_T6} note a)")
+    return notes
+
+
+def levels_result(name: str, levels: tuple[Level, ...], ev: dict[str, np.ndarray], i: int,
+                  notes: list[str] | None = None) -> ScoreResult:
+    """The :class:`ScoreResult` of row ``i`` of :func:`evaluate_levels`."""
+    lev = int(ev["level"][i])
+    fired = [r.label for r, m in zip(levels[lev].rules, ev["decide"][lev], strict=True) if m[i] == 1.0]
+    missing = []
+    for j in range(lev + 1):
+        for r, m in zip(levels[j].rules, ev["masks"][j], strict=True):
+            if math.isnan(m[i]):
+                missing.append(f"unknown: {r.label.split(' (')[0]} (taken as absent)")
+    return ScoreResult(name=name, category=levels[lev].category, rules=fired, missing=missing,
+                       complete=bool(ev["complete"][i]), notes=notes or [])
+
+
+def eln2022_arrays(F: Features) -> dict[str, np.ndarray]:
+    """Vectorised ELN 2022 (see :func:`evaluate_levels`)."""
+    return evaluate_levels(ELN2022_LEVELS, F)
+
+
+def eln2022_result(F: Features, ev: dict[str, np.ndarray], i: int) -> ScoreResult:
+    """ELN 2022 result of row ``i`` with the Table 6 footnotes that apply."""
+    return levels_result("ELN 2022", ELN2022_LEVELS, ev, i, _notes_eln2022(F, i, int(ev["level"][i])))
+
+
+def eln2024_arrays(F: Features, *, regimen: Literal["venetoclax", "ivosidenib"] = "venetoclax"
+                   ) -> dict[str, np.ndarray]:
+    """Vectorised ELN 2024 less-intensive (see :func:`evaluate_levels`)."""
+    return evaluate_levels(eln2024_levels(regimen), F)
+
+
+def eln2024_result(F: Features, ev: dict[str, np.ndarray], i: int, *,
+                   regimen: Literal["venetoclax", "ivosidenib"] = "venetoclax") -> ScoreResult:
+    """ELN 2024 result of row ``i``."""
+    notes = [f"for venetoclax + HMA/LDAC or azacitidine + ivosidenib; not for patients previously treated with "
+             f"an HMA ({_T24})"]
+    return levels_result("ELN 2024", eln2024_levels(regimen), ev, i, notes)

@@ -1,0 +1,262 @@
+"""All risk scores of one patient (:func:`score_patient`) or a cohort (:func:`score_cohort`).
+
+Both paths build the same feature arrays (``HB``, ``PLT``, ``BM_BLAST``, ``ANC``, ``CYTO_CODE``,
+``K_<karyotype flag>``, ``MUT_<GENE>`` and the flags of
+:data:`hemotwin.prognosis.mutations.FLAG_COLUMNS`; 1.0 / 0.0 / NaN) and run the same vectorised
+scores on them, so a patient scored alone and inside a cohort gets the same result.
+
+This module imports numpy and pydantic only; pandas is imported inside :func:`score_cohort`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from hemotwin.prognosis.cytogenetics import IPSSR_CYTO_CODE, KaryotypeFeatures
+from hemotwin.prognosis.eln import ELN_CATEGORIES, eln2022_arrays, eln2022_result, eln2024_arrays, eln2024_result
+from hemotwin.prognosis.ipssm import IPSSM_CATEGORIES, ipssm_arrays, ipssm_result
+from hemotwin.prognosis.ipssr import IPSSR_CATEGORIES, ipssr_arrays, ipssr_result
+from hemotwin.prognosis.mutations import MutationFeatures, check_vafs, mutation_arrays, mutation_features
+from hemotwin.prognosis.mutations import mutation_matrix as mutation_matrix  # re-exported for the cohort API
+from hemotwin.prognosis.patient import Patient, ScoreResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+RESEARCH_USE = "For research use only. Not for diagnostic use."
+
+#: KaryotypeFeatures flags turned into ``K_<NAME>`` feature arrays (1.0 / 0.0 / NaN).
+KARYOTYPE_FLAGS: tuple[str, ...] = (
+    "normal", "complex", "monosomal", "hyperdiploid_trisomies_only", "minus5", "del5q", "minus7", "del7q",
+    "minus17_abn17p", "minus_y", "del11q", "del12p", "del20q", "plus8", "plus19", "i17q", "inv3_t3_3", "mecom_3q26",
+    "abn3q", "t8_21", "inv16_t16_16", "t15_17", "t9_11", "kmt2a_other", "t6_9", "t9_22", "t8_16")
+
+#: Columns of :func:`score_cohort` (the ``*_COMPLETE`` columns say whether an unknown input could change ELN).
+COHORT_COLUMNS: tuple[str, ...] = ("ID", "ELN2022", "ELN2024", "IPSSR", "IPSSR_SCORE", "IPSSM", "IPSSM_SCORE",
+                                   "IPSSM_BEST", "IPSSM_WORST", "CYTO_IPSSR", "COMPLEX", "ELN2022_COMPLETE",
+                                   "ELN2024_COMPLETE", "warnings")
+Regimen = Literal["venetoclax", "ivosidenib"]
+
+
+def karyotype_of(text: str | None) -> KaryotypeFeatures:
+    """Karyotype features of an ISCN string (never raises; blank -> not evaluable)."""
+    try:
+        from hemotwin.prognosis.karyotype import karyotype_features
+    except ImportError:  # pragma: no cover - the parser ships with the package
+        return KaryotypeFeatures(text=text or "", evaluable=False, warnings=("karyotype parser not available",))
+    return karyotype_features(text or "")
+
+
+def _tri(v: bool | None) -> float:
+    return math.nan if v is None else float(v)
+
+
+def cyto_arrays(feats: Sequence[KaryotypeFeatures]) -> dict[str, np.ndarray]:
+    """``K_<FLAG>`` and ``CYTO_CODE`` arrays from karyotype features (NaN = unknown)."""
+    out = {f"K_{name.upper()}": np.array([_tri(getattr(k, name)) for k in feats], dtype=float)
+           for name in KARYOTYPE_FLAGS}
+    out["CYTO_CODE"] = np.array([IPSSR_CYTO_CODE.get(k.ipssr_group, math.nan) if k.ipssr_group else math.nan
+                                 for k in feats], dtype=float)
+    return out
+
+
+def score_arrays(F: dict[str, np.ndarray], *, regimen: Regimen = "venetoclax") -> dict[str, dict[str, np.ndarray]]:
+    """Every score, vectorised, on a feature dict."""
+    return {
+        "eln2022": eln2022_arrays(F),
+        "eln2024": eln2024_arrays(F, regimen=regimen),
+        "ipssr": ipssr_arrays(F["CYTO_CODE"], F["BM_BLAST"], F["HB"], F["PLT"], F["ANC"]),
+        "ipssm": ipssm_arrays(F),
+    }
+
+
+class RiskReport(BaseModel):
+    """All scores of one patient with their reasons, the features they read, and a human summary."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    disease: str | None = None
+    eln2022: ScoreResult
+    eln2024: ScoreResult
+    ipssr: ScoreResult
+    ipssm: ScoreResult
+    karyotype: KaryotypeFeatures
+    mutations: MutationFeatures
+    warnings: list[str] = []
+    summary: str = ""
+    research_use: str = RESEARCH_USE
+
+
+def patient_features(patient: Patient) -> tuple[dict[str, np.ndarray], KaryotypeFeatures, MutationFeatures]:
+    """The one-row feature dict of a patient, with the karyotype and mutation features it came from."""
+    kf = patient.cytogenetics if patient.cytogenetics is not None else karyotype_of(patient.karyotype)
+    panel = patient.sequenced_genes
+    mf = mutation_features(patient.mutations, sequenced_genes=panel, minus17=kf.minus17_abn17p,
+                           where=f"{patient.id}: mutations")
+    vafs, _ = check_vafs([m.vaf for m in patient.mutations], where=f"{patient.id}: mutations.vaf")
+    F = mutation_arrays(np.zeros(len(patient.mutations), dtype=np.intp), 1, [m.gene for m in patient.mutations],
+                        np.array([math.nan if v is None else v for v in vafs], dtype=float),
+                        [m.effect for m in patient.mutations], [m.protein_change for m in patient.mutations],
+                        panel=None if panel is None else frozenset(mf.panel or ()))
+    F.update(cyto_arrays([kf]))
+    for key, val in (("HB", patient.hb_g_dl), ("PLT", patient.plt_1e9_per_l), ("BM_BLAST", patient.bm_blast_pct),
+                     ("ANC", patient.anc_1e9_per_l)):
+        F[key] = np.array([math.nan if val is None else float(val)])
+    return F, kf, mf
+
+
+def _summary(r: RiskReport) -> str:
+    head = f"{r.id}" + (f" ({r.disease})" if r.disease else "") + f" - {RESEARCH_USE}"
+    lines = [head]
+    context = {"ELN 2022": "AML", "ELN 2024": "AML", "IPSS-R": "MDS", "IPSS-M": "MDS"}
+    for s in (r.eln2022, r.eln2024, r.ipssr, r.ipssm):
+        val = s.category or "not computable"
+        if s.score is not None:
+            val = f"{s.score:g} {val}"
+        elif s.name == "IPSS-R" and s.score_best is not None:
+            val += f" (score {s.score_best:g}-{s.score_worst:g} over the missing inputs)"
+        if s.name == "IPSS-M" and not s.complete:
+            val += f" (best {s.score_best:.2f} {s.category_best}, worst {s.score_worst:.2f} {s.category_worst})"
+        flag = "" if s.complete else " [provisional: missing inputs]"
+        other = f" [{context[s.name]} score]" if r.disease and r.disease != context[s.name] else ""
+        lines.append(f"{s.name}: {val}{flag}{other}")
+        for rule in s.rules:
+            lines.append(f"  - {rule}")
+        for note in s.notes:
+            lines.append(f"  note: {note}")
+        for m in s.missing:
+            lines.append(f"  missing: {m}")
+    for w in r.warnings:
+        lines.append(f"warning: {w}")
+    return "\n".join(lines)
+
+
+def score_patient(patient: Patient, *, regimen: Regimen = "venetoclax") -> RiskReport:
+    """ELN 2022, ELN 2024, IPSS-R and IPSS-M of one patient, each with the rules that fired.
+
+    Parameters
+    ----------
+    patient
+        The patient record (see :class:`~hemotwin.prognosis.patient.Patient`).
+    regimen
+        ELN 2024 context: ``"venetoclax"`` (venetoclax + HMA/LDAC) or ``"ivosidenib"``
+        (azacitidine + ivosidenib, which adds the IDH1 rule).
+
+    Returns
+    -------
+    RiskReport
+        All results, the karyotype and mutation features read, warnings and a ``summary`` text.
+    """
+    F, kf, mf = patient_features(patient)
+    arr = score_arrays(F, regimen=regimen)
+    warnings = [*kf.warnings, *mf.warnings]
+    if patient.cytogenetics is None and (patient.karyotype or "").strip() and not kf.evaluable:
+        warnings.append(f"karyotype {patient.karyotype!r} could not be read: cytogenetic risk unknown")
+    if patient.sequenced_genes is None:
+        warnings.append("sequenced genes not given: genes without a reported mutation are treated as not "
+                        "sequenced (unknown), not wild type; give \"sequenced_genes\": \"all\" or a list")
+    report = RiskReport(
+        id=patient.id, disease=patient.disease,
+        eln2022=eln2022_result(F, arr["eln2022"], 0), eln2024=eln2024_result(F, arr["eln2024"], 0, regimen=regimen),
+        ipssr=ipssr_result(arr["ipssr"], 0), ipssm=ipssm_result(arr["ipssm"], 0),
+        karyotype=kf, mutations=mf, warnings=warnings)
+    return report.model_copy(update={"summary": _summary(report)})
+
+
+def score_cohort(clinical: pd.DataFrame, molecular: pd.DataFrame | None = None, *,
+                 sequenced_genes: Iterable[str] | str | None = None,
+                 regimen: Regimen = "venetoclax") -> pd.DataFrame:
+    """Every score for every patient of a cohort (vectorised; 10,000 patients in about a second).
+
+    Parameters
+    ----------
+    clinical
+        Validated clinical table (:func:`hemotwin.prognosis.tables.read_clinical`): index ``ID``,
+        columns ``BM_BLAST``, ``HB``, ``PLT``, ``ANC``, ``CYTOGENETICS``.
+    molecular
+        Validated molecular table (:func:`hemotwin.prognosis.tables.read_molecular`), or ``None``.
+    sequenced_genes
+        Panel for every patient; default: every gene seen anywhere in ``molecular`` (see
+        :func:`hemotwin.prognosis.mutations.mutation_matrix`); ``"all"`` or a list override it.
+    regimen
+        ELN 2024 context (see :func:`score_patient`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per clinical row, columns :data:`COHORT_COLUMNS`: categories as text (blank when not
+        computable), ``IPSSR_SCORE``/``IPSSM_*`` as floats (NaN when not computable), ``CYTO_IPSSR``
+        the IPSS-R cytogenetic group, ``COMPLEX`` 1/0/blank, ``ELN20xx_COMPLETE`` booleans and
+        ``warnings`` (``"; "``-joined text).
+    """
+    import pandas as pd
+
+    ids = [str(i) for i in clinical.index]
+    n = len(ids)
+    F = {k: v.to_numpy(dtype=float) for k, v in mutation_matrix(molecular, ids, sequenced_genes=sequenced_genes)
+         .items()}
+    texts = clinical["CYTOGENETICS"].fillna("").astype(str) if "CYTOGENETICS" in clinical.columns else \
+        pd.Series([""] * n, index=clinical.index)
+    codes, uniques = pd.factorize(texts.to_numpy(), use_na_sentinel=False)
+    ufeats = [karyotype_of(t) for t in uniques]
+    ucyto = cyto_arrays(ufeats)
+    F.update({k: v[codes] for k, v in ucyto.items()})
+    for key in ("HB", "PLT", "BM_BLAST", "ANC"):
+        F[key] = clinical[key].to_numpy(dtype=float) if key in clinical.columns else np.full(n, math.nan)
+    arr = score_arrays(F, regimen=regimen)
+
+    def cats(names: Sequence[str], idx: np.ndarray) -> list[str]:
+        return [names[i] if i >= 0 else "" for i in idx]
+
+    # Per-patient warnings: karyotype problems and missing score inputs (kept short: one CSV cell).
+    uwarn = []
+    for t, k in zip(uniques, ufeats, strict=True):
+        w = list(k.warnings)
+        if not str(t).strip():
+            w.append("no karyotype")
+        elif not k.evaluable:
+            w.append("karyotype not readable")
+        uwarn.append("; ".join(w))
+    kw = np.array(uwarn, dtype=object)[codes]
+    ipm = arr["ipssm"]
+    n_missing = ipm["missing"].sum(axis=0)
+    warn = []
+    for i in range(n):
+        parts = [kw[i]] if kw[i] else []
+        if n_missing[i]:
+            parts.append(f"IPSS-M: {int(n_missing[i])} input(s) missing")
+        if not arr["eln2022"]["complete"][i]:
+            parts.append("ELN 2022 provisional (unknown inputs)")
+        warn.append("; ".join(parts))
+    group_names = {v: k for k, v in IPSSR_CYTO_CODE.items()}
+    cplx = F["K_COMPLEX"]
+    out = pd.DataFrame({
+        "ID": ids,
+        "ELN2022": cats(ELN_CATEGORIES, arr["eln2022"]["category"]),
+        "ELN2024": cats(ELN_CATEGORIES, arr["eln2024"]["category"]),
+        "IPSSR": cats(IPSSR_CATEGORIES, arr["ipssr"]["category"]),
+        "IPSSR_SCORE": arr["ipssr"]["score"],
+        "IPSSM": cats(IPSSM_CATEGORIES, ipm["category"]),
+        "IPSSM_SCORE": ipm["score"],
+        "IPSSM_BEST": ipm["best"],
+        "IPSSM_WORST": ipm["worst"],
+        "CYTO_IPSSR": ["" if math.isnan(c) else group_names[int(c)] for c in F["CYTO_CODE"]],
+        "COMPLEX": pd.array([None if math.isnan(c) else int(c) for c in cplx], dtype="Int64"),
+        "ELN2022_COMPLETE": arr["eln2022"]["complete"],
+        "ELN2024_COMPLETE": arr["eln2024"]["complete"],
+        "warnings": warn,
+    })
+    out.attrs["research_use"] = RESEARCH_USE
+    return out
+
+
+__all__ = ["COHORT_COLUMNS", "KARYOTYPE_FLAGS", "RESEARCH_USE", "RiskReport", "cyto_arrays", "karyotype_of",
+           "mutation_matrix", "patient_features", "score_arrays", "score_cohort", "score_patient"]
+
+
