@@ -1,12 +1,305 @@
-"""``hemotwin cohort fit|evaluate|predict``: survival models on cohort tables (registered by cli_prognosis).
+"""``hemotwin cohort simulate|fit|evaluate|predict``: survival models on cohort tables (registered by cli_prognosis).
 
-Heavy imports (pandas, scikit-survival) live inside the command functions.
+Heavy imports (pandas, scikit-survival, matplotlib) live inside the command functions.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+_RUO = "For research use only. Not for diagnostic use."
+
+ClinicalOpt = Annotated[Path, typer.Option("--clinical", "-c", help="Clinical table (CSV/TSV, §9 schema).")]
+MolecularOpt = Annotated[Path | None, typer.Option("--molecular", "-m", help="Molecular table (one row per variant).")]
+TargetOpt = Annotated[Path, typer.Option("--target", "-t", help="Target table: ID, OS_YEARS, OS_STATUS.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Allow writing into an existing output.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (forests, boosting, k-fold).")]
+MinGeneOpt = Annotated[int, typer.Option("--min-gene-count", help="Genes mutated in fewer training patients are "
+                                                                  "not features.")]
+NTreesOpt = Annotated[int | None, typer.Option("--n-estimators", help="Trees (rsf) or boosting stages (gbsa).")]
+AlphaOpt = Annotated[float, typer.Option("--alpha", help="Ridge penalty of the Cox model.")]
+
+
+def _read(clinical: Path, molecular: Path | None, target: Path | None):
+    """Read the tables with the §9 validators and align them (errors name file, line, ID, column)."""
+    from hemotwin.prognosis.design import align_cohort
+    from hemotwin.prognosis.tables import read_clinical, read_molecular, read_target
+
+    c = read_clinical(clinical)
+    m = read_molecular(molecular) if molecular is not None else None
+    t = read_target(target) if target is not None else None
+    names = (clinical.name, molecular.name if molecular else "molecular", target.name if target else "target")
+    return align_cohort(c, m, t, names=names)
+
+
+def _checksums(**paths: Path | None) -> dict[str, str]:
+    from hemotwin.io.provenance import file_sha256
+
+    return {k: file_sha256(p) for k, p in paths.items() if p is not None}
+
+
+def _model_params(kind: str, *, alpha: float, n_estimators: int | None) -> dict[str, Any]:
+    if kind == "cox":
+        return {"alpha": alpha}
+    return {} if n_estimators is None else {"n_estimators": n_estimators}
+
+
+def _try_scores(c, m, notes: list[str]):
+    """Published scores, or None with a note when the scoring module cannot score this cohort."""
+    try:
+        from hemotwin.prognosis.design import published_scores
+
+        return published_scores(c, m)
+    except ImportError as exc:
+        notes.append(f"published scores unavailable ({exc}); baselines left out")
+    return None
 
 
 def register(cohort_app: typer.Typer) -> None:
     """Add the survival-model commands to the ``hemotwin cohort`` sub-app."""
+
+    @cohort_app.command("simulate")
+    def simulate_cmd(
+        out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the three tables.")],
+        n: Annotated[int, typer.Option("--n", "-n", help="Number of patients.")] = 3000,
+        centers: Annotated[int, typer.Option("--centers", help="Number of centers.")] = 6,
+        seed: SeedOpt = 0,
+        overwrite: OverwriteOpt = False,
+    ) -> None:
+        """Synthetic MDS/AML-like cohort (clinical/molecular/target CSV) with a known survival model."""
+        from hemotwin.cli import _fail, console
+        from hemotwin.errors import HemotwinError
+        from hemotwin.io.provenance import provenance, write_json
+        from hemotwin.prognosis.synthetic import simulate_cohort, write_cohort
+
+        try:
+            cohort = simulate_cohort(n, n_centers=centers, seed=seed)
+            paths = write_cohort(cohort, out, overwrite=overwrite)
+        except (HemotwinError, ValueError) as exc:
+            raise _fail(exc) from None
+        write_json(Path(out) / "provenance.json", provenance(
+            command="cohort simulate", config=cohort.metadata["config"], seeds={"seed": seed},
+            inputs={}, extra={"outputs": {k: str(p.name) for k, p in paths.items()}}))
+        ev = int(cohort.target["OS_STATUS"].sum())
+        console.print(f"{n} synthetic patients, {centers} centers, {ev} deaths -> [bold]{out}[/]")
+        console.print(f"planted log-hazard ratios in {paths['metadata'].name}; {_RUO}")
+
+    @cohort_app.command("fit")
+    def fit_cmd(
+        clinical: ClinicalOpt,
+        target: TargetOpt,
+        out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (model.joblib, provenance.json).")],
+        molecular: MolecularOpt = None,
+        model: Annotated[str, typer.Option("--model", help="cox | rsf | gbsa")] = "cox",
+        alpha: AlphaOpt = 30.0,
+        n_estimators: NTreesOpt = None,
+        min_gene_count: MinGeneOpt = 5,
+        with_scores: Annotated[bool, typer.Option("--with-scores", help="Use IPSS-M/IPSS-R scores as features.")]
+        = False,
+        tau: Annotated[float, typer.Option("--tau", help="Horizon of Uno's C (years).")] = 7.0,
+        seed: SeedOpt = 0,
+        overwrite: OverwriteOpt = False,
+    ) -> None:
+        """Fit a survival model on a cohort and save it with its design and training metrics."""
+        import numpy as np
+
+        from hemotwin.cli import _fail, console, err_console
+        from hemotwin.errors import HemotwinError
+        from hemotwin.io.outputs import prepare_output_dir
+        from hemotwin.io.provenance import provenance, write_json
+        from hemotwin.prognosis import survival as sv
+        from hemotwin.prognosis.design import build_design, fit_design
+
+        try:
+            outdir = prepare_output_dir(out, overwrite=overwrite)
+            est = sv.make_model(model, seed=seed, **_model_params(model, alpha=alpha, n_estimators=n_estimators))
+            c, m, t, notes = _read(clinical, molecular, target)
+            y = sv.make_y(t, where=target.name)
+            feats = ("IPSSM_SCORE", "IPSSR_SCORE") if with_scores else ()
+            spec = fit_design(c, m, min_gene_count=min_gene_count, score_features=feats)
+            X = build_design(spec, c, m)
+            est.fit(X, y)
+            risk = est.predict(X)
+            train = sv.evaluate_risk(y, y, risk, tau=tau)
+            cuts = np.quantile(risk, [0.25, 0.5, 0.75]).tolist()
+            meta = {"model": model, "params": est.get_params(), "features": list(X.columns),
+                    "features_used": list(est.features_used_), "risk_group_cuts": cuts, "tau": tau,
+                    "n_patients": len(y), "n_events": int(y["event"].sum()), "training_metrics": train}
+            sv.save_model(outdir / "model.joblib", est, design=spec.model_dump(mode="json"), metadata=meta)
+            if model == "cox":
+                est.coefficients(X).to_csv(outdir / "coefficients.csv")
+        except (HemotwinError, ValueError) as exc:
+            raise _fail(exc) from None
+        prov = provenance(command=f"cohort fit --model {model}",
+                          config={**meta, "design": spec.model_dump(mode="json")}, seeds={"seed": seed},
+                          inputs=_checksums(clinical=clinical, molecular=molecular, target=target),
+                          extra={"notes": notes, "apparent_metrics_warning": "training (apparent) metrics are "
+                                 "optimistic; use `hemotwin cohort evaluate` for validated ones"})
+        write_json(outdir / "provenance.json", prov)
+        for note in notes[:10]:
+            err_console.print(f"[yellow]note[/] {note}")
+        console.print(f"{model}: {len(y)} patients, {int(y['event'].sum())} deaths, {X.shape[1]} features; "
+                      f"apparent Harrell C {train['harrell_c']:.3f}, Uno C {train['uno_c']:.3f} "
+                      f"(tau {train['tau_used']:.1f} y) -> [bold]{outdir / 'model.joblib'}[/]")
+        console.print(_RUO)
+
+    @cohort_app.command("evaluate")
+    def evaluate_cmd(
+        clinical: ClinicalOpt,
+        target: TargetOpt,
+        out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (metrics.json, plots, summary.md).")],
+        molecular: MolecularOpt = None,
+        models: Annotated[str, typer.Option("--models", help="Comma list of cox, rsf, gbsa.")] = "cox,rsf,gbsa",
+        cv: Annotated[str, typer.Option("--cv", help="centers (leave-one-center-out) | kfold")] = "centers",
+        folds: Annotated[int, typer.Option("--folds", help="Number of folds for --cv kfold.")] = 5,
+        baselines: Annotated[str, typer.Option("--baselines", help="Published scores to compare (score_cohort "
+                                                                   "columns), or 'none'.")]
+        = "IPSSM_SCORE,IPSSR_SCORE,ELN2022",
+        alpha: AlphaOpt = 30.0,
+        n_estimators: NTreesOpt = None,
+        min_gene_count: MinGeneOpt = 5,
+        tau: Annotated[float, typer.Option("--tau", help="Horizon of Uno's C (years).")] = 7.0,
+        seed: SeedOpt = 0,
+        overwrite: OverwriteOpt = False,
+    ) -> None:
+        """Cross-validate models against the published scores on the same folds (leave-centers-out default)."""
+        from hemotwin.cli import _Bar, _fail, console, err_console
+        from hemotwin.errors import HemotwinError, InputError
+        from hemotwin.io.outputs import prepare_output_dir
+        from hemotwin.io.provenance import provenance, write_json
+        from hemotwin.prognosis import survival as sv
+        from hemotwin.prognosis.design import build_design, fit_design
+
+        try:
+            outdir = prepare_output_dir(out, overwrite=overwrite)
+            kinds = [k.strip().lower() for k in models.split(",") if k.strip()]
+            bad = [k for k in kinds if k not in sv.MODEL_KINDS]
+            if bad or not kinds:
+                raise InputError("--models", models, f"a comma list of {', '.join(sv.MODEL_KINDS)}")
+            if cv not in ("centers", "kfold"):
+                raise InputError("--cv", cv, "'centers' or 'kfold'")
+            ests = {k: sv.make_model(k, seed=seed, **_model_params(k, alpha=alpha, n_estimators=n_estimators))
+                    for k in kinds}
+            c, m, t, notes = _read(clinical, molecular, target)
+            if cv == "centers" and "CENTER" not in c.columns:
+                raise InputError(f"{clinical.name}, column CENTER", "(absent)",
+                                 "a CENTER column for --cv centers (or use --cv kfold)")
+            y = sv.make_y(t, where=target.name)
+            # The design's gene list is chosen on the whole cohort (outcome-blind: mutation counts only),
+            # so every fold sees the same columns; imputation and scaling are refitted inside each fold.
+            spec = fit_design(c, m, min_gene_count=min_gene_count)
+            X = build_design(spec, c, m)
+            base_cols = [b.strip() for b in baselines.split(",") if b.strip() and b.strip().lower() != "none"]
+            scores = _try_scores(c, m, notes) if base_cols else None
+            if scores is None:
+                base_cols = []
+            else:
+                missing = [b for b in base_cols if b not in scores.columns]
+                if missing:
+                    raise InputError("--baselines", missing, f"columns of the score table: {list(scores.columns)}")
+                scores = scores.reset_index(drop=True)
+            groups = c["CENTER"].to_numpy() if "CENTER" in c.columns else None
+            with _Bar("cross-validating") as bar:
+                res = sv.cross_validate(ests, X.reset_index(drop=True), y, groups=groups, cv=cv, n_splits=folds,
+                                        seed=seed, baselines=scores, baseline_columns=base_cols, tau=tau,
+                                        progress=bar)
+            files = _write_evaluation(outdir, res, y, cv=cv, tau=tau)
+        except (HemotwinError, ValueError) as exc:
+            raise _fail(exc) from None
+        prov = provenance(command="cohort evaluate", config={
+            "models": {k: e.get_params() for k, e in ests.items()}, "cv": cv, "folds": folds, "tau": tau,
+            "baselines": base_cols, "design": spec.model_dump(mode="json"), "features": list(X.columns)},
+            seeds={"seed": seed}, inputs=_checksums(clinical=clinical, molecular=molecular, target=target),
+            extra={"notes": notes, "outputs": files})
+        write_json(outdir / "provenance.json", prov)
+        for note in notes[:10]:
+            err_console.print(f"[yellow]note[/] {note}")
+        s = res.summary
+        console.print(f"{len(res.fold_definition)} folds ({cv}); Uno C (tau {tau:g} y), median \\[min-max]:")
+        for name, row in s.iterrows():
+            console.print(f"  {name:<12} {row['uno_c_median']:.3f} [{row['uno_c_min']:.3f}-{row['uno_c_max']:.3f}]")
+        console.print(f"-> [bold]{outdir}[/] ({_RUO})")
+
+    @cohort_app.command("predict")
+    def predict_cmd(
+        model: Annotated[Path, typer.Option("--model", help="model.joblib written by `hemotwin cohort fit`.")],
+        clinical: ClinicalOpt,
+        out: Annotated[Path, typer.Option("--out", "-o", help="CSV file to write (ID, RISK, RISK_GROUP, S_1Y ...).")],
+        molecular: MolecularOpt = None,
+        overwrite: OverwriteOpt = False,
+    ) -> None:
+        """Risk and predicted survival at 1/3/5 years of new patients with a fitted model."""
+        import numpy as np
+
+        from hemotwin.cli import _fail, console, err_console
+        from hemotwin.errors import HemotwinError
+        from hemotwin.io.outputs import prepare_output_file
+        from hemotwin.prognosis import survival as sv
+        from hemotwin.prognosis.design import DesignSpec, build_design
+
+        try:
+            path = prepare_output_file(out, overwrite=overwrite)
+            bundle = sv.load_model(model)
+            spec = DesignSpec.model_validate(bundle["design"])
+            c, m, _t, notes = _read(clinical, molecular, None)
+            X = build_design(spec, c, m)
+            est = bundle["model"]
+            risk = est.predict(X)
+            cuts = bundle["metadata"]["risk_group_cuts"]
+            table = X[[]].copy()
+            table["RISK"] = risk
+            table["RISK_GROUP"] = np.searchsorted(cuts, risk, side="right") + 1
+            surv = est.predict_survival(X, list(sv.CALIBRATION_HORIZONS))
+            for j, h in enumerate(sv.CALIBRATION_HORIZONS):
+                table[f"S_{h:g}Y"] = surv[:, j]
+            with open(path, "w") as fh:
+                fh.write(f"# {_RUO} Model {bundle['metadata']['model']} from {model.name}; RISK_GROUP 1-4 = "
+                         "quartiles of the training risk (4 = highest)\n")
+                table.reset_index().to_csv(fh, index=False, float_format="%.6g")
+        except (HemotwinError, ValueError) as exc:
+            raise _fail(exc) from None
+        for note in notes[:10]:
+            err_console.print(f"[yellow]note[/] {note}")
+        console.print(f"{len(table)} patients scored with {bundle['metadata']['model']} -> [bold]{path}[/]")
+
+
+def _write_evaluation(outdir: Path, res, y, *, cv: str, tau: float) -> dict[str, str]:
+    """metrics.json, folds.csv, calibration.csv, KM and calibration PNGs and summary.md."""
+    from hemotwin.io.provenance import write_json
+    from hemotwin.prognosis.survival_plots import plot_calibration, plot_km_groups
+
+    files = {}
+    write_json(outdir / "metrics.json", {"research_use_only": _RUO, "cv": cv, "tau_years": tau, **res.to_dict()})
+    files["metrics"] = "metrics.json"
+    res.folds.to_csv(outdir / "folds.csv", index=False)
+    files["folds"] = "folds.csv"
+    if not res.calibration.empty:
+        res.calibration.to_csv(outdir / "calibration.csv", index=False)
+        plot_calibration(res.calibration, outdir / "calibration.png",
+                         title=f"Calibration, out-of-fold ({cv}); quintiles of predicted survival")
+        files["calibration"] = "calibration.png"
+    labels = {1: "Q1 lowest risk", 2: "Q2", 3: "Q3", 4: "Q4 highest risk"}
+    for name in res.oof_group.columns:
+        fn = f"km_{name.lower()}.png"
+        plot_km_groups(y, res.oof_group[name].to_numpy(), outdir / fn, labels=labels,
+                       title=f"{name}: out-of-fold risk quartiles ({cv} CV; cut-points from training folds)")
+        files[f"km_{name}"] = fn
+    lines = ["# Survival model evaluation", "", f"*{_RUO}*", "",
+             f"Cross-validation: **{cv}** ({len(res.fold_definition)} folds); Uno's C truncated at {tau:g} years "
+             "(lowered per fold where the follow-up is shorter; see `tau_used` in folds.csv).", "",
+             "| model | Uno C median | range | Harrell C median | IBS median | calibration MAE |",
+             "|---|---|---|---|---|---|"]
+    for name, r in res.summary.iterrows():
+        cal = r.get("calibration_mae", float("nan"))
+        lines.append(f"| {name} | {r['uno_c_median']:.3f} | {r['uno_c_min']:.3f}-{r['uno_c_max']:.3f} | "
+                     f"{r['harrell_c_median']:.3f} | {r['ibs_median']:.3f} | "
+                     f"{'' if cal != cal else f'{cal:.3f}'} |")
+    lines += ["", "Folds:", ""] + [f"- fold {f['fold']}: test {', '.join(f['test_centers'])} (n={f['n_test']})"
+                                   for f in res.fold_definition]
+    lines += ["", "Plots: " + ", ".join(v for k, v in files.items() if v.endswith(".png")), ""]
+    (outdir / "summary.md").write_text("\n".join(lines))
+    files["summary"] = "summary.md"
+    return files
