@@ -1,0 +1,149 @@
+"""Run monitoring for one patient or a folder of patients and write the outputs (the CLI's library face)."""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hemotwin.errors import InputError
+from hemotwin.io.outputs import prepare_output_dir
+from hemotwin.io.provenance import file_sha256, provenance
+from hemotwin.monitoring.report import RUO, patient_document, write_patient_outputs
+from hemotwin.monitoring.response import MonitorConfig, PatientResult, assess
+from hemotwin.monitoring.timeline import Timeline, load_timeline, read_timeline_records
+
+#: Columns of ``cohort.csv``.
+COHORT_COLUMNS = ("patient", "file", "timepoints", "last_date", "last_call", "current_status", "last_mrd",
+                  "open_alerts", "max_open_severity", "warnings")
+_SEV = {"info": 0, "warning": 1, "critical": 2}
+
+
+def monitor_patient(path: str | Path, out_dir: str | Path | None, *, overwrite: bool = False,
+                    config: MonitorConfig | None = None, figure: bool = True,
+                    command: str = "hemotwin monitor") -> tuple[Timeline, PatientResult, dict[str, str],
+                                                                dict[str, Any]]:
+    """Load, assess and (when ``out_dir`` is given) write one patient's figure, JSON and HTML.
+
+    Returns
+    -------
+    (timeline, result, outputs, document)
+        ``outputs`` maps ``figure``/``json``/``html`` to paths (empty without ``out_dir``); ``document`` is
+        the content of ``timeline.json``.
+    """
+    path = Path(path)
+    cfg = config or MonitorConfig()
+    dest = prepare_output_dir(out_dir, overwrite=overwrite) if out_dir is not None else None
+    tl = load_timeline(path)
+    res = assess(tl, cfg)
+    prov = provenance(command=command, config=cfg.model_dump(mode="json"), inputs={path.name: file_sha256(path)})
+    outputs = write_patient_outputs(tl, res, dest, prov, figure=figure) if dest is not None else {}
+    return tl, res, outputs, patient_document(tl, res, prov)
+
+
+def _row(tl: Timeline, res: PatientResult, file: str) -> dict[str, Any]:
+    last = res.calls[-1] if res.calls else None
+    sev = max((_SEV[e.severity] for e in res.open_alerts), default=-1)
+    return {"patient": tl.patient, "file": file, "timepoints": len(tl.timepoints),
+            "last_date": last.date.isoformat() if last else "", "last_call": last.label if last else "",
+            "current_status": res.current_status, "last_mrd": res.last_mrd or "",
+            "open_alerts": "; ".join(f"{e.severity}: {e.message} ({e.date.isoformat()})" for e in res.open_alerts),
+            "max_open_severity": {-1: "", 0: "info", 1: "warning", 2: "critical"}[sev],
+            "warnings": "; ".join(res.warnings)}
+
+
+def run_cohort(folder: str | Path, out_dir: str | Path, *, overwrite: bool = False,
+               config: MonitorConfig | None = None, figures: bool = False,
+               progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Assess every patient in ``folder`` (``*.json``; ``*.csv`` may hold several) into one summary table.
+
+    A bad file or patient does not stop the run: it is listed in ``failures`` (and in ``cohort.json`` /
+    ``cohort.html``) with its error. Per patient, ``patients/<pseudonym>/`` receives ``timeline.json`` and
+    ``report.html`` (and ``timeline.png`` with ``figures``).
+
+    Returns
+    -------
+    dict
+        ``rows``, ``failures``, and the paths ``csv``, ``html``, ``json``, ``out``.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("--cohort", str(folder), "a folder of patient .json/.csv files")
+    cfg = config or MonitorConfig()
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".json", ".csv"))
+    if not files:
+        raise InputError("--cohort", str(folder), "a folder holding at least one .json or .csv patient file")
+    dest = prepare_output_dir(out_dir, overwrite=overwrite)
+    (dest / "patients").mkdir(exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    failures: list[dict[str, str]] = []
+    inputs: dict[str, str] = {}
+    seen: set[str] = set()
+    for i, f in enumerate(files):
+        try:
+            inputs[f.name] = file_sha256(f)
+        except OSError as exc:
+            failures.append({"file": f.name, "patient": f.stem, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        prov = provenance(command="hemotwin monitor --cohort", config=cfg.model_dump(mode="json"),
+                          inputs={f.name: inputs[f.name]})
+        for pid, item in read_timeline_records(f):
+            if isinstance(item, Exception):
+                failures.append({"file": f.name, "patient": pid, "error": str(item)})
+                continue
+            try:
+                if item.patient in seen:
+                    raise InputError(f"{f.name} patient", item.patient, "a pseudonym not used by another file")
+                seen.add(item.patient)
+                res = assess(item, cfg)
+                pdir = dest / "patients" / _safe(item.patient)
+                pdir.mkdir(exist_ok=True)
+                write_patient_outputs(item, res, pdir, prov, figure=figures)
+                rows.append(_row(item, res, f.name))
+            except Exception as exc:  # a batch lists every failure and goes on
+                failures.append({"file": f.name, "patient": pid, "error": f"{type(exc).__name__}: {exc}"})
+        if progress is not None:
+            progress(i + 1, len(files))
+    prov = provenance(command="hemotwin monitor --cohort", config=cfg.model_dump(mode="json"), inputs=inputs,
+                      extra={"failures": failures})
+    with open(dest / "cohort.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(COHORT_COLUMNS))
+        w.writeheader()
+        w.writerows(rows)
+    (dest / "cohort.json").write_text(json.dumps({"research_use_only": RUO, "provenance": prov, "rows": rows,
+                                                  "failures": failures}, indent=2) + "\n", encoding="utf-8")
+    (dest / "cohort.html").write_text(cohort_html(rows, failures, prov), encoding="utf-8")
+    return {"rows": rows, "failures": failures, "out": str(dest), "csv": str(dest / "cohort.csv"),
+            "html": str(dest / "cohort.html"), "json": str(dest / "cohort.json")}
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "patient"
+
+
+def cohort_html(rows: list[dict[str, Any]], failures: list[dict[str, str]], prov: dict[str, Any]) -> str:
+    """Self-contained HTML summary table of a cohort run (failures listed below the table)."""
+    colours = {"critical": "#f4c7c3", "warning": "#fde9c0", "info": "#dbe7f7", "": "#ffffff"}
+    body = "".join(
+        f"<tr style='background:{colours[r['max_open_severity']]}'>"
+        f"<td><a href='patients/{html.escape(_safe(r['patient']))}/report.html'>{html.escape(r['patient'])}</a></td>"
+        + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in COHORT_COLUMNS[2:]) + "</tr>" for r in rows)
+    fail = "".join(f"<tr><td>{html.escape(f['file'])}</td><td>{html.escape(f['patient'])}</td>"
+                   f"<td>{html.escape(f['error'])}</td></tr>" for f in failures)
+    head = "".join(f"<th>{c}</th>" for c in ("patient", *COHORT_COLUMNS[2:]))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>hemotwin monitor: cohort</title>
+<style>body{{font-family:sans-serif;margin:1.5em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 6px;font-size:13px;vertical-align:top}}
+.ruo{{background:#fff3cd;padding:.5em;border:1px solid #e0c060}}</style></head><body>
+<p class="ruo"><b>{RUO}</b> ELN 2022 response monitoring (docs/CLINICAL_RULES.md §5).</p>
+<h1>Cohort summary: {len(rows)} patient(s), {len(failures)} failed</h1>
+<table><tr>{head}</tr>{body}</table>
+<h2>Failed patients</h2><table><tr><th>file</th><th>patient</th><th>error</th></tr>
+{fail or "<tr><td colspan=3>none</td></tr>"}</table>
+<h2>Provenance</h2><pre>{html.escape(json.dumps(prov, indent=2, default=str))}</pre>
+<p class="ruo">{RUO}</p></body></html>
+"""
