@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import hemotwin
 
 
@@ -44,7 +42,7 @@ def provenance(*, command: str, config: dict[str, Any], seeds: dict[str, Any] | 
         "command": command,
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
-        "numpy": np.__version__,
+        "numpy": _numpy_version(),
         "platform": platform.platform(),
         "config": config,
         "seeds": seeds or {},
@@ -61,7 +59,17 @@ def write_json(path: str | Path, data: Any) -> Path:
     return path
 
 
+def _numpy_version() -> str:
+    # Imported here, not at module level: the clinical commands (risk, monitor) answer in < 1 s
+    # and many never touch numpy.
+    import numpy as np
+
+    return np.__version__
+
+
 def _default(obj: Any) -> Any:
+    import numpy as np
+
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):

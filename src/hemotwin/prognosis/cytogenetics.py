@@ -33,18 +33,22 @@ class KaryotypeFeatures(BaseModel):
     text: str = Field("", description="The karyotype string as given.")
     evaluable: bool = Field(False, description="A karyotype was read (not blank, 'failed', or unreadable).")
     normal: bool | None = None
-    n_abnormalities: int | None = Field(None, ge=0, description="Unrelated acquired abnormalities.")
-    n_autosomal_monosomies: int | None = Field(None, ge=0)
+    n_abnormalities: int | None = Field(
+        None, ge=0,
+        description="Unrelated acquired abnormalities, the raw count IPSS-R uses (-Y, trisomies, each marker).",
+    )
+    n_autosomal_monosomies: int | None = Field(None, ge=0, description="Distinct autosomes lost whole (-X/-Y never).")
     n_structural: int | None = Field(None, ge=0, description="Structural abnormalities (not markers).")
     n_trisomies: int | None = Field(None, ge=0, description="Acquired trisomies/polysomies.")
     complex: bool | None = Field(None, description="ELN: >= 3 unrelated, excluding hyperdiploid trisomies only.")
     monosomal: bool | None = None
     hyperdiploid_trisomies_only: bool | None = None
     minus5: bool | None = None
-    del5q: bool | None = None
+    del5q: bool | None = Field(None, description="Any 5q loss: del(5q), or unbalanced via der/dic/add/i(5p).")
     minus7: bool | None = None
-    del7q: bool | None = None
-    minus17_abn17p: bool | None = Field(None, description="-17, del(17p), i(17q) or other 17p loss.")
+    del7q: bool | None = Field(None, description="Any 7q loss: del(7q), or unbalanced such as der(1;7)(q10;p10).")
+    minus17_abn17p: bool | None = Field(
+        None, description="-17, del(17p), i(17q), dic(5;17) or another 17p loss or break (not a gained der).")
     minus_y: bool | None = None
     del11q: bool | None = None
     del12p: bool | None = None
