@@ -265,6 +265,8 @@ def predict(
     labels: Annotated[str | None, typer.Option("--labels", help="Report in another label set: pbc | wbc5")] = None,
     um_per_px: Annotated[float | None, typer.Option("--um-per-px", help="Pixel size of the images.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="onnxruntime | torch")] = "onnxruntime",
+    harmonise: Annotated[bool, typer.Option("--harmonise", help="Map the images into the model's training stain "
+                                            "space first (twin harmonisation; one scanner per run).")] = False,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Classify cell images: path, predicted label and the probability of every class."""
@@ -285,7 +287,8 @@ def predict(
             raise InputError("IMAGES", [str(p) for p in images], "image files or folders holding images")
         dest = prepare_output_file(out, overwrite=overwrite)
         with _Bar("classifying") as bar:
-            res = predict_files(paths, model=model, um_per_px=um_per_px, labels=labels, backend=backend, progress=bar)
+            res = predict_files(paths, model=model, um_per_px=um_per_px, labels=labels, backend=backend,
+                                harmonise=harmonise, progress=bar)
     except (HemotwinError, ValueError) as exc:
         raise _fail(exc) from None
     rows = res["rows"]
@@ -309,6 +312,8 @@ def evaluate(
     um_per_px: Annotated[float | None, typer.Option("--um-per-px", help="Pixel size when data lack one.")] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="True labels not scored (repeat).")] = None,
     backend: Annotated[str, typer.Option("--backend", help="onnxruntime | torch")] = "onnxruntime",
+    harmonise: Annotated[bool, typer.Option("--harmonise", help="Map the images into the model's training stain "
+                                            "space first (twin harmonisation; one scanner per run).")] = False,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Accuracy, macro-F1, per-class scores, confusion matrix, calibration and referral curve."""
@@ -319,7 +324,7 @@ def evaluate(
         dest = prepare_output_dir(out, overwrite=overwrite)
         with _Bar("evaluating") as bar:
             res = evaluate_model(data, dest, model=model, um_per_px=um_per_px, exclude=exclude or (), backend=backend,
-                                 progress=bar)
+                                 harmonise=harmonise, progress=bar)
     except (HemotwinError, ValueError) as exc:
         raise _fail(exc) from None
     m = res["metrics"]

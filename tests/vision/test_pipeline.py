@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from hemotwin import taxonomy
+from hemotwin.errors import InputError
 from hemotwin.io.images import read_image
 from hemotwin.twin.datasets import CellSetConfig, simulate_cells
 from hemotwin.twin.profiles import load_profile
@@ -66,6 +67,30 @@ def test_train_predict_evaluate(twin_cells, tmp_path):
     ev = evaluate_model(twin_cells, rep, model=out)
     assert (rep / "report.html").exists() and 0.0 <= ev["metrics"]["accuracy"] <= 1.0
     assert ev["metrics"]["n"] == 30
+    # The training scanner's stain reference travels with the model, so --harmonise works on it.
+    assert manifest["provenance"]["stain_reference"]["level"] > 0
+    harm = predict_files(files[:4], model=out, harmonise=True)
+    assert harm["harmonisation"]["harmonised"] and len(harm["rows"]) == 4
+    ev_h = evaluate_model(twin_cells, rep, model=out, harmonise=True)
+    assert ev_h["metrics"]["n"] == 30
+
+
+def test_harmonise_needs_a_stain_reference(tmp_path):
+    # A model saved without a stain reference (files written before it existed) gets a clear error.
+    import torch
+
+    from hemotwin.vision.modelfile import save_model
+    from hemotwin.vision.models import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    path = save_model(tmp_path / "old.hemo", build_model(ModelConfig(n_classes=2, input_size=GEOM.input_size)),
+                      labels=["NGS", "LYT"], um_per_px=GEOM.um_per_px, include_onnx=False)
+    img = tmp_path / "c.png"
+    from hemotwin.io.images import write_png
+
+    write_png(img, np.full((40, 40, 3), 200, np.uint8), um_per_px=0.25)
+    with pytest.raises(InputError, match=r"old\.hemo"):
+        predict_files([img], model=path, harmonise=True, backend="torch")
 
 
 def test_auto_labels_lift_fine_codes_to_coarse_groups_present(twin_cells):

@@ -344,19 +344,68 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
     res = fit(mcfg, CellArrayDataset(tr.images, y_tr, aug=aug, seed=seed),
               CellArrayDataset(va.images, y_va) if len(va.images) else None, config=cfg, progress=progress)
     checksums = {str(d): data_checksum(ds) for d, ds in zip(data, datasets, strict=True)}
+    stain_reference = fit_stain_reference(tr.images, geometry, seed=seed, log=log)
     augmentation = {"mode": augment, "twin_strength": twin_strength if augment == "twin" else None,
                     "twin_profiles": list(TWIN_PROFILES) if augment == "twin" else None,
                     "stain_basis": basis.to_dict() if basis is not None else None}
     save_model(out, res.model, labels=list(model_labels), um_per_px=geometry.um_per_px, data_checksums=checksums,
                seed=seed, augmentation=augmentation, metrics=res.best_metrics,
                training_config=res.config.model_dump(mode="json"), overwrite=overwrite,
-               extra={"data": [str(d) for d in data], "notes": notes, "train_read": summary_of(tr),
+               extra={"data": [str(d) for d in data], "notes": notes, "stain_reference": stain_reference,
+                      "train_read": summary_of(tr),
                       "val_read": summary_of(va), "best_epoch": res.best_epoch,
                       "train_images_per_s": res.train_images_per_s})
     return {"model": str(out), "labels": list(model_labels), "best_epoch": res.best_epoch,
             "best_metrics": res.best_metrics, "seconds": res.seconds, "train_images_per_s": res.train_images_per_s,
             "n_train": len(tr.kept), "n_val": len(va.kept), "failures": tr.failures + va.failures, "notes": notes,
             "history": res.history}
+
+
+def fit_stain_reference(work_images: np.ndarray, geometry: Geometry, *, seed: int = 0, max_images: int = 64,
+                        log: Callable[[str], None] = lambda _m: None) -> dict[str, Any] | None:
+    """The training scanner's stain reference (:class:`~hemotwin.twin.harmonise.StainHarmoniser`), JSON-ready.
+
+    Fitted on training images brought to the model geometry, i.e. what the network sees, so that
+    ``--harmonise`` at prediction time maps a new scanner's cells onto it. ``None`` (with a log
+    line) when the images hold too little stain to fit, e.g. a tiny test set.
+    """
+    from hemotwin.twin.harmonise import StainHarmoniser
+
+    if len(work_images) == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(work_images), size=min(max_images, len(work_images)), replace=False)
+    try:
+        sample = [to_model_geometry(work_images[i], geometry) for i in sorted(pick)]
+        return StainHarmoniser().fit(sample, seed=seed).to_dict()
+    except InputError as exc:
+        log(f"no stain reference stored (--harmonise unavailable for this model): {exc}")
+        return None
+
+
+def harmoniser_of(loaded) -> Any:
+    """The stain harmoniser stored in a loaded model file, or a clear error naming the file."""
+    from hemotwin.twin.harmonise import StainHarmoniser
+
+    ref = (loaded.provenance or {}).get("stain_reference")
+    if not ref:
+        raise InputError("--harmonise", str(loaded.path), "a model file that stores a stain reference "
+                         "(models trained by this version of `hemotwin train` do)")
+    return StainHarmoniser.from_dict(ref)
+
+
+def harmonise_arrays(loaded, images: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """Map model-geometry images of one scanner into the model's training stain space.
+
+    The new scanner's stain basis is fitted on ``images`` themselves (colours only, no labels), so
+    pass one scanner's images together. Returns the images and a JSON-ready note for provenance.
+    """
+    h = harmoniser_of(loaded)
+    if len(images) == 0:
+        return images, {"harmonised": False, "reason": "no images"}
+    source = h.fit_source(list(images))
+    return h.transform(list(images), source=source), {"harmonised": True, "source_basis": source.to_dict(),
+                                                      "reference_level": h.level_}
 
 
 DEFAULT_MODEL_NAME = "default_model.hemo"
@@ -384,9 +433,13 @@ def open_engine(model: str | Path | None = None, *, backend: str = "onnxruntime"
 
 
 def predict_files(paths: Sequence[str | Path], *, model: str | Path | None = None, um_per_px: float | None = None,
-                  labels: str | Sequence[str] | None = None, backend: str = "onnxruntime",
+                  labels: str | Sequence[str] | None = None, backend: str = "onnxruntime", harmonise: bool = False,
                   progress: Progress | None = None) -> dict[str, Any]:
-    """Classify image files; unreadable files and files of unknown pixel size are listed and skipped."""
+    """Classify image files; unreadable files and files of unknown pixel size are listed and skipped.
+
+    ``harmonise`` maps the images into the model's training stain space first
+    (:func:`harmonise_arrays`; the files should come from one scanner).
+    """
     from hemotwin.vision.datasets import estimate_um_per_px
 
     loaded, engine = open_engine(model, backend=backend)
@@ -410,8 +463,11 @@ def predict_files(paths: Sequence[str | Path], *, model: str | Path | None = Non
             failures.append({"path": str(p), "error": str(exc)})
         if progress:
             progress(k + 1, len(paths))
-    probs = predict_arrays(engine, np.stack(imgs) if imgs else np.zeros((0, geom.input_size, geom.input_size, 3),
-                                                                           np.uint8))
+    batch = np.stack(imgs) if imgs else np.zeros((0, geom.input_size, geom.input_size, 3), np.uint8)
+    harmonisation = {"harmonised": False}
+    if harmonise:
+        batch, harmonisation = harmonise_arrays(loaded, batch)
+    probs = predict_arrays(engine, batch)
     out_labels: tuple[str, ...] = tuple(loaded.labels)
     dropped = np.zeros(len(probs))
     if labels is not None:
@@ -423,12 +479,13 @@ def predict_files(paths: Sequence[str | Path], *, model: str | Path | None = Non
             row["unmapped_probability"] = round(float(d), 5)
         for lab, v in zip(out_labels, p, strict=True):
             row[f"p_{lab}"] = round(float(v), 5)
-    return {"rows": rows, "labels": list(out_labels), "failures": failures, "model": str(loaded.path)}
+    return {"rows": rows, "labels": list(out_labels), "failures": failures, "model": str(loaded.path),
+            "harmonisation": harmonisation}
 
 
 def evaluate_model(data: str | Path, out_dir: str | Path, *, model: str | Path | None = None,
                    um_per_px: float | None = None, exclude: Sequence[str] = (), backend: str = "onnxruntime",
-                   progress: Progress | None = None) -> dict[str, Any]:
+                   harmonise: bool = False, progress: Progress | None = None) -> dict[str, Any]:
     """Score a model on a labelled data set; writes report.json, report.html and figures.
 
     The model's probabilities are collapsed to the data set's labels (e.g. 15 classes -> the five
@@ -444,15 +501,17 @@ def evaluate_model(data: str | Path, out_dir: str | Path, *, model: str | Path |
     prep = prepare(ds, geom, working=False, um_per_px=um_per_px, progress=progress)
     truth = [ds.items[i].label for i in prep.kept]
     target = tuple(lab for lab in taxonomy.canonical_labels() if lab in set(truth))
-    probs, target, dropped = collapse_to(predict_arrays(engine, prep.images), loaded.labels, target)
+    images, harmonisation = harmonise_arrays(loaded, prep.images) if harmonise else (prep.images, {"harmonised": False})
+    probs, target, dropped = collapse_to(predict_arrays(engine, images), loaded.labels, target)
     metrics = evaluate_predictions(truth, np.nan_to_num(probs, nan=0.0), target, exclude=exclude)
     metrics["unmapped_probability_mean"] = float(np.mean(dropped)) if len(dropped) else 0.0
     metrics["read"] = summary_of(prep)
     prov = provenance(command="evaluate", config={"data": str(data), "model": str(loaded.path),
-                                                  "exclude": list(exclude), "um_per_px": um_per_px},
+                                                  "exclude": list(exclude), "um_per_px": um_per_px,
+                                                  "harmonise": harmonise},
                       inputs={"model_sha256": file_sha256(loaded.path)},
                       extra={"model_provenance": loaded.provenance, "notes": notes + skipped[:20],
-                             "failures": prep.failures})
+                             "failures": prep.failures, "harmonisation": harmonisation})
     paths = write_report(metrics, out_dir, title=f"hemotwin evaluation: {Path(data).name}", provenance=prov)
     return {"metrics": metrics, "report": {k: str(v) for k, v in paths.items()}, "failures": prep.failures}
 
