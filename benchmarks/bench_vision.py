@@ -31,7 +31,14 @@ import numpy as np  # noqa: E402
 from hemotwin.io.images import read_image  # noqa: E402
 from hemotwin.vision.datasets import estimate_um_per_px, load_dataset, split  # noqa: E402
 from hemotwin.vision.evaluate import evaluate_predictions  # noqa: E402
-from hemotwin.vision.pipeline import Geometry, load_training_data, make_augment, map_items_to, prepare  # noqa: E402
+from hemotwin.vision.pipeline import (  # noqa: E402
+    Geometry,
+    load_training_data,
+    make_augment,
+    map_items_to,
+    prepare,
+    to_model_geometry,
+)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 WBC5 = ("basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil")
@@ -119,6 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--p-reimage", type=float, default=0.5, help="fraction of training samples re-imaged")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    from hemotwin.twin.harmonise import StainHarmoniser
     from hemotwin.twin.reimage import StainBasis
     from hemotwin.vision.infer import InferenceEngine
     from hemotwin.vision.models import ModelConfig
@@ -144,6 +152,10 @@ def main(argv: list[str] | None = None) -> dict:
     y = {k: [d.items[i].label for i in p.kept] for k, d, p in
          (("train", parts.train, tr), ("val", parts.val, va), ("test", parts.test, te), ("bccd", bccd, bc))}
     basis = StainBasis().fit(list(tr.images[:: max(1, len(tr.images) // 64)]))
+    # Twin harmonisation at test time: the training scanner's stain reference (what every model
+    # file now stores), and BCCD re-expressed in it with a basis fitted on BCCD's own colours.
+    harm = StainHarmoniser().fit([to_model_geometry(im, geom) for im in tr.images], seed=args.seed)
+    harmonised = {"bccd": harm.transform(list(bc.images)), "bccd_in_field_context": harm.transform(list(bcx_images))}
     results = {}
     for mode in args.modes.split(","):
         aug = make_augment(mode, geom, basis=basis, seed=args.seed, strength=args.twin_strength,
@@ -157,7 +169,9 @@ def main(argv: list[str] | None = None) -> dict:
         eng = InferenceEngine(res.model, backend="torch", labels=list(WBC5))
         scores = {}
         sets = (("pbc_test", te.images, y["test"]), ("bccd", bc.images, y["bccd"]),
-                ("bccd_in_field_context", bcx_images, bcx_labels))
+                ("bccd_in_field_context", bcx_images, bcx_labels),
+                ("bccd_harmonised", harmonised["bccd"], y["bccd"]),
+                ("bccd_in_field_context_harmonised", harmonised["bccd_in_field_context"], bcx_labels))
         for name, imgs, truth in sets:
             m = evaluate_predictions(truth, eng.run(imgs), WBC5, exclude=("basophil",) if "bccd" in name else ())
             scores[name] = {"accuracy": m["accuracy"], "ci95": m["accuracy_ci95_exact"], "macro_f1": m["macro_f1"],
@@ -167,6 +181,8 @@ def main(argv: list[str] | None = None) -> dict:
                          "train_images_per_s": res.train_images_per_s, "val": res.best_metrics}
         print(f"{mode:6s} PBC {scores['pbc_test']['accuracy']:.3f}  BCCD {scores['bccd']['accuracy']:.3f} "
               f"BCCD-in-context {scores['bccd_in_field_context']['accuracy']:.3f} "
+              f"harmonised {scores['bccd_harmonised']['accuracy']:.3f} / "
+              f"{scores['bccd_in_field_context_harmonised']['accuracy']:.3f} "
               f"(macro-F1 {scores['bccd']['macro_f1']:.3f})  epoch {res.best_epoch}  {train_s:.0f} s "
               f"{res.train_images_per_s:.0f} img/s", file=sys.stderr, flush=True)
     doc = {"benchmark": "vision_cross_microscope", "date": date.today().isoformat(),
