@@ -15,7 +15,8 @@ Measured:
 - with ``--quality``: the focus ratio of :func:`hemotwin.diagnosis.quality.field_quality` against
   defocus per preset.
 
-Usage: ``.venv/bin/python benchmarks/bench_detection.py [--fields 24] [--quick] [--out FILE.json]``.
+Usage: ``.venv/bin/python benchmarks/bench_detection.py [--fields 24] [--quick] [--parts plain,random,bccd,speed]
+[--out FILE.json]``.
 """
 
 from __future__ import annotations
@@ -125,11 +126,12 @@ def twin_fields(profile_name: str, n_fields: int, *, randomize_strength: float =
         rbc_err.append(100.0 * (det.n_rbc - n_gt) / n_gt)
     return {
         "profile": profile_name + (f" (randomize {randomize_strength})" if randomize_strength else ""),
-        "um_per_px": base.camera.um_per_px, "fields": n_fields, "wbc": tp + fn,
+        "um_per_px": base.camera.um_per_px, "fields": n_fields, "wbc": tp + fn, "tp": tp, "fp": fp, "fn": fn,
         "recall": round(tp / max(1, tp + fn), 4), "precision": round(tp / max(1, tp + fp), 4),
         "median_iou": round(float(np.median(ious)), 3) if ious else None,
         "rbc_count_error_pct": {"mean": round(float(np.mean(rbc_err)), 2),
-                                "mean_abs": round(float(np.mean(np.abs(rbc_err))), 2)},
+                                "mean_abs": round(float(np.mean(np.abs(rbc_err))), 2),
+                                "min": round(float(np.min(rbc_err)), 2), "max": round(float(np.max(rbc_err)), 2)},
         "recall_per_class": {c: f"{a}/{b}" for c, (a, b) in per_class.items() if b},
         "misses": misses, "detect_s_per_field": round(t_det / n_fields, 4),
     }
@@ -253,6 +255,16 @@ def quality_vs_defocus() -> dict:
     return out
 
 
+def pooled(rows: list[dict]) -> dict:
+    """White-cell recall and precision pooled over twin rows (summed counts)."""
+    tp, fp, fn = (sum(r[k] for r in rows) for k in ("tp", "fp", "fn"))
+    return {"fields": sum(r["fields"] for r in rows), "wbc": tp + fn, "recall": round(tp / max(1, tp + fn), 4),
+            "precision": round(tp / max(1, tp + fp), 4)}
+
+
+PARTS = ("plain", "random", "bccd", "speed")
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fields", type=int, default=24, help="twin fields per preset")
@@ -260,19 +272,25 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--bccd-limit", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="6 fields per preset, 40 BCCD images")
     ap.add_argument("--quality", action="store_true", help="also the focus ratio against defocus")
+    ap.add_argument("--parts", default=",".join(PARTS),
+                    help="comma-separated subset of plain,random,bccd,speed (split a long run into pieces)")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
+    parts = {p.strip() for p in a.parts.split(",") if p.strip()}
+    if not parts <= set(PARTS):
+        ap.error(f"--parts: unknown {sorted(parts - set(PARTS))}")
     n = 6 if a.quick else a.fields
     lim = 40 if a.quick else a.bccd_limit
     t0 = time.time()
-    twin = [twin_fields(p, n) for p in list_presets()]
-    if a.randomize > 0:
+    twin = [twin_fields(p, n) for p in list_presets()] if "plain" in parts else []
+    if a.randomize > 0 and "random" in parts:
         twin += [twin_fields(p, n, randomize_strength=a.randomize, seed=1) for p in list_presets()]
     doc = {
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "cores": os.cpu_count()},
         "twin": twin,
-        "bccd": bccd(lim),
-        "speed_one_core": speed(),
+        "twin_pooled": pooled(twin) if twin else None,
+        "bccd": bccd(lim) if "bccd" in parts else None,
+        "speed_one_core": speed() if "speed" in parts else None,
     }
     if a.quality:
         doc["focus_vs_defocus"] = quality_vs_defocus()

@@ -81,8 +81,8 @@ def test_red_cell_count_and_platelets(analyzer_field):
     # Benchmark: mean error +4 % over 24 fields per preset; 15 % allows the spread of one small field.
     assert abs(det.n_rbc - n_gt) <= 0.15 * n_gt, (det.n_rbc, n_gt)
     n_plt = sum(1 for o in sp.objects if o.kind == "platelet")
-    # Platelets are counted conservatively (a top-hat spot detector; measured 20-60 % of the
-    # twin's platelets found): some must be found, and never more than twice the truth.
+    # Platelets are counted conservatively (a top-hat spot detector; measured 1-35 % of the
+    # twin's platelets found, most at 0.1 µm/px): some must be found, never more than twice the truth.
     assert 1 <= det.n_platelets <= 2 * n_plt + 2, (det.n_platelets, n_plt)
 
 
@@ -94,6 +94,59 @@ def test_works_at_coarse_pixel_sizes(profile):
     assert len(det.wbc) == 4
     assert min(ious.values()) >= 0.5, ious
     assert det.um_per_px == r.um_per_px
+
+
+@pytest.mark.parametrize(("profile", "labels", "seed"), [
+    # Analyzer: a smudge cell (weak purple smear, no intact nucleus) and two erythroblasts whose
+    # haemoglobinised cytoplasm is red-cell coloured (before the uniform-cytoplasm outline: the
+    # smudge cell not found, one erythroblast at IoU 0.40).
+    ("analyzer-100x", ("EBO", "KSC", "EBO"), 1),
+    # Slide scanner at 0.5 µm/px: a band neutrophil (thin nucleus a 2 x 2 opening erases), a
+    # small erythroblast nucleus and a smudge cell (before: erythroblast at IoU 0.44).
+    ("wsi-20x", ("NGB", "EBO", "KSC"), 3),
+])
+def test_erythroblasts_smudge_and_band_cells_found(profile, labels, seed):
+    sp, r = _render_field(profile, labels, side_um=60.0, seed=seed)
+    det = detect_cells(r.image, um_per_px=r.um_per_px)
+    assert len(det.wbc) == len(labels)
+    shape = r.image.shape[:2]
+    dm = [_full(d, shape) for d in det.wbc]
+    for o in sp.objects:
+        if o.kind != "wbc":
+            continue
+        g = r.wbc_masks[o.id]
+        best = max((g & m).sum() / (g | m).sum() for m in dm)
+        # Measured 0.76-0.93 on these fields; 0.6 fails a cell traced as its nucleus alone
+        # (erythroblast IoU 0.2-0.5) or not found.
+        assert best >= 0.6, (o.label, best)
+
+
+def _synthetic_field(blob_od: tuple[float, float, float]) -> np.ndarray:
+    """60 µm field at 0.3 µm/px: a grid of red-cell discs, one lymphocyte-like cell (a dense
+    nucleus sets the field's nuclear threshold) and one 9 µm blob of the given OD."""
+    n = 200
+    yy, xx = np.mgrid[0:n, 0:n] * 0.3
+    od = np.zeros((n, n, 3))
+    for cy in np.arange(5.0, 60.0, 9.0):
+        for cx in np.arange(5.0, 60.0, 9.0):
+            if np.hypot(cy - 32.0, cx - 32.0) > 10.0 and np.hypot(cy - 10.0, cx - 50.0) > 10.0:
+                od[(yy - cy) ** 2 + (xx - cx) ** 2 < 3.75**2] = (0.07, 0.11, 0.05)
+    od[(yy - 10.0) ** 2 + (xx - 50.0) ** 2 < 5.0**2] = (0.15, 0.10, 0.06)
+    od[(yy - 10.0) ** 2 + (xx - 50.0) ** 2 < 3.5**2] = (0.35, 0.80, 0.05)
+    od[(yy - 32.0) ** 2 + (xx - 32.0) ** 2 < 4.5**2] = blob_od
+    return np.clip(np.rint(235.0 * 10.0 ** (-od)), 0, 255).astype(np.uint8)
+
+
+def test_smudge_rule_takes_purple_smears_not_blue_discs():
+    # A weak purple smear (nuclear contrast 0.30, green absorbed twice as much as red) is a smudge
+    # cell; a blue-grey disc of similar contrast (red absorbed as much as green: a polychromatic
+    # red cell under a blue-tinted stain) is not. The lymphocyte-like cell is found in both.
+    smear = detect_cells(_synthetic_field((0.10, 0.24, 0.02)), um_per_px=0.3)
+    assert len(smear.wbc) == 2
+    assert any(d.bbox[0] <= 107 < d.bbox[2] and d.bbox[1] <= 107 < d.bbox[3] for d in smear.wbc)  # 32 µm
+    blue = detect_cells(_synthetic_field((0.16, 0.14, 0.02)), um_per_px=0.3)
+    assert len(blue.wbc) == 1
+    assert not (blue.wbc[0].bbox[0] <= 107 < blue.wbc[0].bbox[2])
 
 
 def test_blank_and_noise_give_no_white_cells():

@@ -1,9 +1,11 @@
 """Cell detection in a bright-field field of a Romanowsky-stained smear.
 
 White cells are found by their nuclei, the most strongly and most purple-stained objects of a
-smear; lobes of one nucleus are grouped, and the cytoplasm is grown from the nucleus by a
-marker-controlled watershed whose markers come from a colour model fitted per cell. Red cells are
-counted from the distance transform of what remains, platelets as small purple objects.
+smear; lobes of one nucleus are grouped, and the cell outline is traced along rays from the
+nucleus through pixels that a colour model fitted per cell calls cytoplasm (erythroblasts, whose
+cytoplasm is red-cell coloured, by the uniformity of that colour instead). Smudge cells are weak
+purple smears without an intact nucleus. Red cells are counted from their integrated optical
+density, platelets as small purple spots.
 
 Everything is measured in µm: the field is resampled to a fixed working pixel size
 (:data:`WORK_UM_PER_PX`, area averaging) so the same physical parameters hold from 0.07 to
@@ -80,7 +82,8 @@ class FieldDetections:
     wbc
         White cells, sorted by row then column of their centroid.
     n_rbc
-        Estimated red cells (touching and overlapping cells split by a distance-transform watershed).
+        Estimated red cells (from the field's integrated red-cell optical density, so touching and
+        overlapping cells count alike).
     n_platelets
         Platelets (a clump counts by its area).
     um_per_px
@@ -204,53 +207,97 @@ def _nucleus_threshold(f: np.ndarray) -> float:
     return float(np.clip(_otsu(stained), 0.2, 0.6))
 
 
-def _find_nuclei(f: np.ndarray, px: float, *, min_nucleus_area_um2: float, t_nuc: float
-                 ) -> list[np.ndarray]:
-    """Groups of nucleus components (lobes of one cell), as bool masks on the work grid."""
-    core = f > t_nuc
+def _find_nuclei(f: np.ndarray, px: float, *, min_nucleus_area_um2: float, t_nuc: float,
+                 od: np.ndarray | None = None) -> tuple[list[np.ndarray], list[bool]]:
+    """Groups of nucleus components (lobes of one cell), as bool masks on the work grid, and for
+    each whether it is a smudge cell (a weak purple smear without an intact nucleus)."""
+    raw = f > t_nuc
     # Half-a-pixel opening removes isolated noisy pixels without cutting 0.5 µm chromatin bridges.
-    core = ndi.binary_opening(core, structure=np.ones((2, 2), bool))
+    core = ndi.binary_opening(raw, structure=np.ones((2, 2), bool))
+    if px >= 0.4:
+        # At coarse pixels (0.5 µm) the same 2 x 2 opening is 1 µm and erases the thin nucleus of
+        # a band neutrophil: thin pieces of at least 2 µm² (8 pixels, more than noise forms)
+        # are put back.
+        rlab, rn = ndi.label(raw)
+        if rn:
+            r_area = np.bincount(rlab.ravel(), minlength=rn + 1) * px * px
+            big = r_area >= 2.0
+            big[0] = False
+            core |= big[rlab]
     lab, n = ndi.label(core)
-    if n == 0:
-        return []
-    areas = ndi.sum_labels(np.ones_like(f), lab, index=np.arange(1, n + 1)) * px * px
-    keep = np.zeros(n + 1, bool)
-    keep[1:] = areas >= 0.6  # below ~0.9 µm diameter: granules, noise
-    core = keep[lab]
-    # Lobes of a segmented nucleus lie within ~2.5 µm of each other (thin filaments may be
-    # invisible): dilating each piece by 1.25 µm joins them; nuclei of two cells are further apart
-    # (each has cytoplasm around it).
-    grown = ndi.binary_dilation(core, structure=_disk(1.25 / px))
-    glab, _gn = ndi.label(grown)
-    groups = []
-    for k, sl in enumerate(ndi.find_objects(glab), start=1):
-        if sl is None:
-            continue
-        g = np.zeros_like(core)
-        g[sl] = core[sl] & (glab[sl] == k)
-        if g.sum() * px * px < min_nucleus_area_um2:
-            continue
-        groups.append(g)
-    # Smudge cells: a ruptured nucleus smeared thin stains weakly (about half of an intact
+    groups: list[np.ndarray] = []
+    smudge: list[bool] = []
+    grown = np.zeros_like(core)
+    if n:
+        areas = ndi.sum_labels(np.ones_like(f), lab, index=np.arange(1, n + 1)) * px * px
+        keep = np.zeros(n + 1, bool)
+        keep[1:] = areas >= 0.6  # below ~0.9 µm diameter: granules, noise
+        core = keep[lab]
+        # Lobes of a segmented nucleus lie within ~2.5 µm of each other (thin filaments may be
+        # invisible): dilating each piece by 1.25 µm joins them; nuclei of two cells are further
+        # apart (each has cytoplasm around it).
+        grown = ndi.binary_dilation(core, structure=_disk(1.25 / px))
+        # The size test uses the nucleus at half its threshold (close to its half-maximum
+        # outline): the core above the threshold of a small pyknotic erythroblast nucleus is
+        # shrunk by blur, most at 0.5 µm/px, while the half-threshold area is its true size.
+        half = f > 0.5 * t_nuc
+        glab, _gn = ndi.label(grown)
+        for k, sl in enumerate(ndi.find_objects(glab), start=1):
+            if sl is None:
+                continue
+            inside = glab[sl] == k
+            g = np.zeros_like(core)
+            g[sl] = core[sl] & inside
+            # ... and the core itself must still hold 85 % of the minimum area (twin erythroblast
+            # cores at 0.5 µm/px: >= 93 %): crescents where a polychromatic red cell overlaps its
+            # neighbours, platelets and small purple debris (BCCD) have fewer core pixels.
+            if (half[sl] & inside).sum() * px * px < min_nucleus_area_um2 or \
+                    g.sum() * px * px < 0.85 * min_nucleus_area_um2:
+                continue
+            groups.append(g)
+            smudge.append(False)
+    # Smudge cells: a ruptured nucleus smeared thin stains weakly (a third to a half of an intact
     # nucleus) but over a large area; red-cell overlaps reach the same stain only in small
     # lenses. Weak purple regions of more than 30 µm² with no intact nucleus are kept as cells.
-    t_weak = max(0.2, 0.55 * t_nuc)
-    weak = ndi.gaussian_filter(f, 0.6 / px) > t_weak
+    t_weak = max(0.2, 0.4 * t_nuc)
+    fs = ndi.gaussian_filter(f, 0.6 / px)
+    weak = fs > t_weak
     weak = ndi.binary_opening(weak, structure=_disk(0.5 / px))
     wlab, wn = ndi.label(weak)
     if wn:
         has_core = np.zeros(wn + 1, bool)
         has_core[np.unique(wlab[grown])] = True
-        warea = np.bincount(wlab.ravel(), minlength=wn + 1) * px * px
-        for k in np.flatnonzero((warea >= 30.0) & ~has_core):
+        # Area counted on the region opened by a 3 µm disc: the lenses where red cells overlap
+        # reach the weak threshold under a strong stain, but as lines and Y-shaped junctions at
+        # most ~2 µm wide; a smudge cell is a 10-22 µm blob.
+        solid = ndi.binary_opening(weak, structure=_disk(1.5 / px))
+        warea = np.bincount(wlab[solid], minlength=wn + 1) * px * px
+        if od is not None:
+            # Smeared chromatin is purple (absorbs green far more than red); polychromatic red
+            # cells and a blue-tinted stain reach the same contrast as blue-grey discs whose
+            # red absorption matches or exceeds the green one.
+            og = ndi.sum_labels(od[..., 1], wlab, index=np.arange(wn + 1))
+            orr = ndi.sum_labels(od[..., 0], wlab, index=np.arange(wn + 1))
+            purple = og > 1.15 * orr
+        else:
+            purple = np.ones(wn + 1, bool)
+        for k in np.flatnonzero((warea >= 30.0) & ~has_core & purple):
             if k == 0:
                 continue
-            groups.append(ndi.binary_fill_holes(wlab == k))
-    return groups
+            # The low finding threshold includes the smear's blurred skirt: the cell is grown from
+            # its denser part (above 0.55 x the nuclear threshold) when that is substantial, and
+            # the skirt is then taken up by the cytoplasm colour model like any cell's rim.
+            reg = wlab == k
+            dense = reg & (fs > 0.55 * t_nuc)
+            if dense.sum() * px * px >= 10.0:
+                reg = dense
+            groups.append(ndi.binary_fill_holes(reg))
+            smudge.append(True)
+    return groups, smudge
 
 
 def _cell_outline(cell_px: np.ndarray, nuc: np.ndarray, cy: float, cx: float, r_max_px: float,
-                  run_px: float, n_rays: int = 72) -> np.ndarray:
+                  run_px: float, n_rays: int = 72, median_rays: int = 7) -> np.ndarray:
     """Star-convex cell mask: along rays from the nucleus centre, the cell ends where a run of
     ``run_px`` non-cell pixels begins after the last nucleus pixel; the radius profile is
     median-filtered over 35 degrees (a misread red cell or a gap in pale cytoplasm moves a few
@@ -282,7 +329,7 @@ def _cell_outline(cell_px: np.ndarray, nuc: np.ndarray, cy: float, cx: float, r_
                     r_end = j0 + j
                     break
         radii[k] = rad[min(r_end, rad.size - 1)] if r_end < rad.size else rad[-1]
-    radii = ndi.median_filter(radii, size=7, mode="wrap")
+    radii = ndi.median_filter(radii, size=median_rays, mode="wrap")
     radii = ndi.uniform_filter1d(radii, size=3, mode="wrap")
     py = cy + np.sin(th) * (radii + 0.5)
     px_ = cx + np.cos(th) * (radii + 0.5)
@@ -290,6 +337,89 @@ def _cell_outline(cell_px: np.ndarray, nuc: np.ndarray, cy: float, cx: float, r_
     out = nuc.copy()
     out[rr, cc] = True
     return out
+
+
+#: Largest nucleus (µm², at half the nuclear threshold) for which the erythroblast outline
+#: (:func:`_uniform_cytoplasm` with red-cell-coloured cytoplasm) is tried, and the cell areas (µm²)
+#: it may return: erythroblast nuclei are 3.3-5.1 µm across (at most 20 µm², ~24 µm² with the
+#: blur rim at half threshold) and the cells 8-12 µm. Small lymphocytes (nucleus >= 5.5 µm, a
+#: thin rim against red cells that would be grown into them) are left alone.
+EBO_MAX_NUCLEUS_UM2 = 24.0
+EBO_MIN_CELL_UM2 = math.pi * 3.5**2
+EBO_MAX_CELL_UM2 = math.pi * 7.0**2
+
+
+def _uniform_cytoplasm(fw: np.ndarray, f: np.ndarray, nwin: np.ndarray, n_half: np.ndarray, d_out: np.ndarray,
+                       glass: np.ndarray, others: np.ndarray, px: float, t_nuc: float, cy: float, cx: float,
+                       r_max: float, *, rbc_model: tuple[np.ndarray, np.ndarray] | None,
+                       erythroblast: bool) -> np.ndarray | None:
+    """Second outline for a cell that came out as little more than its nucleus.
+
+    The per-cell colour model of :func:`_grow_cells` samples 0.25-1 µm outside the nucleus core,
+    which around a small or lobed nucleus is mostly the nucleus's blurred edge. Here the cytoplasm
+    colour is sampled 1-2.5 µm outside the core, from its flattest 40 % (lowest local spread of OD
+    over ~1 µm: cytoplasm is even, red cells have a rim and a pallor, and where the nucleus is
+    eccentric the ring also crosses red cells). Cell pixels are those within 20 % of that colour
+    (OD summed over channels, averaged over 0.5 µm); the outline is traced along rays as for the
+    other cells, with a wider angular median.
+
+    Two cases use it. ``erythroblast``: a small nucleus whose haemoglobinised cytoplasm is
+    red-cell coloured (the colour evidence gives nothing) but even, where the red cells are not.
+    Otherwise the sampled colour must differ from the red cells' (hue, i.e. OD over its sum, by
+    0.2 in L1, or more than 2 standard deviations in OD): a lymphocyte's thin rim leaves the ring
+    on red cells and glass, which must not grow.
+
+    Returns None when the sample is not uniform or not distinct, or the result is not a plausible
+    cell (an erythroblast: at least 3 x its nucleus, :data:`EBO_MIN_CELL_UM2` to
+    :data:`EBO_MAX_CELL_UM2`; another cell: at least 1.6 x its nucleus, and round).
+    """
+    ring = (d_out > 1.0) & (d_out < 2.5) & ~glass & ~others & (f < 0.5 * t_nuc)
+    if ring.sum() < 8:
+        return None
+    osum = fw.sum(-1)
+    sig = 0.5 / px
+    spread = ndi.gaussian_filter(osum * osum, sig) - ndi.gaussian_filter(osum, sig) ** 2
+    flat = ring & (spread <= np.percentile(spread[ring], 40.0))
+    v = fw[flat]
+    cm = np.median(v, axis=0)
+    s_c = float(cm.sum())
+    mad = float(np.median(np.abs(v.sum(-1) - s_c)))
+    # Uniform: 8 % spread of the summed OD for an erythroblast (red cells nearby have 15-30 %);
+    # a cell with distinct cytoplasm colour may be grainier (granules, a phone camera's noise).
+    if s_c <= 0 or mad > (0.08 if erythroblast else 0.15) * s_c:
+        return None
+    if not erythroblast:
+        if rbc_model is None:
+            return None
+        rm, rs = rbc_model
+        # Distinct from red cells in colour (OD normalised by its sum: pallor and overlap change
+        # a red cell's density, not its hue) or in density and colour together.
+        hue = float(np.abs(cm / s_c - rm / max(float(rm.sum()), 1e-6)).sum())
+        if hue < 0.2 and float((((cm - rm) / rs) ** 2).sum()) < 4.0:
+            return None
+    dist = ndi.gaussian_filter(np.abs(fw - cm).sum(-1), 0.5 / px)
+    # The nucleus's blurred halo (neither nucleus nor cytoplasm colour) is bridged: 0.75 µm
+    # beyond the half-threshold outline.
+    halo = ndi.distance_transform_edt(~n_half) * px < 0.75
+    cell = halo | ((dist < 0.2 * s_c) & ~glass)
+    cell &= ~others
+    # Red cells touching the cell can share its colour and leak into the mask as lobes of a few
+    # tens of degrees; the radius of a round cell changes slowly with angle (even around an
+    # eccentric nucleus), so a median over 75 degrees removes the lobes and keeps the cell.
+    m = _cell_outline(cell, nwin, cy, cx, r_max / px, run_px=0.75 / px, median_rays=15)
+    # Plausible: an erythroblast clearly larger than its nucleus (at most 28 % of the cell; 3 x
+    # the half-threshold area leaves room for blur) and not too large. Another cell at least
+    # 1.6 x its nucleus and round (area over the disc through its farthest pixel >= 0.7): a cell
+    # is round, a leak into neighbours of a similar colour is a lobe (on real smears, BCCD).
+    n_m = int(m.sum())
+    if erythroblast:
+        ok = 3.0 * n_half.sum() <= n_m and EBO_MIN_CELL_UM2 <= n_m * px * px <= EBO_MAX_CELL_UM2
+        return m if ok else None
+    if n_m < 1.6 * n_half.sum():
+        return None
+    ys, xs = np.nonzero(m)
+    r2 = float(((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2).max())
+    return m if n_m >= 0.7 * math.pi * r2 else None
 
 
 def _grow_cells(od: np.ndarray, f: np.ndarray, nuclei: list[np.ndarray], px: float,
@@ -341,6 +471,18 @@ def _grow_cells(od: np.ndarray, f: np.ndarray, nuclei: list[np.ndarray], px: flo
         cell &= ~(all_nuc[win] & ~nwin)
         cy_w, cx_w = cy - y0, cx - x0
         m_win = _cell_outline(cell, nwin, cy_w, cx_w, r_max / px, run_px=0.75 / px)
+        n_half = nwin | ((f[win] > 0.5 * t_nuc) & (d_out < 1.0))
+        # A cell that came out as little more than its nucleus gets a second outline from the
+        # cytoplasm further out: an erythroblast (a small nucleus, < 24 µm² at half threshold,
+        # and less than 3.5 x that traced), or any cell traced at less than 3 x its nucleus.
+        small = n_half.sum() * px * px < EBO_MAX_NUCLEUS_UM2
+        if (small and m_win.sum() < 3.5 * n_half.sum()) or m_win.sum() < 3.0 * n_half.sum():
+            alt = _uniform_cytoplasm(fw, f[win], nwin, n_half, d_out, glass, all_nuc[win] & ~nwin, px,
+                                     t_nuc, cy_w, cx_w, r_max, rbc_model=rbc_model, erythroblast=small)
+            # The second outline only ever enlarges a cell (it exists for cytoplasm the colour
+            # model missed); a smaller one means it found something else.
+            if alt is not None and alt.sum() > 1.2 * m_win.sum():
+                m_win = alt
         m = np.zeros((h, w), bool)
         m[win] = m_win
         out.append(m)
@@ -448,7 +590,8 @@ def detect_cells(
         (:func:`hemotwin.vision.datasets.estimate_um_per_px`).
     min_wbc_diameter_um
         Smallest white cell to report (whole-cell area at least 70 % of this disc); its nucleus must
-        cover a disc of 0.4 times this diameter (an erythroblast's pyknotic nucleus is ~3.5 µm).
+        cover a disc of 0.4 times this diameter at half the nuclear threshold, and 85 % of that
+        above it (an erythroblast's pyknotic nucleus is 3.3-5 µm).
     max_wbc_diameter_um
         Largest white cell: the cytoplasm is never grown further than half of this from the
         nucleus centre.
@@ -492,14 +635,14 @@ def detect_cells(
     t_fg = max(0.06, 0.45 * float(np.median(stained_vals))) if stained_vals.size else 0.06
     t_nuc = _nucleus_threshold(f)
     min_area = math.pi * (0.2 * min_wbc_diameter_um) ** 2
-    nuclei = _find_nuclei(f, px, min_nucleus_area_um2=min_area, t_nuc=t_nuc)
+    nuclei, _smudge = _find_nuclei(f, px, min_nucleus_area_um2=min_area, t_nuc=t_nuc, od=od)
 
     # "Not a smear": a real field is mostly glass + red cells; if purple covers a large part of
     # it, or nothing is red-cell coloured, it is something else (a stain blot, a noise image).
     purple_frac = float((f > t_nuc).mean())
     if purple_frac > 0.5:
         notes.append(f"field looks blank / not a smear ({purple_frac:.0%} of it stains like nuclei)")
-        nuclei = []
+        nuclei, _smudge = [], []
 
     nuclei_any = np.zeros(f.shape, bool)
     for g in nuclei:

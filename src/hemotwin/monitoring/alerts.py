@@ -50,10 +50,11 @@ def open_alerts(events: list[Event]) -> list[Event]:
     closes relapse/refractory/progression alerts; an unconfirmed MRD conversion is closed by its
     confirmation or by "not confirmed"; a newer projection of the same series replaces the older one.
     """
-    live: list[Event] = []
+    live: list[tuple[Event, str, str]] = []  # (event, "kind:key", "kind:*"), the texts made once per event
     for e in events:
-        if e.closes:
-            live = [o for o in live if f"{o.kind}:{o.key}" not in e.closes and f"{o.kind}:*" not in e.closes]
+        closes = e.closes
+        if closes and live:
+            live = [o for o in live if o[1] not in closes and o[2] not in closes]
         if e.severity != "info":
-            live.append(e)
-    return live
+            live.append((e, f"{e.kind}:{e.key}", f"{e.kind}:*"))
+    return [o[0] for o in live]

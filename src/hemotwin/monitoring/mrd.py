@@ -31,8 +31,9 @@ LOG10_2 = math.log10(2.0)
 NEGATIVE, LOW_LEVEL, POSITIVE, NOT_EVALUABLE = "negative", "low-level", "positive", "not evaluable"
 
 
+@functools.lru_cache(maxsize=4096)
 def canonical_marker(marker: str) -> str:
-    """Upper-case marker with fusion separators unified (``RUNX1-RUNX1T1`` -> ``RUNX1::RUNX1T1``)."""
+    """Upper-case marker with fusion separators unified (``RUNX1-RUNX1T1`` -> ``RUNX1::RUNX1T1``) (memoised)."""
     m = marker.strip().upper().replace(" ", "")
     for sep in ("::", "-", "/", "_"):
         if sep in m and sep != "::":
@@ -40,8 +41,9 @@ def canonical_marker(marker: str) -> str:
     return m
 
 
+@functools.lru_cache(maxsize=4096)
 def has_low_level_band(method: str, marker: str) -> bool:
-    """Whether §5's qPCR low-level MRD (< 2 %) applies: qPCR of NPM1 or a core-binding-factor fusion."""
+    """Whether §5's qPCR low-level MRD (< 2 %) applies: qPCR of NPM1 or a core-binding-factor fusion (memoised)."""
     if method != "qpcr":
         return False
     m = canonical_marker(marker)
@@ -189,26 +191,47 @@ def rising_kinetics(points: list[tuple[date, Decimal | None, bool]], *, method: 
         None when the series does not end in a rise (fewer than 2 quantified positive points after the
         last censored point, or the last value is not above the segment's lowest value).
     """
-    seg: list[tuple[date, Decimal]] = []
-    for d, v, cens in points:
+    vals = kinetics_values(points, threshold_pct=threshold_pct, level=level)
+    return None if vals is None else Kinetics(method, marker, tissue, *vals)
+
+
+def kinetics_values(points: list[tuple[date, Decimal | None, bool]], *, threshold_pct: Decimal | None,
+                    level: float = 0.95, logs: list[float | None] | None = None) -> tuple | None:  # type: ignore[type-arg]
+    """The fields of :func:`rising_kinetics`'s :class:`Kinetics` after ``(method, marker, tissue)``, or None.
+
+    The monitoring engine calls this on every rising MRD sample and needs only a few fields, so no record is
+    built here. ``logs`` (optional) holds ``math.log10(float(value))`` for each point of ``points`` whose value is
+    quantified and > 0 (anything for the others): the same numbers, computed once per point.
+    """
+    # The trailing run of quantified positive points (a censored, missing or zero value ends a segment).
+    end = len(points)
+    start = end
+    while start > 0:
+        _, v, cens = points[start - 1]
         if cens or v is None or v <= 0:
-            seg = []
-        else:
-            seg.append((d, v))
-    if len(seg) < 2:
+            break
+        start -= 1
+    if end - start < 2:
         return None
-    # The rise starts at the lowest value of the trailing positive run (its nadir).
-    i0 = min(range(len(seg)), key=lambda i: (seg[i][1], -i))
-    seg = seg[i0:]
-    if len(seg) < 2 or seg[-1][1] <= seg[0][1]:
+    # The rise starts at the lowest value of the trailing positive run (its nadir; the last one on ties).
+    i0, low = start, points[start][1]
+    for i in range(start + 1, end):
+        v = points[i][1]
+        if v <= low:  # type: ignore[operator]
+            i0, low = i, v
+    if end - i0 < 2 or points[end - 1][1] <= low:  # type: ignore[operator]
         return None
-    d0 = seg[0][0]
-    xs = [float((d - d0).days) for d, _ in seg]
-    ys = [math.log10(float(v)) for _, v in seg]
-    fit = fit_rising(xs, ys, level=level)
+    d0 = points[i0][0]
+    xs = [float((points[i][0] - d0).days) for i in range(i0, end)]
+    if logs is None:
+        ys = [math.log10(float(points[i][1])) for i in range(i0, end)]  # type: ignore[arg-type]
+    else:
+        ys = logs[i0:end]
+    fit = fit_rising(xs, ys, level=level)  # type: ignore[arg-type]
     b, a, ci = float(fit["b"]), float(fit["a"]), fit["ci"]
     flags: list[str] = []
-    two_point = len(seg) == 2
+    n = end - i0
+    two_point = n == 2
     if two_point:
         flags.append("two-point estimate (needs >= 3 positive points for an interval)")
     if b <= 0:
@@ -220,13 +243,13 @@ def rising_kinetics(points: list[tuple[date, Decimal | None, bool]], *, method: 
         dbl_ci = (_doubling(hi_b), _doubling(lo_b))
         if lo_b <= 0:
             flags.append("slope interval includes 0: the rise is not established at this confidence")
-    last_d, last_v = seg[-1]
+    last_d, last_v = points[end - 1][0], points[end - 1][1]
     proj = proj_ci = None
     above = False
     thr = None
     if threshold_pct is not None:
         thr = float(threshold_pct)
-        if last_v >= threshold_pct:
+        if last_v >= threshold_pct:  # type: ignore[operator]
             above = True
         else:
             y_last = a + b * xs[-1]
@@ -237,10 +260,7 @@ def rising_kinetics(points: list[tuple[date, Decimal | None, bool]], *, method: 
                 early = last_d + timedelta(days=round(gap / hi_b)) if hi_b > 0 else None
                 late = last_d + timedelta(days=round(gap / lo_b)) if lo_b > 0 else None
                 proj_ci = (early, late)
-    return Kinetics(method=method, marker=marker, tissue=tissue, as_of=last_d, n_points=len(seg), first_date=d0,
-                    slope_log10_per_day=b, slope_ci=ci, doubling_days=dbl, doubling_days_ci=dbl_ci,  # type: ignore[arg-type]
-                    two_point=two_point, threshold_pct=thr, projected_date=proj, projected_date_ci=proj_ci,
-                    already_above=above, flags=tuple(flags))
+    return (last_d, n, d0, b, ci, dbl, dbl_ci, two_point, thr, proj, proj_ci, above, tuple(flags))
 
 
 def log10_reduction(baseline_pct: Decimal | None, value_pct: Decimal | None, censored: bool,
