@@ -247,6 +247,17 @@ class Timepoint(_Model):
         anc, wbc = self.anc_1e9_per_l, self.wbc_1e9_per_l
         if anc is not None and wbc is not None and anc > wbc:
             raise InputError("anc_1e9_per_l", f"{self.anc_1e9_per_l} > WBC {self.wbc_1e9_per_l}", "ANC <= WBC")
+        from hemotwin.monitoring.mrd import canonical_marker  # mrd imports this module
+
+        # One result per series and date: two would make a kinetics fit over zero days (and which one
+        # counts would be a guess). Marker spellings are unified first (RUNX1-RUNX1T1 = RUNX1::RUNX1T1).
+        seen: set[tuple[str, str, str | None]] = set()
+        for m in self.mrd:
+            key = (m.method, canonical_marker(m.marker), m.tissue)
+            if key in seen:
+                raise InputError(f"{self.date} mrd", f"{m.method} {m.marker} ({m.tissue}) twice",
+                                 "one result per method, marker and tissue on a date")
+            seen.add(key)
         return self
 
 
