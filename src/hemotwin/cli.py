@@ -361,6 +361,37 @@ def stress(
     console.print(f"plot -> [bold]{res['plot']}[/], data -> {res['json']}")
 
 
+def _demo_clinical(root: Path, workers: int) -> dict[str, str]:
+    """The clinical layers on embedded defaults: prognosis, monitoring, then a virtual leukemic smear."""
+    from hemotwin.diagnosis.demo import run_demo as diagnosis_demo
+    from hemotwin.monitoring.demo import run_demo as monitoring_demo
+    from hemotwin.prognosis.scoring import score_cohort
+    from hemotwin.prognosis.synthetic import simulate_cohort, write_cohort
+    from hemotwin.prognosis.tables import read_clinical, read_molecular
+
+    out: dict[str, str] = {}
+    t1 = time.perf_counter()
+    cohort = simulate_cohort(300, n_centers=3, seed=11)
+    files = write_cohort(cohort, root / "prognosis" / "cohort", overwrite=True)
+    # Scored from the written tables, as a user's cohort would be (read and validated).
+    scores = score_cohort(read_clinical(files["clinical"]), read_molecular(files["molecular"]))
+    scores.to_csv(root / "prognosis" / "scores.csv", index=False)
+    out["prognosis_cohort"] = str(root / "prognosis" / "cohort")
+    out["prognosis_scores"] = str(root / "prognosis" / "scores.csv")
+    console.print(f"[green]300[/] synthetic patients scored (ELN 2022/2024, IPSS-R, IPSS-M) in "
+                  f"{time.perf_counter() - t1:.1f} s -> [bold]{out['prognosis_scores']}[/]")
+    t1 = time.perf_counter()
+    mon = monitoring_demo(root / "monitoring")
+    out.update({f"monitoring_{k}": v for k, v in mon.items() if k.startswith("cohort")})
+    console.print(f"[green]example patients[/] monitored in {time.perf_counter() - t1:.1f} s -> "
+                  f"[bold]{mon.get('cohort_html', root / 'monitoring')}[/]")
+    t1 = time.perf_counter()
+    dia = diagnosis_demo(root / "diagnosis", workers=workers)
+    out.update({f"diagnosis_{k}": v for k, v in dia.items()})
+    console.print(f"[green]virtual AML smear[/] rendered and analysed in {time.perf_counter() - t1:.1f} s")
+    return out
+
+
 @app.command()
 def demo(
     out: OutOpt = Path("demo_out"),
@@ -400,6 +431,7 @@ def demo(
                                  progress=bar)
         sheet.save(root / "gallery.png")
         outputs["gallery"] = str(root / "gallery.png")
+        outputs.update(_demo_clinical(root, w))
         (root / "outputs.json").write_text(json.dumps(outputs, indent=2))
     except (HemotwinError, ValueError) as exc:
         raise _fail(exc) from None

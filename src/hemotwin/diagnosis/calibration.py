@@ -1,0 +1,196 @@
+"""Measure the detection + classification chain on twin fields with exact truth (a chain calibration).
+
+The twin renders fields holding an equal number of white cells of each of the 15 classes through
+one scanner profile; the same detector, crops and model as ``hemotwin analyze`` process them, and
+every detection is matched to the ground-truth cell under it. The result is a
+:class:`~hemotwin.diagnosis.correction.ChainCalibration`: the confusion counts (true class x call,
+with false detections as the *artefact* row), and per class how many cells the detector found and
+missed. ``analyze`` uses it to report a misclassification-corrected interval beside the plain
+Clopper–Pearson one.
+
+A calibration belongs to one model file (its SHA-256) and one profile; the package ships one per
+preset for the shipped model (``diagnosis/data/calibration_<preset>.json``) and
+:func:`find_calibration` picks the one matching a sample's model and pixel size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hemotwin.diagnosis.classify import DEFAULT_CONFIDENCE, CellClassifier
+from hemotwin.diagnosis.correction import ARTEFACT, ChainCalibration
+from hemotwin.errors import InputError
+from hemotwin.taxonomy import CLASS_CODES
+
+__all__ = ["calibrate_chain", "chain_cells", "find_calibration", "match_detections", "shipped_calibrations"]
+
+Progress = Callable[[int, int], None]
+
+#: Pixel sizes within this relative distance count as "the same scanner" when picking a calibration.
+UM_TOLERANCE = 0.15
+
+
+def match_detections(detections, rendering) -> tuple[list[str | None], list[str]]:
+    """Match a field's white-cell detections to the twin's ground truth.
+
+    A detection belongs to the true cell under its centroid, else to the true cell covering more than
+    half of its mask; a true cell matched twice keeps its first detection and the others are
+    artefacts (a split cell counts twice). Returns the true label of each detection (None =
+    artefact) and the labels of the true cells no detection found.
+    """
+    gt = {o.id: o.label for o in rendering.objects if o.kind == "wbc"}
+    masks = rendering.wbc_masks
+    used: set[int] = set()
+    out: list[str | None] = []
+    for d in detections:
+        cy, cx = (round(v) for v in d.centroid)
+        h, w = rendering.instances.shape
+        cy, cx = min(max(cy, 0), h - 1), min(max(cx, 0), w - 1)
+        hit = next((i for i, m in masks.items() if m[cy, cx]), None)
+        if hit is None:
+            r0, c0, r1, c1 = d.bbox
+            area = max(1, int(d.mask.sum()))
+            for i, m in masks.items():
+                if (m[r0:r1, c0:c1] & d.mask).sum() > 0.5 * area:
+                    hit = i
+                    break
+        if hit is None or hit in used or hit not in gt:
+            out.append(None)
+            continue
+        used.add(hit)
+        out.append(gt[hit])
+    missed = [lab for i, lab in gt.items() if i not in used]
+    return out, missed
+
+
+def chain_cells(profile: str, labels: list[str], *, classifier: CellClassifier, seed: int, workers: int = 1,
+                progress: Progress | None = None) -> dict[str, Any]:
+    """Render twin fields holding ``labels`` and run the analysis chain on them, cell by cell.
+
+    Returns
+    -------
+    dict
+        ``cells``: one ``(true label or None for a false detection, call, confidence)`` per
+        detection not cut by the field edge; ``missed``: labels of true cells no detection found;
+        ``n_fields``, ``notes``, ``profile`` (the ScannerProfile).
+    """
+    from hemotwin.diagnosis.detect import detect_cells
+    from hemotwin.diagnosis.virtual import SampleConfig, _pool_map, _render_one, _seed, sample_plan
+
+    base = sample_plan(SampleConfig(case="normal", cells=1, profile=profile, seed=seed))
+    prof, size_px, per_field = base["profile"], base["size_px"], base["per_field"]
+    fields = [labels[k:k + per_field] for k in range(0, len(labels), per_field)]
+    tasks = [(prof, size_px, f, _seed(seed, 1000 + k), 150.0) for k, f in enumerate(fields)]
+    cells: list[tuple[str | None, str, float]] = []
+    missed: list[str] = []
+    notes: list[str] = []
+    n_fields = 0
+    for res in _pool_map(_render_one, tasks, workers, progress):
+        if not res["ok"]:
+            notes.append(f"field seed {res['seed']}: {res['error']}")
+            continue
+        for r in res["renderings"]:
+            n_fields += 1
+            fd = detect_cells(r.image, um_per_px=r.um_per_px)
+            dets = [d for d in fd.wbc if not d.touches_border]
+            truth, miss = match_detections(dets, r)
+            missed += miss
+            if not dets:
+                continue
+            crops = np.stack([classifier.crop(r.image, d, um_per_px=r.um_per_px) for d in dets])
+            calls, conf, _ = classifier.calls(classifier.probabilities(crops))
+            cells += [(t, c, float(p)) for t, c, p in zip(truth, calls, conf, strict=True)]
+    return {"cells": cells, "missed": missed, "n_fields": n_fields, "notes": notes, "profile": prof}
+
+
+def calibrate_chain(profile: str, *, model: str | Path | None = None, cells_per_class: int = 80, seed: int = 90210,
+                    confidence: float = DEFAULT_CONFIDENCE, workers: int = 1,
+                    progress: Progress | None = None) -> ChainCalibration:
+    """Measure the chain's confusion matrix and detection rates under ``profile``.
+
+    Parameters
+    ----------
+    profile
+        Scanner preset name or profile file.
+    model
+        Model file (default: the shipped model).
+    cells_per_class
+        White cells rendered per class (15 classes). 80 gives about ±11 % (95 %) on a row's diagonal.
+    seed
+        Seed of the fields (use one the analysed samples do not use).
+    confidence
+        Review threshold recorded with the calibration (the counts include referred cells).
+    workers
+        Rendering processes.
+    """
+    if cells_per_class < 1:
+        raise InputError("--per-class", cells_per_class, "an integer >= 1")
+    clf = CellClassifier.open(model, num_threads=1)
+    rng = np.random.default_rng([seed, 11])
+    labels = [c for c in CLASS_CODES for _ in range(cells_per_class)]
+    labels = [labels[i] for i in rng.permutation(len(labels))]
+    res = chain_cells(profile, labels, classifier=clf, seed=seed, workers=workers, progress=progress)
+    kt, kc = len(CLASS_CODES) + 1, len(clf.labels)
+    conf = np.zeros((kt, kc), dtype=np.int64)
+    detected = np.zeros(len(CLASS_CODES), dtype=np.int64)
+    missed = np.zeros(len(CLASS_CODES), dtype=np.int64)
+    for lab in res["missed"]:
+        missed[CLASS_CODES.index(lab)] += 1
+    for t, c, _ in res["cells"]:
+        row = len(CLASS_CODES) if t is None else CLASS_CODES.index(t)
+        conf[row, clf.labels.index(c)] += 1
+        if t is not None:
+            detected[row] += 1
+    prof = res["profile"]
+    return ChainCalibration(model_sha256=clf.sha256, profile=prof.name, um_per_px=prof.camera.um_per_px,
+                            call_labels=clf.labels, confusion=conf.tolist(), detected=detected.tolist(),
+                            missed=missed.tolist(), cells_per_class=cells_per_class, n_fields=res["n_fields"],
+                            seed=seed, confidence_threshold=confidence, notes=res["notes"])
+
+
+def shipped_calibrations() -> list[ChainCalibration]:
+    """The calibrations shipped in ``diagnosis/data`` (for the shipped model)."""
+    out = []
+    for entry in resources.files("hemotwin.diagnosis").joinpath("data").iterdir():
+        if entry.name.startswith("calibration_") and entry.name.endswith(".json"):
+            out.append(ChainCalibration.model_validate_json(entry.read_text()))
+    return out
+
+
+def find_calibration(model_sha256: str, um_per_px: float, *, profile: str | None = None,
+                     candidates: list[ChainCalibration] | None = None) -> tuple[ChainCalibration | None, str]:
+    """The calibration for a model and pixel size, and a sentence saying which (or why none).
+
+    Candidates must have the model's checksum; among them the named ``profile`` wins, else the one
+    whose pixel size is nearest to ``um_per_px`` within ±15 %.
+    """
+    cands = shipped_calibrations() if candidates is None else candidates
+    same_model = [c for c in cands if c.model_sha256 == model_sha256]
+    if not same_model:
+        return None, ("no chain calibration for this model (run `hemotwin calibrate-chain`); only the plain "
+                      "Clopper–Pearson interval on the called cells is reported")
+    if profile is not None:
+        for c in same_model:
+            if c.profile == profile:
+                return c, f"chain calibration of profile {c.profile} ({c.um_per_px:g} µm/px)"
+    best = min(same_model, key=lambda c: abs(np.log(c.um_per_px / um_per_px)))
+    if abs(best.um_per_px / um_per_px - 1) > UM_TOLERANCE:
+        return None, (f"no chain calibration within ±{UM_TOLERANCE:.0%} of {um_per_px:.3g} µm/px (nearest: "
+                      f"{best.profile}, {best.um_per_px:g}); only the plain Clopper–Pearson interval is reported")
+    return best, (f"chain calibration of profile {best.profile} ({best.um_per_px:g} µm/px, model accuracy on twin "
+                  f"cells {best.accuracy():.0%}), chosen by pixel size")
+
+
+def calibration_summary(cal: ChainCalibration) -> dict[str, Any]:
+    """Short JSON-ready description of a calibration for reports."""
+    m = np.asarray(cal.confusion)
+    return {"profile": cal.profile, "um_per_px": cal.um_per_px, "model_sha256": cal.model_sha256,
+            "accuracy": round(cal.accuracy(), 4), "cells": int(m[: len(CLASS_CODES)].sum()),
+            "artefacts": int(m[len(CLASS_CODES)].sum()), "detected": int(sum(cal.detected)),
+            "missed": int(sum(cal.missed)), "cells_per_class": cal.cells_per_class, "seed": cal.seed,
+            "artefact_label": ARTEFACT}

@@ -1,0 +1,126 @@
+"""Classification of detected white cells with a vision model, with per-cell confidence and referral.
+
+Each detection is cropped square around its centroid at the field's pixel size
+(:func:`hemotwin.diagnosis.detect.crop_cell`), brought to the model's pixel size and input size by
+the vision layer's own resampler (:func:`hemotwin.vision.datasets.to_canonical`: area averaging
+down, bilinear up), and scored by the model's inference engine (onnxruntime by default; torch stays
+inside ``vision/``). A cell whose top probability is below the confidence threshold is **referred**
+to the review list instead of being counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hemotwin.errors import InputError
+from hemotwin.taxonomy import CLASS_CODES
+
+__all__ = ["DEFAULT_CONFIDENCE", "CellClassifier", "thumbnail"]
+
+#: Default review threshold on the top class probability. With the shipped model about a quarter
+#: to a third of twin cells fall below 0.5 (docs/diagnosis.md); they go to the review list.
+DEFAULT_CONFIDENCE = 0.5
+#: Crop side as a multiple of the model's field of view: a little wider, so the centre crop of the
+#: resampler never pads.
+CROP_MARGIN = 1.05
+
+
+@dataclass
+class CellClassifier:
+    """A loaded model and its inference engine, ready to score detections.
+
+    Use :meth:`open` rather than the constructor.
+
+    Attributes
+    ----------
+    labels
+        The model's labels (class codes), in output order.
+    um_per_px, input_size
+        The model's input geometry.
+    path, sha256
+        The model file and its checksum (recorded in reports; keys chain calibrations).
+    """
+
+    engine: object
+    labels: list[str]
+    um_per_px: float
+    input_size: int
+    path: Path
+    sha256: str
+    provenance: dict
+
+    @classmethod
+    def open(cls, model: str | Path | None = None, *, backend: str = "onnxruntime",
+             num_threads: int | None = None) -> CellClassifier:
+        """Load ``model`` (default: the shipped model) for cell classification.
+
+        Raises
+        ------
+        InputError
+            The model file is missing or unreadable, or its labels are not class codes (a coarse
+            five-class model cannot call blasts, so it cannot produce this differential).
+        """
+        from hemotwin.io.provenance import file_sha256
+        from hemotwin.vision.pipeline import open_engine
+
+        loaded, engine = open_engine(model, backend=backend, num_threads=num_threads)
+        labels = list(loaded.labels)
+        bad = [lab for lab in labels if lab not in CLASS_CODES]
+        if bad:
+            raise InputError("--model", str(loaded.path),
+                             f"a model whose labels are class codes ({', '.join(CLASS_CODES)}); this one has "
+                             f"{', '.join(bad)} (a coarse model cannot call blasts)")
+        return cls(engine=engine, labels=labels, um_per_px=float(loaded.preprocessing.um_per_px),
+                   input_size=int(loaded.preprocessing.input_size), path=Path(loaded.path),
+                   sha256=file_sha256(loaded.path), provenance=loaded.provenance)
+
+    @property
+    def size_um(self) -> float:
+        """Side of the field of view the model sees (µm)."""
+        return self.um_per_px * self.input_size
+
+    def crop(self, rgb: np.ndarray, det, *, um_per_px: float) -> np.ndarray:
+        """The model-geometry crop (``S x S x 3`` uint8) of a detection in a field of ``um_per_px``."""
+        from hemotwin.diagnosis.detect import crop_cell
+        from hemotwin.vision.datasets import to_canonical
+
+        raw = crop_cell(rgb, det, size_um=self.size_um * CROP_MARGIN, um_per_px=um_per_px)
+        out = to_canonical(raw, um_per_px=um_per_px, canonical_um_per_px=self.um_per_px, size=self.input_size)
+        return np.asarray(out, dtype=np.uint8) if out.dtype == np.uint8 else np.clip(
+            np.rint(out * 255), 0, 255).astype(np.uint8)
+
+    def probabilities(self, crops: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """``N x n_labels`` probabilities of model-geometry crops."""
+        from hemotwin.vision.pipeline import predict_arrays
+
+        arr = np.stack(crops) if not isinstance(crops, np.ndarray) else crops
+        if len(arr) == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        return predict_arrays(self.engine, arr)
+
+    def calls(self, probs: np.ndarray, *, threshold: float = DEFAULT_CONFIDENCE
+              ) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Called label, confidence (top probability) and referral flag per row of ``probs``."""
+        if not 0 <= threshold <= 1:
+            raise InputError("--min-confidence", threshold, "a probability in [0, 1]")
+        p = np.asarray(probs)
+        idx = p.argmax(1) if len(p) else np.zeros(0, int)
+        conf = p.max(1) if len(p) else np.zeros(0)
+        return [self.labels[i] for i in idx], conf, conf < threshold
+
+
+def thumbnail(crop: np.ndarray, *, size: int = 64) -> bytes:
+    """A small JPEG of a cell crop for the report gallery (base64-embedded by the report)."""
+    import io
+
+    from PIL import Image
+
+    im = Image.fromarray(np.asarray(crop, dtype=np.uint8))
+    im = im.resize((size, size), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()

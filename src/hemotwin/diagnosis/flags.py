@@ -1,0 +1,366 @@
+"""Flags: the diagnostic rules a differential triggers, each with the rule that fired and its source.
+
+Every flag is decided on an interval, never on a point estimate alone (docs/CLINICAL_RULES.md §2: "a
+report must say when the interval straddles a threshold"):
+
+* ``positive``: the whole 95 % interval satisfies the rule;
+* ``negative``: none of it does (for *presence* rules: the interval reaches zero);
+* ``indeterminate``: the interval straddles the threshold; the flag then states how many more cells
+  would decide it if the observed proportion held.
+
+The interval is the misclassification-corrected one when a chain calibration is available (it
+covers the true proportion), else the plain Clopper–Pearson interval on the counted calls (it covers
+the proportion of *calls*, and says so). Thresholds and their sources are in :data:`RULES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from hemotwin.diagnosis.differential import (
+    LEUKOCYTE_CODES,
+    Estimate,
+    State,
+    additional_cells_needed,
+    cp_estimate,
+)
+from hemotwin.errors import InputError
+from hemotwin.taxonomy import BLAST_CODES
+
+__all__ = ["RULES", "Counting", "Flag", "Rule", "evaluate_flags"]
+
+Severity = Literal["urgent", "major", "minor"]
+Specimen = Literal["blood", "marrow"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A flag's definition.
+
+    Attributes
+    ----------
+    id
+        Stable identifier (report.json ``flags[].id``).
+    title
+        Short name.
+    numerator, denominator
+        Class codes of the proportion it reads (per 100 leukocytes when outside the denominator).
+    kind
+        ``"at_least"`` (proportion >= low), ``"range"`` (low <= proportion < high) or ``"present"``
+        (the interval excludes zero).
+    low, high
+        Thresholds in percent.
+    rule
+        The rule in words, with its thresholds.
+    source
+        Where the threshold comes from (a CLINICAL_RULES row, TAXONOMY, or a named publication).
+    severity
+        ``urgent`` (act today), ``major`` or ``minor``.
+    """
+
+    id: str
+    title: str
+    numerator: tuple[str, ...]
+    kind: Literal["at_least", "range", "present"]
+    low: float
+    rule: str
+    source: str
+    severity: Severity = "major"
+    high: float | None = None
+    denominator: tuple[str, ...] = LEUKOCYTE_CODES
+
+
+PROMYELOCYTES = ("PMO", "PMB")
+IMMATURE_GRANULOCYTES = ("PMO", "PMB", "MYB", "MMZ")
+LYMPHOCYTES = ("LYT", "LYA")
+
+#: Every rule, in report order. ``blasts*`` rules read blasts + blast equivalents when the APL
+#: pattern is positive (CLINICAL_RULES §1: abnormal promyelocytes are counted with the blasts).
+RULES: tuple[Rule, ...] = (
+    Rule("blasts_ge_20", "Blasts >= 20 %", BLAST_CODES, "at_least", 20.0,
+         "blasts (MYO + MOB, + blast equivalents when the APL pattern is present) >= 20 % of leukocytes: AML "
+         "range under WHO 5th and ICC 2022",
+         "CLINICAL_RULES §1, row 'AML myelodysplasia-related ... or NOS': >= 20 % = AML (WHO 5th, ICC 2022)",
+         "urgent"),
+    Rule("blasts_10_19", "Blasts 10-19 %", BLAST_CODES, "range", 10.0,
+         "blasts 10-19 % of leukocytes: ICC 2022 MDS/AML; WHO 5th MDS with increased blasts 2 when counted in "
+         "marrow; >= 10 % meets the ICC cut-off of AML with recurrent genetic abnormalities (genetics needed)",
+         "CLINICAL_RULES §1, last row (10-19 % = MDS/AML, ICC; marrow 10-19 % = MDS-IB2, WHO) and first row "
+         "(>= 10 % for AML with defining genetic abnormalities, ICC)", "major", high=20.0),
+    Rule("blasts_5_19_blood", "Blood blasts 5-19 %", BLAST_CODES, "range", 5.0,
+         "blasts 5-19 % of leukocytes in blood: WHO 5th MDS with increased blasts 2 (blood criterion)",
+         "CLINICAL_RULES §1, last row: 'marrow (5-19 % blood) = MDS with increased blasts 2' (WHO 5th)",
+         "major", high=20.0),
+    Rule("apl_pattern", "APL pattern (abnormal promyelocytes)", PROMYELOCYTES, "at_least", 10.0,
+         "promyelocytes, bilobed forms included (PMO + PMB), >= 10 % of leukocytes: suspect acute promyelocytic "
+         "leukaemia; abnormal promyelocytes are blast equivalents; exclude PML::RARA today (medical emergency)",
+         "CLINICAL_RULES §1: APL (PML::RARA) >= 10 % under ICC, no cut-off under WHO; abnormal promyelocytes are "
+         "blast equivalents; TAXONOMY PMO/PMB (bilobed 'butterfly' nuclei of hypogranular APL). Normal blood "
+         "has no promyelocytes (TAXONOMY reference differential)", "urgent"),
+    Rule("cll_pattern", "CLL pattern (lymphocytosis with smudge cells)", LYMPHOCYTES, "at_least", 45.0,
+         "lymphocytes (LYT + LYA) > 45 % of leukocytes AND smudge cells >= 5 per 100 leukocytes: CLL pattern; "
+         "confirm by flow cytometry (iwCLL: B lymphocytes >= 5 x10^9/L)",
+         "TAXONOMY reference differential (lymphocytes 20-45 %); TAXONOMY KSC 'frequent in CLL'; smudge cells "
+         "a median of ~25-30 % of lymphocytes in CLL (Nowakowski et al., J Clin Oncol 2009;27:1844); the 5 per "
+         "100 cut-off is this project's", "major"),
+    Rule("left_shift", "Left shift", IMMATURE_GRANULOCYTES, "at_least", 5.0,
+         "immature granulocytes (PMO + PMB + MYB + MMZ) >= 5 % of leukocytes, OR bands (NGB) >= 10 %: left "
+         "shift (infection, G-CSF, marrow infiltration, CML)",
+         "TAXONOMY reference differential (bands 0-5 %, no immature granulocytes in normal blood); bandemia "
+         "> 10 % bands as in the SIRS criteria (Bone et al., Chest 1992); the 5 % IG cut-off is this project's, "
+         "above the 1-3 % automated analysers flag, so a 200-cell count of normal blood stays negative",
+         "minor"),
+    Rule("eosinophilia", "Eosinophilia", ("EOS",), "at_least", 6.0,
+         "eosinophils > 6 % of leukocytes (above the reference range)",
+         "TAXONOMY reference differential (eosinophils 1-6 %)", "minor"),
+    Rule("basophilia", "Basophilia", ("BAS",), "at_least", 2.0,
+         "basophils > 2 % of leukocytes (above the reference range); persistent basophilia suggests a "
+         "myeloproliferative neoplasm (CML)", "TAXONOMY reference differential (basophils 0-2 %)", "minor"),
+    Rule("monocytosis", "Monocytosis", ("MON",), "at_least", 10.0,
+         "monocytes > 10 % of leukocytes (above the reference range)",
+         "TAXONOMY reference differential (monocytes 2-10 %)", "minor"),
+    Rule("nrbc", "Nucleated red cells", ("EBO",), "present", 0.0,
+         "nucleated red cells present (interval per 100 leukocytes excludes 0): marrow stress, infiltration "
+         "or myelodysplasia; correct the white count for them",
+         "TAXONOMY EBO; ICSH convention of NRBC per 100 leukocytes", "minor"),
+)
+
+#: Second conditions of compound rules: id -> (numerator, threshold %, kind) combined with AND / OR.
+_CLL_SMUDGE = (("KSC",), 5.0)
+_BANDS = (("NGB",), 10.0)
+
+
+class Flag(BaseModel):
+    """A rule's outcome on one sample.
+
+    Attributes
+    ----------
+    id, title, rule, source, severity
+        From the :class:`Rule`.
+    state
+        ``positive`` | ``negative`` | ``indeterminate``.
+    estimates
+        The estimates the rule read (the interval it was decided on).
+    additional_cells
+        For an indeterminate flag: more cells that would decide it if the observed proportions held
+        (None: not decidable by counting alone).
+    statement
+        One sentence for the report.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    title: str
+    state: State
+    rule: str
+    source: str
+    severity: Severity
+    estimates: list[Estimate]
+    additional_cells: int | None = None
+    additional_cells_method: str | None = None
+    statement: str
+
+
+class Counting:
+    """The estimates the flags read: corrected when a posterior is given, else Clopper–Pearson.
+
+    Parameters
+    ----------
+    counts
+        Counted calls per class code (cells above the confidence threshold).
+    posterior
+        Optional :class:`~hemotwin.diagnosis.correction.CorrectedPosterior` of the sample.
+    calls_all
+        Calls of every classified cell (referred included): the input of the corrected estimate.
+    calibration
+        The chain calibration behind ``posterior`` (for the additional-cells search).
+    search
+        Find the cells needed by recomputing the corrected interval at larger counts (blast rules,
+        about half a second each); False uses the 1/sqrt(n) approximation everywhere.
+    """
+
+    def __init__(self, counts: Mapping[str, int], *, posterior=None, calls_all: Mapping[str, int] | None = None,
+                 calibration=None, seed: int = 0, search: bool = True) -> None:
+        self.counts = dict(counts)
+        self.posterior = posterior
+        self.calls_all = dict(calls_all or counts)
+        self.calibration = calibration
+        self.seed = seed
+        self.search = search
+        self._cache: dict[tuple, Estimate] = {}
+
+    @property
+    def corrected(self) -> bool:
+        return self.posterior is not None
+
+    def plain(self, numerator: tuple[str, ...], *, denominator: tuple[str, ...] = LEUKOCYTE_CODES,
+              name: str | None = None) -> Estimate:
+        return cp_estimate(self.counts, numerator, denominator=denominator, name=name)
+
+    def estimate(self, numerator: tuple[str, ...], *, denominator: tuple[str, ...] = LEUKOCYTE_CODES,
+                 name: str | None = None) -> Estimate:
+        """The estimate a decision rests on (corrected when available)."""
+        key = (numerator, denominator, name)
+        if key not in self._cache:
+            plain = self.plain(numerator, denominator=denominator, name=name)
+            if self.posterior is None:
+                self._cache[key] = plain
+            else:
+                from hemotwin.diagnosis.correction import corrected_estimate
+
+                self._cache[key] = corrected_estimate(self.posterior, numerator, denominator=denominator,
+                                                      name=plain.name, count=plain.count, n=plain.n, seed=self.seed)
+        return self._cache[key]
+
+    def additional(self, est: Estimate, threshold: float) -> tuple[int | None, str]:
+        """More cells to decide ``est`` against ``threshold`` (and how that number was found)."""
+        if est.method == "clopper-pearson":
+            x, n = est.count, est.n + (est.count if est.per_100 else 0)
+            return additional_cells_needed(x, n, threshold, per_100=est.per_100), "exact (Clopper–Pearson)"
+        if self.search and self.calibration is not None and not est.per_100:
+            from hemotwin.diagnosis.correction import corrected_additional_cells
+
+            extra = corrected_additional_cells(self.calls_all, self.calibration, est.numerator, threshold,
+                                               denominator=est.denominator, seed=self.seed)
+            return extra, "corrected interval recomputed for larger counts at the observed call proportions"
+        # Otherwise assume the corrected interval's width on the threshold's side shrinks as 1/sqrt(n)
+        # (counting noise); the part due to the confusion matrix does not shrink, so this is a lower bound.
+        n0 = sum(self.calls_all.values())
+        side = (est.hi - est.percent) if est.percent < threshold else (est.percent - est.lo)
+        gap = abs(est.percent - threshold)
+        if n0 == 0 or gap == 0 or side <= 0:
+            return None, "not decidable at the observed proportion"
+        total = n0 * (side / gap) ** 2
+        return max(1, round(total - n0)), "approximate (corrected interval narrowing as 1/sqrt(n); a lower bound)"
+
+
+def _state_at_least(e: Estimate, t: float) -> State:
+    if e.lo >= t:
+        return "positive"
+    if e.hi < t:
+        return "negative"
+    return "indeterminate"
+
+
+def _state_range(e: Estimate, lo_t: float, hi_t: float) -> tuple[State, float | None]:
+    """State against [lo_t, hi_t) and the threshold that the interval straddles (if any)."""
+    if e.lo >= lo_t and e.hi < hi_t:
+        return "positive", None
+    if e.hi < lo_t or e.lo >= hi_t:
+        return "negative", None
+    # Straddles one edge (or both): the nearer edge to the estimate is the one to settle.
+    edges = [t for t in (lo_t, hi_t) if e.lo < t <= e.hi]
+    return "indeterminate", min(edges, key=lambda t: abs(e.percent - t)) if edges else None
+
+
+def _fmt(e: Estimate) -> str:
+    unit = " per 100 leukocytes" if e.per_100 else " %"
+    return f"{e.name} {e.percent:.1f}{unit} (95 % {e.lo:.1f}-{e.hi:.1f}, {e.method})"
+
+
+def _combine(states: list[State], how: Literal["and", "or"]) -> State:
+    if how == "and":
+        if "negative" in states:
+            return "negative"
+        return "positive" if all(s == "positive" for s in states) else "indeterminate"
+    if "positive" in states:
+        return "positive"
+    return "negative" if all(s == "negative" for s in states) else "indeterminate"
+
+
+def evaluate_flags(counting: Counting, *, specimen: Specimen = "blood", wbc_1e9_per_l: float | None = None
+                   ) -> list[Flag]:
+    """Apply every rule of :data:`RULES` to a sample.
+
+    Parameters
+    ----------
+    counting
+        The sample's counts (and corrected posterior when calibrated).
+    specimen
+        ``"blood"`` or ``"marrow"``; ``blasts_5_19_blood`` applies to blood only.
+    wbc_1e9_per_l
+        White count, when known: absolute counts are added to the statements.
+    """
+    if specimen not in ("blood", "marrow"):
+        raise InputError("--specimen", specimen, "blood or marrow")
+    flags: list[Flag] = []
+    apl = _evaluate(next(r for r in RULES if r.id == "apl_pattern"), counting, blast_codes=BLAST_CODES)
+    blast_codes = (*BLAST_CODES, *PROMYELOCYTES) if apl.state == "positive" else BLAST_CODES
+    for rule in RULES:
+        if rule.id == "blasts_5_19_blood" and specimen != "blood":
+            continue
+        f = apl if rule.id == "apl_pattern" else _evaluate(rule, counting, blast_codes=blast_codes)
+        if wbc_1e9_per_l is not None and f.estimates and not f.estimates[0].per_100:
+            e = f.estimates[0]
+            absolute = e.percent / 100 * wbc_1e9_per_l
+            f = f.model_copy(update={"statement": f.statement + f" Absolute: about {absolute:.2f} x10^9/L "
+                                     f"(of WBC {wbc_1e9_per_l:g})."})
+        flags.append(f)
+    return flags
+
+
+def _evaluate(rule: Rule, c: Counting, *, blast_codes: tuple[str, ...]) -> Flag:
+    num = blast_codes if rule.numerator == BLAST_CODES else rule.numerator
+    name = ("blasts + blast equivalents" if num != BLAST_CODES else "blasts") if rule.numerator == BLAST_CODES \
+        else None
+    e = c.estimate(num, denominator=rule.denominator, name=name)
+    estimates = [e]
+    straddled: float | None = None
+    if rule.kind == "present":
+        state: State = "positive" if e.lo > 0 else "negative"
+    elif rule.kind == "range":
+        state, straddled = _state_range(e, rule.low, rule.high or 100.0)
+    else:
+        state = _state_at_least(e, rule.low)
+        straddled = rule.low if state == "indeterminate" else None
+    compound: tuple[tuple[str, ...], float, str] | None = None
+    if rule.id == "cll_pattern":
+        compound = (*_CLL_SMUDGE, "and")
+    elif rule.id == "left_shift":
+        compound = (*_BANDS, "or")
+    if compound is not None:
+        codes2, t2, how = compound
+        e2 = c.estimate(codes2, denominator=rule.denominator)
+        s2 = _state_at_least(e2, t2)
+        estimates.append(e2)
+        new_state = _combine([state, s2], how)  # type: ignore[arg-type]
+        if new_state == "indeterminate":
+            # Settle the undecided part: the first indeterminate condition.
+            if state != "indeterminate" and s2 == "indeterminate":
+                e, straddled = e2, t2
+        else:
+            straddled = None
+        state = new_state
+    extra, method = (None, None)
+    if state == "indeterminate" and straddled is not None:
+        search = c.search
+        c.search = search and rule.id.startswith("blasts")  # the exact search is worth it for blasts only
+        try:
+            extra, method = c.additional(e, straddled)
+        finally:
+            c.search = search
+    statement = _statement(rule, state, estimates, extra)
+    return Flag(id=rule.id, title=rule.title, state=state, rule=rule.rule, source=rule.source,
+                severity=rule.severity, estimates=estimates, additional_cells=extra,
+                additional_cells_method=method, statement=statement)
+
+
+def _statement(rule: Rule, state: State, estimates: list[Estimate], extra: int | None) -> str:
+    values = "; ".join(_fmt(e) for e in estimates)
+    if state == "positive":
+        return f"{rule.title}: POSITIVE. {values}."
+    if state == "negative":
+        return f"{rule.title}: negative. {values}."
+    more = (f" About {extra:,} more cells would decide it if the observed proportions held."
+            if extra is not None else " Counting more cells alone would not decide it at the observed proportion.")
+    return f"{rule.title}: INDETERMINATE (the interval straddles the threshold). {values}.{more}"
+
+
+def flag_summary(flags: list[Flag]) -> dict[str, str]:
+    """Flag id -> state."""
+    return {f.id: f.state for f in flags}

@@ -1,0 +1,150 @@
+"""Counting statistics: exact intervals (CLINICAL_RULES §2), denominators, cells needed, corrected intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import binom
+
+from hemotwin.diagnosis.correction import ChainCalibration, corrected_estimate, sample_posterior
+from hemotwin.diagnosis.differential import (
+    LEUKOCYTE_CODES,
+    additional_cells_needed,
+    clopper_pearson,
+    count_differential,
+    cp_estimate,
+)
+from hemotwin.errors import InputError
+from hemotwin.taxonomy import CLASS_CODES
+
+# CLINICAL_RULES §2: observed % -> {n: (lo, hi)} in percent, printed to 0.1.
+RUMKE = {
+    5: {100: (1.6, 11.3), 200: (2.4, 9.0), 500: (3.3, 7.3), 1000: (3.7, 6.5)},
+    10: {100: (4.9, 17.6), 200: (6.2, 15.0), 500: (7.5, 13.0), 1000: (8.2, 12.0)},
+    20: {100: (12.7, 29.2), 200: (14.7, 26.2), 500: (16.6, 23.8), 1000: (17.6, 22.6)},
+}
+
+
+@pytest.mark.parametrize("pct", sorted(RUMKE))
+@pytest.mark.parametrize("n", [100, 200, 500, 1000])
+def test_clopper_pearson_reproduces_the_clinical_rules_table(pct, n):
+    lo, hi = clopper_pearson(pct * n // 100, n)
+    exp_lo, exp_hi = RUMKE[pct][n]
+    # The table prints one decimal: the exact bounds must round to it (half a unit of the last digit).
+    assert abs(100 * lo - exp_lo) <= 0.05 + 1e-9
+    assert abs(100 * hi - exp_hi) <= 0.05 + 1e-9
+
+
+def test_true_22_percent_reads_below_20_as_stated():
+    # CLINICAL_RULES §2: about 28 % / 22 % / 13 % of 100 / 200 / 500-cell counts read < 20 %.
+    for n, expected in ((100, 0.28), (200, 0.22), (500, 0.13)):
+        p_below = binom.cdf(int(np.ceil(0.2 * n)) - 1, n, 0.22)
+        assert abs(p_below - expected) < 0.02  # "about": the text rounds to whole percent
+
+
+@pytest.mark.parametrize("n,p", [(100, 0.05), (200, 0.2), (500, 0.1)])
+def test_exact_interval_covers_at_least_95_percent(n, p):
+    # Exact coverage: sum of binomial probabilities of the counts whose interval holds p.
+    xs = np.arange(n + 1)
+    covered = [clopper_pearson(int(x), n)[0] <= p <= clopper_pearson(int(x), n)[1] for x in xs]
+    assert binom.pmf(xs, n, p)[covered].sum() >= 0.95
+
+
+def test_edges_and_bad_input():
+    assert clopper_pearson(0, 50)[0] == 0.0
+    assert clopper_pearson(50, 50)[1] == 1.0
+    assert clopper_pearson(0, 0) == (0.0, 1.0)
+    with pytest.raises(InputError):
+        clopper_pearson(5, 3)
+    with pytest.raises(InputError):
+        count_differential({"XYZ": 3})
+    with pytest.raises(InputError):
+        count_differential(["NGS"], n_referred=-1)
+
+
+def test_differential_denominator_excludes_nrbc_and_smudge_cells():
+    d = count_differential({"MYO": 40, "NGS": 150, "LYT": 10, "EBO": 8, "KSC": 12}, n_referred=7)
+    assert d.n_leukocytes == 200 and d.n_counted == 220 and d.n_referred == 7
+    assert [r.code for r in d.rows] == list(CLASS_CODES)  # every class, zero rows included
+    assert d.blasts.percent == pytest.approx(20.0)
+    ebo = next(r for r in d.rows if r.code == "EBO").estimate
+    assert ebo.per_100 and ebo.percent == pytest.approx(100 * 8 / 200)
+    # The per-100 interval is the exact interval of 8 / 208 mapped through q / (1 - q).
+    lo, hi = clopper_pearson(8, 208)
+    assert ebo.lo == pytest.approx(100 * lo / (1 - lo)) and ebo.hi == pytest.approx(100 * hi / (1 - hi))
+    assert sum(r.estimate.percent for r in d.rows if r.code in LEUKOCYTE_CODES) == pytest.approx(100.0)
+
+
+def test_blast_equivalents_join_the_blasts():
+    d = count_differential({"MYO": 5, "PMO": 30, "PMB": 10, "NGS": 55}, blast_equivalents=("PMO", "PMB"))
+    assert d.blasts.percent == pytest.approx(5.0)
+    assert d.blasts_with_equivalents.percent == pytest.approx(45.0)
+    assert d.blast_equivalent_codes == ("PMO", "PMB")
+
+
+def test_labels_as_a_list_equal_counts():
+    a = count_differential(["NGS", "NGS", "MYO", "LYT"])
+    b = count_differential({"NGS": 2, "MYO": 1, "LYT": 1})
+    assert a.counts() == b.counts()
+
+
+@pytest.mark.parametrize("x,n,t", [(44, 200, 20.0), (30, 200, 20.0), (24, 200, 10.0), (3, 100, 5.0)])
+def test_additional_cells_decide_exactly_at_the_answer(x, n, t):
+    extra = additional_cells_needed(x, n, t)
+    assert extra is not None and extra > 0
+    p = x / n
+
+    def decided(total):
+        lo, hi = clopper_pearson(p * total, total)
+        return lo >= t / 100 or hi < t / 100
+
+    assert decided(n + extra) and not decided(n + extra - 1)
+
+
+def test_additional_cells_zero_when_decided_and_none_on_the_threshold():
+    assert additional_cells_needed(90, 200, 20.0) == 0
+    assert additional_cells_needed(40, 200, 20.0) is None  # exactly 20 %: no count decides it
+    assert additional_cells_needed(0, 0, 20.0) is None
+
+
+def _calibration(conf: np.ndarray, detected=None) -> ChainCalibration:
+    return ChainCalibration(model_sha256="0" * 64, profile="test", um_per_px=0.1, call_labels=list(CLASS_CODES),
+                            confusion=conf.astype(int).tolist(), detected=detected or [1000] * 15, missed=[0] * 15)
+
+
+def test_corrected_interval_equals_clopper_pearson_for_a_perfect_classifier():
+    m = np.zeros((16, 15))
+    m[:15] = 5000 * np.eye(15)
+    post = sample_posterior({"MYO": 40, "NGS": 150, "LYT": 10}, _calibration(m), n_draws=4000, seed=1)
+    e = corrected_estimate(post, ("MYO", "MOB"))
+    cp = cp_estimate({"MYO": 40, "NGS": 150, "LYT": 10}, ("MYO", "MOB"))
+    # Monte-Carlo quantiles of 4000 beta draws: within 0.6 percentage points of the exact bounds
+    # (the 2.5 % quantile's standard error is about 0.2 points here).
+    assert abs(e.lo - cp.lo) < 0.6 and abs(e.hi - cp.hi) < 0.6
+    assert e.method == "misclassification-corrected"
+
+
+def test_corrected_interval_covers_where_the_plain_one_does_not():
+    # A 70 % classifier that confuses every class uniformly: calls shrink blasts toward 1/15.
+    rng = np.random.default_rng(0)
+    c = np.full((16, 15), 0.3 / 14)
+    np.fill_diagonal(c[:15], 0.7)
+    c[15] = 1 / 15
+    cal = _calibration(np.array([rng.multinomial(150, row) for row in c]))
+    truth = {"MYO": 0.3, "NGS": 0.45, "LYT": 0.25}
+    covered = plain_covered = 0
+    reps = 30
+    for r in range(reps):
+        labels = rng.choice(list(truth), size=200, p=list(truth.values()))
+        calls: dict[str, int] = {}
+        for lab in labels:
+            j = CLASS_CODES[rng.choice(15, p=c[CLASS_CODES.index(lab)])]
+            calls[j] = calls.get(j, 0) + 1
+        e = corrected_estimate(sample_posterior(calls, cal, n_draws=600, burn_in=200, seed=r), ("MYO", "MOB"))
+        covered += e.lo <= 30.0 <= e.hi
+        p = cp_estimate(calls, ("MYO", "MOB"))
+        plain_covered += p.lo <= 30.0 <= p.hi
+    # 30 repeats: a 95 % interval misses more than 4 times with probability < 6 %; the plain interval
+    # on calls is biased (expected called fraction 0.7*0.3 + 0.3/14*0.7 = 22.5 %, not 30 %).
+    assert covered >= reps - 4
+    assert plain_covered < covered

@@ -1,0 +1,96 @@
+"""Flags: each rule fires on the interval, not the point estimate, and names its source."""
+
+from __future__ import annotations
+
+import pytest
+
+from hemotwin.diagnosis.differential import clopper_pearson
+from hemotwin.diagnosis.flags import RULES, Counting, evaluate_flags
+from hemotwin.errors import InputError
+
+
+def _flags(counts, **kw):
+    return {f.id: f for f in evaluate_flags(Counting(counts), **kw)}
+
+
+def test_every_rule_cites_a_source_and_has_a_unique_id():
+    ids = [r.id for r in RULES]
+    assert len(ids) == len(set(ids))
+    for r in RULES:
+        assert "CLINICAL_RULES" in r.source or "TAXONOMY" in r.source, r.id
+    # The blast rules cite CLINICAL_RULES §1 explicitly.
+    for r in RULES:
+        if r.id.startswith("blasts") or r.id == "apl_pattern":
+            assert "§1" in r.source
+
+
+def test_normal_blood_raises_no_flag():
+    f = _flags({"NGS": 120, "NGB": 6, "LYT": 58, "MON": 10, "EOS": 5, "BAS": 1})
+    assert not [k for k, v in f.items() if v.state == "positive"]
+    assert f["blasts_ge_20"].state == "negative"
+    assert f["nrbc"].state == "negative"
+
+
+def test_aml_blasts_far_above_20_percent_are_positive():
+    f = _flags({"MYO": 90, "NGS": 60, "LYT": 40, "MON": 10})
+    assert f["blasts_ge_20"].state == "positive"
+    assert f["blasts_10_19"].state == "negative"
+    assert "POSITIVE" in f["blasts_ge_20"].statement and "§1" in f["blasts_ge_20"].source
+
+
+def test_22_percent_of_200_is_indeterminate_with_the_cells_needed():
+    # CLINICAL_RULES §2: a true 22 % reads around the cut-off; 44/200 has an interval 16.5-28.4 %.
+    f = _flags({"MYO": 44, "NGS": 156})
+    b = f["blasts_ge_20"]
+    assert b.state == "indeterminate"
+    assert b.additional_cells == 1414  # exact: 1614 cells at 22 % put the lower bound at 20 %
+    lo, _ = clopper_pearson(0.22 * 1614, 1614)
+    assert lo >= 0.20
+    assert "1,414 more cells" in b.statement
+    # Both range rules straddle 20 % too.
+    assert f["blasts_10_19"].state == "indeterminate"
+
+
+def test_range_rule_positive_inside_and_specimen_dependence():
+    counts = {"MYO": 150, "NGS": 700, "LYT": 150}  # 15 % of 1000: interval 12.8-17.4 %
+    f = _flags(counts)
+    assert f["blasts_10_19"].state == "positive" and f["blasts_5_19_blood"].state == "positive"
+    marrow = _flags(counts, specimen="marrow")
+    assert "blasts_5_19_blood" not in marrow  # a blood criterion
+    with pytest.raises(InputError):
+        evaluate_flags(Counting(counts), specimen="urine")  # type: ignore[arg-type]
+
+
+def test_apl_pattern_makes_promyelocytes_blast_equivalents():
+    f = _flags({"PMO": 80, "PMB": 30, "MYO": 10, "NGS": 40, "LYT": 40})
+    assert f["apl_pattern"].state == "positive" and f["apl_pattern"].severity == "urgent"
+    b = f["blasts_ge_20"]
+    assert b.state == "positive"  # 120/200 with equivalents; 10/200 without
+    assert b.estimates[0].numerator == ("MYO", "MOB", "PMO", "PMB")
+    assert f["left_shift"].state == "positive"
+
+
+def test_cll_pattern_needs_both_lymphocytosis_and_smudge_cells():
+    assert _flags({"LYT": 150, "KSC": 30, "NGS": 20})["cll_pattern"].state == "positive"
+    assert _flags({"LYT": 150, "NGS": 50})["cll_pattern"].state == "negative"  # no smudge cells
+    assert _flags({"LYT": 40, "KSC": 30, "NGS": 160})["cll_pattern"].state == "negative"  # no lymphocytosis
+
+
+def test_left_shift_fires_on_bands_or_immature_granulocytes():
+    assert _flags({"NGB": 60, "NGS": 140})["left_shift"].state == "positive"  # 30 % bands
+    assert _flags({"MYB": 40, "MMZ": 20, "NGS": 140})["left_shift"].state == "positive"
+    assert _flags({"NGS": 200})["left_shift"].state == "negative"
+
+
+def test_reference_range_flags_and_nrbc():
+    f = _flags({"EOS": 50, "BAS": 20, "MON": 50, "NGS": 80, "EBO": 6})
+    assert f["eosinophilia"].state == "positive"
+    assert f["basophilia"].state == "positive"
+    assert f["monocytosis"].state == "positive"
+    assert f["nrbc"].state == "positive"
+    assert f["nrbc"].estimates[0].per_100
+
+
+def test_absolute_counts_added_when_the_white_count_is_known():
+    f = {x.id: x for x in evaluate_flags(Counting({"EOS": 50, "NGS": 150}), wbc_1e9_per_l=10.0)}
+    assert "2.50 x10^9/L" in f["eosinophilia"].statement

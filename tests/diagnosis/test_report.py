@@ -1,0 +1,82 @@
+"""Reports: strict JSON, a self-contained HTML page with gallery, review list, flags and provenance."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from hemotwin.diagnosis.analyze import RESEARCH_USE, AnalysisConfig, AnalysisEngine, CellResult, FieldResult
+from hemotwin.diagnosis.classify import thumbnail
+from hemotwin.diagnosis.report import json_ready, render_html, write_report
+from hemotwin.diagnosis.sample import FieldSource, SampleSource
+
+
+def _result(calls: list[tuple[str, float]], *, field_name: str = "f1.png") -> dict:
+    """A report record built by the engine's own summary from given cells (no model needed)."""
+    eng = AnalysisEngine.__new__(AnalysisEngine)
+    eng.config = AnalysisConfig(calibration="auto")
+    eng.classifier = SimpleNamespace(sha256="f" * 64, path=Path("model.hemo"), labels=["MYO", "NGS", "LYT"],
+                                     um_per_px=0.225, input_size=112)
+    crop = np.full((112, 112, 3), 200, np.uint8)
+    cells = [CellResult(id=k + 1, field=field_name, bbox=(0, 0, 10, 10), centroid=(5.0, 5.0), call=c,
+                        confidence=p, referred=p < 0.5, top=[(c, p)], detection_score=0.9, thumb=thumbnail(crop))
+             for k, (c, p) in enumerate(calls)]
+    fields = [FieldResult(name=field_name, status="analysed", um_per_px=0.1, um_source="metadata",
+                          n_detected=len(cells), n_classified=len(cells)),
+              FieldResult(name="broken.png", status="skipped", reason="unreadable: truncated data")]
+    src = SampleSource(path=Path("/data/sample"), fields=[FieldSource(field_name, Path(field_name))])
+    res = eng._summarise(src, fields, cells)
+    res["_cells"] = cells
+    res["timing"] = {"seconds": 1.0}
+    res["provenance"] = {"command": "analyze", "research_use_only": RESEARCH_USE}
+    return res
+
+
+def test_json_ready_is_strict_json():
+    data = json_ready({"a": float("nan"), "b": (1, float("inf")), "_private": 1, "c": np.float32(0.5),
+                       "d": [Path("x")]})
+    assert data == {"a": None, "b": [1, None], "c": 0.5, "d": ["x"]}
+    json.dumps(data, allow_nan=False)
+
+
+def test_report_files(tmp_path):
+    res = _result([("MYO", 0.9)] * 30 + [("NGS", 0.8)] * 60 + [("LYT", 0.3)] * 10)
+    paths = write_report(res, tmp_path)
+    data = json.loads(paths["json"].read_text())
+    assert "_cells" not in data and data["research_use_only"] == RESEARCH_USE
+    assert data["counts"]["n_referred"] == 10 and len(data["review"]) == 10
+    assert data["differential"]["blasts"]["percent"] == pytest.approx(100 * 30 / 90)
+    assert data["corrected"] is None  # no calibration for an unknown model checksum
+    assert "no chain calibration" in data["calibration_note"]
+    blast = {f["id"]: f for f in data["flags"]}["blasts_ge_20"]
+    assert blast["state"] == "positive" and "CLINICAL_RULES §1" in blast["source"]
+    html = paths["html"].read_text()
+    assert html.count("data:image/jpeg;base64,") == 100  # every cell in the gallery
+    assert html.count(RESEARCH_USE) >= 2  # top and bottom of the page (and in the provenance)
+    for text in ("Review list (10 cells", "MYO – myeloblast: 30 cell(s)", "broken.png", "truncated data",
+                 "Provenance", "Clopper–Pearson"):
+        assert text in html, text
+    assert "https://" not in html and "http://" not in html
+
+
+def test_html_escapes_names_and_handles_missing_numbers():
+    res = _result([("NGS", 0.9)] * 5, field_name="<script>alert(1)</script>.png")
+    page = render_html(res)
+    assert "<script>alert" not in page and "&lt;script&gt;" in page
+    # MYO count 0 -> percent 0; EBO per-100 rows exist; no "nan" leaks into the page.
+    assert not re.search(r"\bnan\b", page, flags=re.I)
+
+
+def test_empty_analysis_still_renders():
+    res = _result([])
+    assert res["summary"].startswith("No white cell")
+    assert math.isnan(res["differential"]["blasts"]["percent"])
+    page = render_html(res)
+    assert "No classified cells" in page and "No cell below the confidence threshold" in page
+    json.dumps(json_ready(res), allow_nan=False)
