@@ -21,7 +21,9 @@ def _flat(res) -> str:
 
 COMMANDS = [[], ["version"], ["simulate"], ["simulate", "cells"], ["simulate", "fields"], ["gallery"],
             ["profiles"], ["profiles", "list"], ["profiles", "show"], ["demo"], ["train"], ["predict"], ["evaluate"],
-            ["stress"]]
+            ["stress"], ["analyze"], ["calibrate-chain"], ["simulate", "sample"], ["risk"], ["cohort"],
+            ["cohort", "score"], ["cohort", "simulate"], ["cohort", "fit"], ["cohort", "evaluate"],
+            ["cohort", "predict"], ["monitor"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "root")
