@@ -24,7 +24,6 @@ For research use only.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
@@ -161,10 +160,8 @@ def _karyo_row(text: str) -> tuple[float, ...]:
 
 
 def _parse_karyotype(text: str):
-    try:
-        from hemotwin.prognosis.karyotype import karyotype_features
-    except ImportError:  # the parser module is developed in parallel; see _fallback_karyotype
-        return _fallback_karyotype(text)
+    from hemotwin.prognosis.karyotype import karyotype_features
+
     try:
         return karyotype_features(text)
     except Exception:  # the parser must never crash a cohort; an unreadable string is "unknown"
@@ -329,54 +326,3 @@ def published_scores(clinical: pd.DataFrame, molecular: pd.DataFrame | None = No
     out.index = out.index.astype(str)
     out.index.name = "ID"
     return out.reindex(c.index.astype(str))
-
-
-# --------------------------------------------------------------------------------------------------
-# Fallback karyotype reader (used only while hemotwin.prognosis.karyotype is unavailable)
-# --------------------------------------------------------------------------------------------------
-
-_ABN_RE = re.compile(r"^(?:[+-]\d{1,2}|[+-][xy]|(?:del|dup|inv|add|i|idic|ider|r|der|t|ins|dic)\(.*|[+]?\d*mar\d*)$")
-
-
-def _fallback_karyotype(text: str):
-    """Minimal ISCN reading of the stemline for the design (the project parser supersedes it)."""
-    from hemotwin.prognosis.cytogenetics import KaryotypeFeatures
-
-    s = str(text or "").strip().lower().replace(" ", "")
-    if s in ("", "na", "nan", "failed", "nogrowth", "notdone"):
-        return KaryotypeFeatures(text=str(text), evaluable=False)
-    if s in ("normal", "normalkaryotype") or re.fullmatch(r"4[6]~?\d*,x[xy](\[\d+\])?", s):
-        none = dict.fromkeys(("del5q", "minus5", "minus7", "del7q", "plus8", "del20q", "minus_y", "minus17_abn17p",
-                              "del11q", "del12p", "plus19", "i17q", "abn3q", "monosomal"), False)
-        return KaryotypeFeatures(text=str(text), evaluable=True, normal=True, n_abnormalities=0, complex=False,
-                                 ipssr_group="good", **none)
-    if s.startswith("complex"):
-        return KaryotypeFeatures(text=str(text), evaluable=True, normal=False, complex=True)
-    abns: list[str] = []
-    for clone in s.split("/"):
-        parts = re.sub(r"\[\d+\]$", "", clone).split(",")[2:]
-        abns += [p for p in parts if _ABN_RE.match(p) and p not in abns]
-    if not abns:
-        return KaryotypeFeatures(text=str(text), evaluable=False, warnings=("unreadable (fallback reader)",))
-    has = lambda pat: any(re.match(pat, a) for a in abns)  # noqa: E731
-    f = {"del5q": has(r"del\(5\)\(q"), "minus5": "-5" in abns, "minus7": "-7" in abns, "del7q": has(r"del\(7\)\(q"),
-         "plus8": "+8" in abns, "del20q": has(r"del\(20\)\(q"), "minus_y": "-y" in abns,
-         "minus17_abn17p": "-17" in abns or has(r"del\(17\)\(p") or has(r"i\(17\)\(q10\)|i\(17q\)"),
-         "del11q": has(r"del\(11\)\(q"), "del12p": has(r"del\(12\)\(p"), "plus19": "+19" in abns,
-         "i17q": has(r"i\(17\)\(q10\)|i\(17q\)"), "abn3q": has(r"(inv|del)\(3\)\(.*q|t\(3;.*\)\(q|t\(\d+;3\)")}
-    n = len(abns)
-    mono = sum(bool(re.fullmatch(r"-\d{1,2}", a)) for a in abns)
-    struct = sum(not a.startswith(("+", "-")) for a in abns)
-    if n >= 4:
-        grp = "very_poor"
-    elif n == 3 or (f["minus7"] and n <= 2) or f["abn3q"]:
-        grp = "poor"
-    elif n == 1 and (f["minus_y"] or f["del11q"]):
-        grp = "very_good"
-    elif (n == 1 and (f["del5q"] or f["del12p"] or f["del20q"])) or (n == 2 and f["del5q"]):
-        grp = "good"
-    else:
-        grp = "intermediate"
-    return KaryotypeFeatures(text=str(text), evaluable=True, normal=False, n_abnormalities=n, complex=n >= 3,
-                             n_autosomal_monosomies=mono, n_structural=struct,
-                             monosomal=mono >= 2 or (mono >= 1 and struct >= 1), ipssr_group=grp, **f)
