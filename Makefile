@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench bench-vision default-model gallery clean
+.PHONY: venv demo test lint bench bench-clinical bench-vision bench-vision-synthetic default-model gallery clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (need Python 3.11)"; exit 1; }
@@ -29,6 +29,18 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_twin.py
 	$(PY) benchmarks/bench_realism.py
 	$(PY) benchmarks/bench_vision_speed.py
+
+# Clinical layers: detection, whole-chain analysis, scoring, survival, monitoring (~30 min on 2 cores).
+bench-clinical: $(STAMP)
+	$(PY) benchmarks/bench_detection.py
+	$(PY) benchmarks/bench_analyze.py
+	$(PY) benchmarks/bench_prognosis_scoring.py
+	$(PY) benchmarks/bench_survival.py
+	$(PY) benchmarks/bench_monitoring.py
+
+# Twin-only 15-class classifier on unseen profiles and on real data (~45 min on 2 cores).
+bench-vision-synthetic: $(STAMP)
+	$(PY) benchmarks/bench_vision_synthetic.py
 
 # Cross-microscope classifier comparison (none / color / twin): ~15 min on 2 cores.
 bench-vision: $(STAMP)
