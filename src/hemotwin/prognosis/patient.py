@@ -33,6 +33,14 @@ from hemotwin.errors import InputError
 from hemotwin.prognosis.cytogenetics import KaryotypeFeatures
 from hemotwin.prognosis.mutations import Mutation, check_vafs, resolve_panel
 
+#: field -> (name in messages, ceiling, the usual wrong unit, the unit expected, the fix).
+_UNIT_GUARDS: dict[str, tuple[str, float, str, str, str]] = {
+    "plt_1e9_per_l": ("platelets", 2000, "/µL", "x10^9/L", "divide by 1000"),
+    "hb_g_dl": ("haemoglobin", 25, "g/L", "g/dL", "divide by 10"),
+    "wbc_1e9_per_l": ("white cells", 1000, "/µL", "x10^9/L", "divide by 1000"),
+    "anc_1e9_per_l": ("neutrophils", 200, "/µL", "x10^9/L", "divide by 1000"),
+}
+
 
 class Patient(BaseModel):
     """Everything the risk scores read for one patient; every field but ``id`` is optional (missing = unknown).
@@ -75,32 +83,12 @@ class Patient(BaseModel):
 
     # The unit guards: each ceiling is far above any real value in the unit expected and far below
     # the same quantity in the usual wrong unit (CLINICAL_RULES §9 units; /µL = x10^-3 x10^9/L).
-    @field_validator("plt_1e9_per_l")
+    @field_validator("plt_1e9_per_l", "hb_g_dl", "wbc_1e9_per_l", "anc_1e9_per_l")
     @classmethod
-    def _plt(cls, v):
-        if v is not None and v > 2000:
-            raise ValueError(f"platelets {v:g} looks like /µL, expected x10^9/L (divide by 1000)")
-        return v
-
-    @field_validator("hb_g_dl")
-    @classmethod
-    def _hb(cls, v):
-        if v is not None and v > 25:
-            raise ValueError(f"haemoglobin {v:g} looks like g/L, expected g/dL (divide by 10)")
-        return v
-
-    @field_validator("wbc_1e9_per_l")
-    @classmethod
-    def _wbc(cls, v):
-        if v is not None and v > 1000:
-            raise ValueError(f"white cells {v:g} looks like /µL, expected x10^9/L (divide by 1000)")
-        return v
-
-    @field_validator("anc_1e9_per_l")
-    @classmethod
-    def _anc(cls, v):
-        if v is not None and v > 200:
-            raise ValueError(f"neutrophils {v:g} looks like /µL, expected x10^9/L (divide by 1000)")
+    def _units(cls, v, info):
+        what, ceiling, wrong, expected, fix = _UNIT_GUARDS[info.field_name]
+        if v is not None and v > ceiling:
+            raise ValueError(f"{what} {v:g} looks like {wrong}, expected {expected} ({fix})")
         return v
 
     @model_validator(mode="after")

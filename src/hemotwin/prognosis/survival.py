@@ -17,6 +17,7 @@ For research use only.
 from __future__ import annotations
 
 import time as _time
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,11 +100,12 @@ def _ev_t(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # Estimators
 # --------------------------------------------------------------------------------------------------
 
-class _PipelineSurvival(BaseEstimator):
+class _PipelineSurvival(BaseEstimator, metaclass=ABCMeta):
     """Shared fit/predict: impute -> drop constant columns -> scale -> scikit-survival estimator."""
 
-    def _make_estimator(self):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _make_estimator(self):
+        """The unfitted scikit-survival estimator of this model (each subclass builds its own)."""
 
     def fit(self, X: pd.DataFrame | np.ndarray, y: np.ndarray) -> _PipelineSurvival:
         """Fit on a design matrix (NaN allowed) and a structured ``(event, time)`` array."""
