@@ -267,6 +267,8 @@ def predict(
     backend: Annotated[str, typer.Option("--backend", help="onnxruntime | torch")] = "onnxruntime",
     harmonise: Annotated[bool, typer.Option("--harmonise", help="Map the images into the model's training stain "
                                             "space first (twin harmonisation; one scanner per run).")] = False,
+    tta: Annotated[bool, typer.Option("--tta", help="Average each cell over its 8 rotations and mirror images "
+                                      "(8x slower).")] = False,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Classify cell images: path, predicted label and the probability of every class."""
@@ -288,7 +290,7 @@ def predict(
         dest = prepare_output_file(out, overwrite=overwrite)
         with _Bar("classifying") as bar:
             res = predict_files(paths, model=model, um_per_px=um_per_px, labels=labels, backend=backend,
-                                harmonise=harmonise, progress=bar)
+                                harmonise=harmonise, tta=tta, progress=bar)
     except (HemotwinError, ValueError) as exc:
         raise _fail(exc) from None
     rows = res["rows"]
@@ -314,6 +316,8 @@ def evaluate(
     backend: Annotated[str, typer.Option("--backend", help="onnxruntime | torch")] = "onnxruntime",
     harmonise: Annotated[bool, typer.Option("--harmonise", help="Map the images into the model's training stain "
                                             "space first (twin harmonisation; one scanner per run).")] = False,
+    tta: Annotated[bool, typer.Option("--tta", help="Average each cell over its 8 rotations and mirror images "
+                                      "(8x slower).")] = False,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Accuracy, macro-F1, per-class scores, confusion matrix, calibration and referral curve."""
@@ -324,7 +328,7 @@ def evaluate(
         dest = prepare_output_dir(out, overwrite=overwrite)
         with _Bar("evaluating") as bar:
             res = evaluate_model(data, dest, model=model, um_per_px=um_per_px, exclude=exclude or (), backend=backend,
-                                 harmonise=harmonise, progress=bar)
+                                 harmonise=harmonise, tta=tta, progress=bar)
     except (HemotwinError, ValueError) as exc:
         raise _fail(exc) from None
     m = res["metrics"]

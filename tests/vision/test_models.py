@@ -9,7 +9,7 @@ import torch
 
 from hemotwin.errors import InputError
 from hemotwin.vision.export import INPUT_NAME, export_onnx
-from hemotwin.vision.infer import InferenceEngine
+from hemotwin.vision.infer import InferenceEngine, dihedral_views
 from hemotwin.vision.models import (
     DEFAULT_INPUT_SIZE,
     ModelConfig,
@@ -102,6 +102,26 @@ def test_engine_backends_agree_and_batch():
     assert seen == [4, 8, 11]
     one = InferenceEngine(net, backend="torch", num_threads=1).run(x[0])
     np.testing.assert_allclose(one[0], p_t[0], atol=1e-6)
+
+
+def test_tta_is_orientation_free_and_matches_the_mean_of_views():
+    # The eight views of a rotated or mirrored crop are the eight views of the crop in another
+    # order, so TTA probabilities must agree up to float32 summation order (1e-5 is ~100 ulp
+    # for probabilities of order 0.1-1). A plain forward pass has no such invariance.
+    torch.manual_seed(5)
+    net = build_model(ModelConfig(n_classes=4, input_size=40, **SMALL))
+    x = np.random.default_rng(6).integers(0, 256, (6, 40, 40, 3), dtype=np.uint8)
+    for backend in ("torch", "onnxruntime"):
+        tta = InferenceEngine(net, backend=backend, batch_size=4, num_threads=1, tta=True)
+        p = tta.run(x)
+        for moved in (np.rot90(x, 1, axes=(1, 2)), x[:, ::-1], np.rot90(x[:, :, ::-1], 3, axes=(1, 2))):
+            np.testing.assert_allclose(tta.run(np.ascontiguousarray(moved)), p, atol=1e-5)
+        np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
+    plain = InferenceEngine(net, backend="torch", num_threads=1)
+    views = dihedral_views(x)
+    assert len(views) == 8 and len({v.tobytes() for v in views}) == 8  # a random crop has no symmetry
+    np.testing.assert_allclose(np.mean([plain.run(v) for v in views], axis=0), p, atol=1e-4)
+    assert np.abs(plain.run(np.ascontiguousarray(np.rot90(x, 1, axes=(1, 2)))) - plain.run(x)).max() > 1e-4
 
 
 def test_engine_rejects_wrong_images():

@@ -73,6 +73,10 @@ def test_train_predict_evaluate(twin_cells, tmp_path):
     assert harm["harmonisation"]["harmonised"] and len(harm["rows"]) == 4
     ev_h = evaluate_model(twin_cells, rep, model=out, harmonise=True)
     assert ev_h["metrics"]["n"] == 30
+    # Test-time augmentation: same files, same label set, recorded in the output.
+    t = predict_files(files[:4], model=out, tta=True)
+    assert t["tta"] and [r["path"] for r in t["rows"]] == [r["path"] for r in pred["rows"][:4]]
+    assert sum(t["rows"][0][f"p_{lab}"] for lab in res["labels"]) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_harmonise_needs_a_stain_reference(tmp_path):

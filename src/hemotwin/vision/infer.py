@@ -39,6 +39,10 @@ class InferenceEngine:
         Intra-op threads; ``None`` = all cores this process may use.
     labels
         Required label set when ``model`` is a path (see :func:`~hemotwin.vision.modelfile.load_model`).
+    tta
+        Test-time augmentation: average the probabilities over the eight rotations and mirror
+        images of each crop (a cell on a slide has no preferred orientation, so the average is
+        the model's orientation-free answer). Costs eight forward passes per cell.
 
     Examples
     --------
@@ -49,7 +53,7 @@ class InferenceEngine:
 
     def __init__(self, model: LoadedModel | HemoNet | str | Path, *, backend: Backend = "onnxruntime",
                  batch_size: int = 64, num_threads: int | None = None,
-                 labels: Sequence[str] | None = None) -> None:
+                 labels: Sequence[str] | None = None, tta: bool = False) -> None:
         if backend not in ("onnxruntime", "torch"):
             raise InputError("backend", backend, "'onnxruntime' or 'torch'")
         if batch_size < 1:
@@ -67,6 +71,7 @@ class InferenceEngine:
         self.net.eval()
         self.backend: Backend = backend
         self.batch_size = int(batch_size)
+        self.tta = bool(tta)
         self.num_threads = int(num_threads or available_cores())
         self.input_size = self.net.config.input_size
         self._session: Any = None
@@ -127,11 +132,8 @@ class InferenceEngine:
         try:
             for i in range(0, n, self.batch_size):
                 chunk = batch[i:i + self.batch_size]
-                if self.backend == "onnxruntime":
-                    out[i:i + len(chunk)] = self._session.run(None, {INPUT_NAME: chunk})[0]
-                else:
-                    with torch.inference_mode():
-                        out[i:i + len(chunk)] = torch.softmax(self.net(torch.from_numpy(chunk)), dim=1).numpy()
+                views = dihedral_views(chunk) if self.tta else [chunk]
+                out[i:i + len(chunk)] = np.mean([self._forward(v) for v in views], axis=0)
                 if progress is not None:
                     progress(min(i + self.batch_size, n), n, {"backend": self.backend})
         finally:
@@ -139,6 +141,21 @@ class InferenceEngine:
                 torch.set_num_threads(prev)
         return out
 
+    def _forward(self, chunk: np.ndarray) -> np.ndarray:
+        if self.backend == "onnxruntime":
+            return self._session.run(None, {INPUT_NAME: chunk})[0]
+        with torch.inference_mode():
+            return torch.softmax(self.net(torch.from_numpy(chunk)), dim=1).numpy()
+
     def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """Index of the most probable class of each image (``N`` int64)."""
         return self.run(images).argmax(1)
+
+
+def dihedral_views(batch: np.ndarray) -> list[np.ndarray]:
+    """The eight rotations and mirror images of an ``N x H x W x C`` batch of square crops."""
+    views = []
+    for flipped in (batch, batch[:, :, ::-1]):
+        for k in range(4):
+            views.append(np.ascontiguousarray(np.rot90(flipped, k, axes=(1, 2))))
+    return views

@@ -419,8 +419,9 @@ def default_model_path() -> Path:
         return Path(p)
 
 
-def open_engine(model: str | Path | None = None, *, backend: str = "onnxruntime", num_threads: int | None = None):
-    """Load a model file (default: the shipped model) into an inference engine."""
+def open_engine(model: str | Path | None = None, *, backend: str = "onnxruntime", num_threads: int | None = None,
+                tta: bool = False):
+    """Load a model file (default: the shipped model) into an inference engine (``tta``: see InferenceEngine)."""
     from hemotwin.vision.infer import InferenceEngine
     from hemotwin.vision.modelfile import load_model
 
@@ -429,20 +430,21 @@ def open_engine(model: str | Path | None = None, *, backend: str = "onnxruntime"
         raise InputError("--model", str(path), "an existing .hemo model file"
                          + ("" if model is not None else " (the default model is not installed)"))
     loaded = load_model(path, require_onnx=backend == "onnxruntime")
-    return loaded, InferenceEngine(loaded, backend=backend, num_threads=num_threads)
+    return loaded, InferenceEngine(loaded, backend=backend, num_threads=num_threads, tta=tta)
 
 
 def predict_files(paths: Sequence[str | Path], *, model: str | Path | None = None, um_per_px: float | None = None,
                   labels: str | Sequence[str] | None = None, backend: str = "onnxruntime", harmonise: bool = False,
-                  progress: Progress | None = None) -> dict[str, Any]:
+                  tta: bool = False, progress: Progress | None = None) -> dict[str, Any]:
     """Classify image files; unreadable files and files of unknown pixel size are listed and skipped.
 
     ``harmonise`` maps the images into the model's training stain space first
-    (:func:`harmonise_arrays`; the files should come from one scanner).
+    (:func:`harmonise_arrays`; the files should come from one scanner); ``tta`` averages each cell
+    over its eight rotations and mirror images.
     """
     from hemotwin.vision.datasets import estimate_um_per_px
 
-    loaded, engine = open_engine(model, backend=backend)
+    loaded, engine = open_engine(model, backend=backend, tta=tta)
     geom = Geometry(loaded.preprocessing.um_per_px, loaded.preprocessing.input_size)
     imgs, rows, failures = [], [], []
     for k, p in enumerate(paths):
@@ -480,12 +482,12 @@ def predict_files(paths: Sequence[str | Path], *, model: str | Path | None = Non
         for lab, v in zip(out_labels, p, strict=True):
             row[f"p_{lab}"] = round(float(v), 5)
     return {"rows": rows, "labels": list(out_labels), "failures": failures, "model": str(loaded.path),
-            "harmonisation": harmonisation}
+            "harmonisation": harmonisation, "tta": tta}
 
 
 def evaluate_model(data: str | Path, out_dir: str | Path, *, model: str | Path | None = None,
                    um_per_px: float | None = None, exclude: Sequence[str] = (), backend: str = "onnxruntime",
-                   harmonise: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+                   harmonise: bool = False, tta: bool = False, progress: Progress | None = None) -> dict[str, Any]:
     """Score a model on a labelled data set; writes report.json, report.html and figures.
 
     The model's probabilities are collapsed to the data set's labels (e.g. 15 classes -> the five
@@ -494,7 +496,7 @@ def evaluate_model(data: str | Path, out_dir: str | Path, *, model: str | Path |
     from hemotwin.io.provenance import file_sha256, provenance
     from hemotwin.vision.evaluate import evaluate_predictions, write_report
 
-    loaded, engine = open_engine(model, backend=backend)
+    loaded, engine = open_engine(model, backend=backend, tta=tta)
     geom = Geometry(loaded.preprocessing.um_per_px, loaded.preprocessing.input_size)
     (ds,), notes = load_training_data([data], um_per_px=um_per_px)
     ds, skipped = map_items_to(ds, _coarsest_common(ds, loaded.labels))
@@ -508,7 +510,7 @@ def evaluate_model(data: str | Path, out_dir: str | Path, *, model: str | Path |
     metrics["read"] = summary_of(prep)
     prov = provenance(command="evaluate", config={"data": str(data), "model": str(loaded.path),
                                                   "exclude": list(exclude), "um_per_px": um_per_px,
-                                                  "harmonise": harmonise},
+                                                  "harmonise": harmonise, "tta": tta},
                       inputs={"model_sha256": file_sha256(loaded.path)},
                       extra={"model_provenance": loaded.provenance, "notes": notes + skipped[:20],
                              "failures": prep.failures, "harmonisation": harmonisation})
