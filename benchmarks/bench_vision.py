@@ -14,6 +14,11 @@ records a visual audit of every scored crop, made before and independently of an
 predictions (see benchmarks/data/README.md): each BCCD set is also scored on the crops whose label
 the audit found consistent with the morphology (``*_audited``). The headline stays the full set.
 
+A mode with a ``+synth`` suffix (``color+synth``, ``twin+synth``) adds purely synthetic twin cells
+of the five classes to the PBC training set (``--synth-per-class`` per class code, rendered under
+randomised neighbours of the four scanner presets, as for the shipped model): the issue's
+"mixtures" of real and synthetic training data. Validation and test sets stay real PBC.
+
 Usage: ``.venv/bin/python benchmarks/bench_vision.py [--epochs 30] [--modes none,color,twin]
 [--out vision.json]``. Prints JSON; a table on stderr.
 """
@@ -121,6 +126,31 @@ def bccd_context_cells(um_per_px: float, geom: Geometry) -> tuple[np.ndarray, li
     return np.stack(images), labels
 
 
+def synthetic_training_cells(per_class: int, geom: Geometry, *, seed: int) -> tuple[np.ndarray, list[str]]:
+    """Twin cells of the codes under the five classes, at the working geometry, with five-class labels."""
+    import tempfile
+
+    from hemotwin import taxonomy
+    from hemotwin.twin.datasets import CellSetConfig, simulate_cells
+    from hemotwin.twin.profiles import list_presets, load_profile
+
+    codes = [c for c in taxonomy.CLASS_CODES if any(a in WBC5 for a in taxonomy.ancestors(c))]
+    images, labels = [], []
+    with tempfile.TemporaryDirectory(prefix="bench_vision_synth_") as tmp:
+        presets = list_presets()
+        for k, name in enumerate(presets):
+            prof = load_profile(name)
+            cfg = CellSetConfig(profile=prof, per_class=max(1, per_class // len(presets)), classes=codes,
+                                size_px=round(28.0 / prof.camera.um_per_px), randomize=0.6, seed=seed + 100 + k)
+            simulate_cells(cfg, Path(tmp) / name, workers=2)
+            ds, _ = map_items_to(load_dataset(Path(tmp) / name), WBC5)
+            prep = prepare(ds, geom, working=True)
+            images.append(prep.images)
+            labels += [ds.items[i].label for i in prep.kept]
+    print(f"synthetic training cells: {len(labels)} ({', '.join(codes)})", file=sys.stderr, flush=True)
+    return np.concatenate(images), labels
+
+
 def audit_mask(paths: list[Path]) -> np.ndarray:
     """True for BCCD crops whose label the visual audit found consistent with the morphology."""
     import csv
@@ -143,6 +173,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--twin-strength", type=float, default=0.3, help="randomize() strength of the re-imaging")
     ap.add_argument("--p-reimage", type=float, default=0.5, help="fraction of training samples re-imaged")
+    ap.add_argument("--synth-per-class", type=int, default=300,
+                    help="twin cells per class code for the +synth modes (split over the four presets)")
     ap.add_argument("--tta", action="store_true", help="also score with 8-view test-time augmentation")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
@@ -177,14 +209,22 @@ def main(argv: list[str] | None = None) -> dict:
     # file now stores), and BCCD re-expressed in it with a basis fitted on BCCD's own colours.
     harm = StainHarmoniser().fit([to_model_geometry(im, geom) for im in tr.images], seed=args.seed)
     harmonised = {"bccd": harm.transform(list(bc.images)), "bccd_in_field_context": harm.transform(list(bcx_images))}
+    modes = args.modes.split(",")
+    synth = None
+    if any(m.endswith("+synth") for m in modes):
+        synth = synthetic_training_cells(args.synth_per_class, geom, seed=args.seed)
     results = {}
-    for mode in args.modes.split(","):
-        aug = make_augment(mode, geom, basis=basis, seed=args.seed, strength=args.twin_strength,
+    for mode in modes:
+        base_mode = mode.removesuffix("+synth")
+        x_tr, y_tr = tr.images, y["train"]
+        if mode.endswith("+synth"):
+            x_tr, y_tr = np.concatenate([tr.images, synth[0]]), y["train"] + synth[1]
+        aug = make_augment(base_mode, geom, basis=basis, seed=args.seed, strength=args.twin_strength,
                            p_reimage=args.p_reimage)
         cfg = TrainConfig(epochs=args.epochs, seed=args.seed, num_threads=args.threads, num_workers=args.workers)
         t = time.perf_counter()
         res = fit(ModelConfig(n_classes=len(WBC5), input_size=geom.input_size),
-                  CellArrayDataset(tr.images, target_masks(y["train"], WBC5), aug=aug, seed=args.seed),
+                  CellArrayDataset(x_tr, target_masks(y_tr, WBC5), aug=aug, seed=args.seed),
                   CellArrayDataset(va.images, target_masks(y["val"], WBC5)), config=cfg)
         train_s = time.perf_counter() - t
         scores = {}
@@ -207,6 +247,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "n": m["n"], "per_class_recall": {k: v["recall"] for k, v in m["per_class"].items()},
                         "ece": m["calibration"]["ece"]}
         results[mode] = {"scores": scores, "best_epoch": res.best_epoch, "train_seconds": round(train_s, 1),
+                         "n_train": len(y_tr),
                          "train_images_per_s": res.train_images_per_s, "val": res.best_metrics}
         print(f"{mode:6s} PBC {scores['pbc_test']['accuracy']:.3f}  BCCD {scores['bccd']['accuracy']:.3f} "
               f"BCCD-in-context {scores['bccd_in_field_context']['accuracy']:.3f} "
@@ -225,6 +266,8 @@ def main(argv: list[str] | None = None) -> dict:
                              "of": len(audited)}},
            "epochs_max": args.epochs, "seed": args.seed, "results": results,
            "twin": {"strength": args.twin_strength, "p_reimage": args.p_reimage},
+           "synthetic": None if synth is None else {"per_class_code": args.synth_per_class, "n": len(synth[1]),
+                                                    "by_label": {k: synth[1].count(k) for k in WBC5}},
            "elapsed_s": round(time.perf_counter() - t0, 1)}
     text = json.dumps(doc, indent=2)
     print(text)

@@ -6,6 +6,10 @@ Data (all offline, all recorded in the model's provenance):
 2. the real PBC images (``../shared/data/pbc``, CellaVision DM96, CC BY 4.0), coarse labels
    ("neutrophil" = NGS or NGB, "ig" = PMO/PMB/MYB/MMZ, ...) used as set-valued targets; the
    platelet folder has no white-cell counterpart and is skipped.
+3. twin cells cut from rendered twin *fields* exactly where ``hemotwin analyze`` cuts them
+   (detector-centred crops with neighbouring white and red cells; ``--field-per-class``), under
+   randomised neighbours of the four presets, so that the model sees what the smear analysis shows
+   it. Field seeds differ from the chain calibrations' (90210) and the benchmark pools' (4242).
 Labels: the 15 Matek codes. Augmentation: ``color`` by default — in the side-by-side benchmark
 of 2026-11-28 (docs/benchmarks.md) the twin re-imaging augmentation did not yet beat the colour
 baseline on real cross-microscope data, so the shipped model uses the better measured one;
@@ -35,9 +39,38 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 
 
+def write_field_crops(out: Path, profile: str, per_class: int, *, seed: int) -> int:
+    """Cells of every class cut from twin fields of ``profile`` -> ImageFolder + manifest.csv."""
+    import csv
+
+    import numpy as np
+    from PIL import Image
+
+    from hemotwin.diagnosis.calibration import field_cell_crops
+    from hemotwin.taxonomy import CLASS_CODES
+
+    rng = np.random.default_rng(seed)
+    labels = [c for c in CLASS_CODES for _ in range(per_class)]
+    labels = [labels[i] for i in rng.permutation(len(labels))]  # mixed fields, as in a smear
+    res = field_cell_crops(profile, labels, seed=seed, size_um=28.0, randomize=0.3, workers=2)
+    out.mkdir(parents=True)
+    with open(out / "manifest.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "label", "um_per_px", "group"])
+        for i, (crop, lab, um, f) in enumerate(zip(res["crops"], res["labels"], res["um_per_px"], res["field"],
+                                                   strict=True)):
+            rel = Path(lab) / f"{lab}_{i:06d}.png"
+            (out / lab).mkdir(exist_ok=True)
+            Image.fromarray(crop).save(out / rel)
+            w.writerow([str(rel), lab, f"{um:.6f}", f"{profile}-field-{f}"])  # one field's cells share a side
+    return len(res["labels"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-class", type=int, default=200, help="twin cells per class (split over the presets)")
+    ap.add_argument("--field-per-class", type=int, default=0,
+                    help="cells per class cut from twin fields (split over the presets)")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
@@ -61,6 +94,12 @@ def main() -> None:
             s = simulate_cells(cfg, out, workers=2)
             print(f"twin cells under {name}: {s['written']} written", flush=True)
             data.append(str(out))
+        if args.field_per_class > 0:
+            for k, name in enumerate(presets):
+                out = work / f"fields_{name}"
+                n = write_field_crops(out, name, per, seed=args.seed + 7000 + k)
+                print(f"field crops under {name}: {n} written", flush=True)
+                data.append(str(out))
         data.append(str(pbc))
         res = train_model(data, args.out, labels="matek15", augment=args.augment, epochs=args.epochs, seed=args.seed,
                           num_threads=1, num_workers=args.workers, overwrite=args.overwrite, log=print)

@@ -96,6 +96,29 @@ def test_calibration_file_option(tmp_path, engine, one_field):
         AnalysisEngine(AnalysisConfig(calibration=str(path)), num_threads=1).run(one_field)
 
 
+def test_field_cell_crops_are_detections_with_their_true_labels():
+    from hemotwin.diagnosis.calibration import field_cell_crops
+
+    labels = ["LYT", "NGS", "MON", "EOS", "MYO", "BAS"]
+    out = field_cell_crops("wsi-20x", labels, seed=11, size_um=28.0, randomize=0.3)
+    n = len(out["crops"])
+    # Detection recall on twin fields is >= 0.98 per preset (docs/detection.md); a cell cut by the
+    # field edge is left out, so allow one of six to be lost, never an invented label.
+    assert n + len(out["missed"]) >= len(labels) - 1 and n >= len(labels) - 1
+    # Each true cell is cut at most once, with its own label (false detections are left out).
+    from collections import Counter
+
+    assert not Counter(out["labels"]) - (Counter(labels) - Counter(out["missed"]))
+    for crop, um in zip(out["crops"], out["um_per_px"], strict=True):
+        # 28 µm at the (randomised) field pixel size, uint8 RGB, not blank.
+        assert crop.shape == (round(28.0 / um), round(28.0 / um), 3) and crop.dtype == np.uint8
+        assert crop.std() > 5
+    # The same seed gives the same crops (the fields are seeded).
+    again = field_cell_crops("wsi-20x", labels, seed=11, size_um=28.0, randomize=0.3)
+    assert again["labels"] == out["labels"] and all(np.array_equal(a, b) for a, b in
+                                                      zip(again["crops"], out["crops"], strict=True))
+
+
 def test_corrected_interval_is_reported_with_the_matching_calibration(result):
     if result["corrected"] is None:
         pytest.skip(REGENERATE)

@@ -27,7 +27,8 @@ from hemotwin.diagnosis.correction import ARTEFACT, ChainCalibration
 from hemotwin.errors import InputError
 from hemotwin.taxonomy import CLASS_CODES
 
-__all__ = ["calibrate_chain", "chain_cells", "find_calibration", "match_detections", "shipped_calibrations"]
+__all__ = ["calibrate_chain", "chain_cells", "field_cell_crops", "find_calibration", "match_detections",
+           "shipped_calibrations"]
 
 Progress = Callable[[int, int], None]
 
@@ -68,25 +69,25 @@ def match_detections(detections, rendering) -> tuple[list[str | None], list[str]
     return out, missed
 
 
-def chain_cells(profile: str, labels: list[str], *, classifier: CellClassifier, seed: int, workers: int = 1,
-                progress: Progress | None = None) -> dict[str, Any]:
-    """Render twin fields holding ``labels`` and run the analysis chain on them, cell by cell.
-
-    Returns
-    -------
-    dict
-        ``cells``: one ``(true label or None for a false detection, call, confidence)`` per
-        detection not cut by the field edge; ``missed``: labels of true cells no detection found;
-        ``n_fields``, ``notes``, ``profile`` (the ScannerProfile).
-    """
+def _detected_fields(profile: str, labels: list[str], *, seed: int, workers: int, randomize: float = 0.0,
+                     progress: Progress | None = None):
+    """Render twin fields holding ``labels``, detect, and match: yields per field
+    ``(rendering, detections not cut by the edge, their true labels)``; a final ``dict`` carries
+    ``missed``, ``notes`` and ``n_fields``."""
     from hemotwin.diagnosis.detect import detect_cells
     from hemotwin.diagnosis.virtual import SampleConfig, _pool_map, _render_one, _seed, sample_plan
 
     base = sample_plan(SampleConfig(case="normal", cells=1, profile=profile, seed=seed))
     prof, size_px, per_field = base["profile"], base["size_px"], base["per_field"]
     fields = [labels[k:k + per_field] for k in range(0, len(labels), per_field)]
-    tasks = [(prof, size_px, f, _seed(seed, 1000 + k), 150.0) for k, f in enumerate(fields)]
-    cells: list[tuple[str | None, str, float]] = []
+    if randomize > 0:
+        from hemotwin.twin.profiles import randomize as randomize_profile
+
+        profs = [randomize_profile(prof, np.random.default_rng(_seed(seed, 5000 + k)), randomize)
+                 for k in range(len(fields))]
+    else:
+        profs = [prof] * len(fields)
+    tasks = [(profs[k], size_px, f, _seed(seed, 1000 + k), 150.0) for k, f in enumerate(fields)]
     missed: list[str] = []
     notes: list[str] = []
     n_fields = 0
@@ -100,12 +101,84 @@ def chain_cells(profile: str, labels: list[str], *, classifier: CellClassifier, 
             dets = [d for d in fd.wbc if not d.touches_border]
             truth, miss = match_detections(dets, r)
             missed += miss
-            if not dets:
+            yield r, dets, truth
+    yield {"missed": missed, "notes": notes, "n_fields": n_fields, "profile": prof}
+
+
+def chain_cells(profile: str, labels: list[str], *, classifier: CellClassifier, seed: int, workers: int = 1,
+                progress: Progress | None = None) -> dict[str, Any]:
+    """Render twin fields holding ``labels`` and run the analysis chain on them, cell by cell.
+
+    Returns
+    -------
+    dict
+        ``cells``: one ``(true label or None for a false detection, call, confidence)`` per
+        detection not cut by the field edge; ``missed``: labels of true cells no detection found;
+        ``n_fields``, ``notes``, ``profile`` (the ScannerProfile).
+    """
+    cells: list[tuple[str | None, str, float]] = []
+    for item in _detected_fields(profile, labels, seed=seed, workers=workers, progress=progress):
+        if isinstance(item, dict):
+            return {"cells": cells, **item}
+        r, dets, truth = item
+        if not dets:
+            continue
+        crops = np.stack([classifier.crop(r.image, d, um_per_px=r.um_per_px) for d in dets])
+        calls, conf, _ = classifier.calls(classifier.probabilities(crops))
+        cells += [(t, c, float(p)) for t, c, p in zip(truth, calls, conf, strict=True)]
+    raise AssertionError("unreachable: _detected_fields ends with its summary")
+
+
+def field_cell_crops(profile: str, labels: list[str], *, seed: int, size_um: float = 28.0, randomize: float = 0.0,
+                     workers: int = 1, progress: Progress | None = None) -> dict[str, Any]:
+    """Cells cut from twin fields exactly where the analysis chain cuts them, with their true labels.
+
+    Training material for a classifier that must work on detections in crowded fields (neighbouring
+    white and red cells, detection-centred crops) rather than on isolated, perfectly centred cells.
+    Use seeds no calibration or benchmark uses.
+
+    Parameters
+    ----------
+    profile
+        Scanner preset name or profile file.
+    labels
+        The white cells to render (dealt to fields in this order).
+    seed
+        Seed of the fields.
+    size_um
+        Side of each crop in µm (at the field's pixel size).
+    randomize
+        Strength of a per-field randomised neighbour of the profile (0 = the profile itself).
+    workers
+        Rendering processes.
+
+    Returns
+    -------
+    dict
+        ``crops`` (list of ``n x n x 3`` uint8 at the field's pixel size), ``labels`` (true class
+        code of each; false detections are left out), ``um_per_px`` and ``field`` (index of the
+        field it was cut from) per crop, ``missed``, ``n_fields``, ``notes``.
+    """
+    from hemotwin.diagnosis.detect import crop_cell
+
+    crops: list[np.ndarray] = []
+    out_labels: list[str] = []
+    ums: list[float] = []
+    field: list[int] = []
+    for k, item in enumerate(_detected_fields(profile, labels, seed=seed, workers=workers, randomize=randomize,
+                                              progress=progress)):
+        if isinstance(item, dict):
+            item.pop("profile")
+            return {"crops": crops, "labels": out_labels, "um_per_px": ums, "field": field, **item}
+        r, dets, truth = item
+        for d, t in zip(dets, truth, strict=True):
+            if t is None:
                 continue
-            crops = np.stack([classifier.crop(r.image, d, um_per_px=r.um_per_px) for d in dets])
-            calls, conf, _ = classifier.calls(classifier.probabilities(crops))
-            cells += [(t, c, float(p)) for t, c, p in zip(truth, calls, conf, strict=True)]
-    return {"cells": cells, "missed": missed, "n_fields": n_fields, "notes": notes, "profile": prof}
+            crops.append(crop_cell(r.image, d, size_um=size_um, um_per_px=r.um_per_px))
+            out_labels.append(t)
+            ums.append(float(r.um_per_px))
+            field.append(k)
+    raise AssertionError("unreachable: _detected_fields ends with its summary")
 
 
 def calibrate_chain(profile: str, *, model: str | Path | None = None, cells_per_class: int = 80, seed: int = 90210,
