@@ -15,8 +15,9 @@ of 2026-11-28 (docs/benchmarks.md) the twin re-imaging augmentation did not yet 
 baseline on real cross-microscope data, so the shipped model uses the better measured one;
 ``--augment twin`` trains the twin variant.
 
-Usage: ``.venv/bin/python scripts/train_default_model.py [--per-class 200] [--epochs 20]
-[--out src/hemotwin/vision/default_model.hemo] [--overwrite]`` (about 15 min on 2 cores).
+Usage: ``.venv/bin/python scripts/train_default_model.py [--per-class 600] [--field-per-class 600]
+[--epochs 20] [--out src/hemotwin/vision/default_model.hemo] [--overwrite]`` (the shipped model:
+the defaults; about 50 min on 2 cores).
 """
 
 from __future__ import annotations
@@ -68,8 +69,8 @@ def write_field_crops(out: Path, profile: str, per_class: int, *, seed: int) -> 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--per-class", type=int, default=200, help="twin cells per class (split over the presets)")
-    ap.add_argument("--field-per-class", type=int, default=0,
+    ap.add_argument("--per-class", type=int, default=600, help="twin cells per class (split over the presets)")
+    ap.add_argument("--field-per-class", type=int, default=600,
                     help="cells per class cut from twin fields (split over the presets)")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
@@ -95,9 +96,10 @@ def main() -> None:
             print(f"twin cells under {name}: {s['written']} written", flush=True)
             data.append(str(out))
         if args.field_per_class > 0:
+            per_field = max(1, args.field_per_class // len(presets))
             for k, name in enumerate(presets):
                 out = work / f"fields_{name}"
-                n = write_field_crops(out, name, per, seed=args.seed + 7000 + k)
+                n = write_field_crops(out, name, per_field, seed=args.seed + 7000 + k)
                 print(f"field crops under {name}: {n} written", flush=True)
                 data.append(str(out))
         data.append(str(pbc))
