@@ -312,7 +312,11 @@ def _evaluate(rule: Rule, c: Counting, *, blast_codes: tuple[str, ...]) -> Flag:
     estimates = [e]
     straddled: float | None = None
     if rule.kind == "present":
-        state: State = "positive" if e.lo > 0 else "negative"
+        # Present when the interval excludes 0; absent ("negative") when no cell was called. A
+        # corrected interval can reach 0 although cells were called (the posterior lets every call be
+        # a misread neighbour): that is undecided, not absent -- reporting it negative would be a
+        # false negative (measured: MDS-IB2 samples with 20 of 500 cells called NRBC).
+        state: State = "positive" if e.lo > 0 else ("negative" if e.count == 0 else "indeterminate")
     elif rule.kind == "range":
         state, straddled = _state_range(e, rule.low, rule.high or 100.0)
     else:
@@ -356,6 +360,9 @@ def _statement(rule: Rule, state: State, estimates: list[Estimate], extra: int |
         return f"{rule.title}: POSITIVE. {values}."
     if state == "negative":
         return f"{rule.title}: negative. {values}."
+    if rule.kind == "present":
+        return (f"{rule.title}: INDETERMINATE (cells were called, but the interval reaches 0). {values}. "
+                "Review the cells called as such in the gallery to confirm them.")
     more = (f" About {extra:,} more cells would decide it if the observed proportions held."
             if extra is not None else " Counting more cells alone would not decide it at the observed proportion.")
     return f"{rule.title}: INDETERMINATE (the interval straddles the threshold). {values}.{more}"
