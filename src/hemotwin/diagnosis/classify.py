@@ -21,8 +21,8 @@ from hemotwin.taxonomy import CLASS_CODES
 
 __all__ = ["DEFAULT_CONFIDENCE", "CellClassifier", "thumbnail"]
 
-#: Default review threshold on the top class probability. With the shipped model about a quarter
-#: to a third of twin cells fall below 0.5 (docs/diagnosis.md); they go to the review list.
+#: Default review threshold on the top class probability. With the shipped model 0.1-1.2 % of the
+#: detected twin cells fall below 0.5 (docs/diagnosis.md); they go to the review list.
 DEFAULT_CONFIDENCE = 0.5
 #: Crop side as a multiple of the model's field of view: a little wider, so the centre crop of the
 #: resampler never pads.
