@@ -132,8 +132,10 @@ class InferenceEngine:
         try:
             for i in range(0, n, self.batch_size):
                 chunk = batch[i:i + self.batch_size]
-                views = dihedral_views(chunk) if self.tta else [chunk]
-                out[i:i + len(chunk)] = np.mean([self._forward(v) for v in views], axis=0)
+                if self.tta:
+                    out[i:i + len(chunk)] = np.mean([self._forward(v) for v in dihedral_views(chunk)], axis=0)
+                else:
+                    out[i:i + len(chunk)] = self._forward(chunk)
                 if progress is not None:
                     progress(min(i + self.batch_size, n), n, {"backend": self.backend})
         finally:
