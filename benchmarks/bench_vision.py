@@ -131,19 +131,14 @@ def synthetic_training_cells(per_class: int, geom: Geometry, *, seed: int) -> tu
     import tempfile
 
     from hemotwin import taxonomy
-    from hemotwin.twin.datasets import CellSetConfig, simulate_cells
-    from hemotwin.twin.profiles import list_presets, load_profile
+    from hemotwin.twin.datasets import simulate_cells_over_presets
 
     codes = [c for c in taxonomy.CLASS_CODES if any(a in WBC5 for a in taxonomy.ancestors(c))]
     images, labels = [], []
     with tempfile.TemporaryDirectory(prefix="bench_vision_synth_") as tmp:
-        presets = list_presets()
-        for k, name in enumerate(presets):
-            prof = load_profile(name)
-            cfg = CellSetConfig(profile=prof, per_class=max(1, per_class // len(presets)), classes=codes,
-                                size_px=round(28.0 / prof.camera.um_per_px), randomize=0.6, seed=seed + 100 + k)
-            simulate_cells(cfg, Path(tmp) / name, workers=2)
-            ds, _ = map_items_to(load_dataset(Path(tmp) / name), WBC5)
+        for s in simulate_cells_over_presets(tmp, per_class=per_class, classes=codes, randomize=0.6, field_um=28.0,
+                                             seed=seed, workers=2):
+            ds, _ = map_items_to(load_dataset(s["out"]), WBC5)
             prep = prepare(ds, geom, working=True)
             images.append(prep.images)
             labels += [ds.items[i].label for i in prep.kept]

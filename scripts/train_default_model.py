@@ -32,8 +32,8 @@ from pathlib import Path
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-from hemotwin.twin.datasets import CellSetConfig, simulate_cells  # noqa: E402
-from hemotwin.twin.profiles import list_presets, load_profile  # noqa: E402
+from hemotwin.twin.datasets import simulate_cells_over_presets  # noqa: E402
+from hemotwin.twin.profiles import list_presets  # noqa: E402
 from hemotwin.vision.pipeline import train_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,15 +86,11 @@ def main() -> None:
     try:
         data = []
         presets = list_presets()
-        per = max(1, args.per_class // len(presets))
-        for k, name in enumerate(presets):
-            prof = load_profile(name)
-            size = round(28.0 / prof.camera.um_per_px)  # a 28 µm field, as the model's working field
-            cfg = CellSetConfig(profile=prof, per_class=per, size_px=size, randomize=0.6, seed=args.seed + 100 + k)
-            out = work / f"twin_{name}"
-            s = simulate_cells(cfg, out, workers=2)
-            print(f"twin cells under {name}: {s['written']} written", flush=True)
-            data.append(str(out))
+        # A 28 µm field per crop, as the model's working field.
+        for s in simulate_cells_over_presets(work / "twin", per_class=args.per_class, randomize=0.6, field_um=28.0,
+                                             seed=args.seed, workers=2):
+            print(f"twin cells under {s['preset']}: {s['written']} written", flush=True)
+            data.append(s["out"])
         if args.field_per_class > 0:
             per_field = max(1, args.field_per_class // len(presets))
             for k, name in enumerate(presets):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -14,6 +15,7 @@ from hemotwin.twin.datasets import (
     rle_decode,
     rle_encode,
     simulate_cells,
+    simulate_cells_over_presets,
     simulate_fields,
 )
 from hemotwin.twin.profiles import load_profile
@@ -79,3 +81,19 @@ def test_fields_coco_is_consistent_with_masks(tmp_path):
         if a["attributes"]["kind"] != "wbc":
             # Visible masks of red cells and platelets are exactly their pixels in the instance map.
             assert np.array_equal(m, inst == a["object_id"])
+
+
+def test_cells_over_presets_spread_classes_and_keep_a_fixed_field_of_view(tmp_path):
+    res = simulate_cells_over_presets(tmp_path, per_class=4, classes=["lyt", "EOS"], field_um=28.0, seed=3)
+    assert [r["preset"] for r in res] == ["analyzer-100x", "phone-40x", "wsi-20x", "wsi-40x"]
+    for r in res:
+        preset_um = load_profile(r["preset"]).camera.um_per_px
+        with open(Path(r["out"]) / "manifest.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        assert sorted(row["label"] for row in rows) == ["EOS", "LYT"]  # one per class per preset
+        for row in rows:
+            # The crop is 28 µm at the preset's pixel size; each cell's randomised neighbour moves its
+            # own pixel size a little (randomize 0.6), never by a factor.
+            with Image.open(Path(r["out"]) / row["path"]) as im:
+                assert im.width == im.height == round(28.0 / preset_um)
+            assert float(row["um_per_px"]) != preset_um and abs(float(row["um_per_px"]) / preset_um - 1) < 0.3

@@ -69,11 +69,13 @@ def match_detections(detections, rendering) -> tuple[list[str | None], list[str]
     return out, missed
 
 
-def _detected_fields(profile: str, labels: list[str], *, seed: int, workers: int, randomize: float = 0.0,
-                     progress: Progress | None = None):
-    """Render twin fields holding ``labels``, detect, and match: yields per field
-    ``(rendering, detections not cut by the edge, their true labels)``; a final ``dict`` carries
-    ``missed``, ``notes`` and ``n_fields``."""
+def _detected_fields(profile: str, labels: list[str], *, seed: int, workers: int, summary: dict[str, Any],
+                     randomize: float = 0.0, progress: Progress | None = None):
+    """Render twin fields holding ``labels``, detect, and match.
+
+    Yields ``(rendering, detections not cut by the edge, their true labels)`` per field and fills
+    ``summary`` with ``missed``, ``notes``, ``n_fields`` and ``profile`` as it goes.
+    """
     from hemotwin.diagnosis.detect import detect_cells
     from hemotwin.diagnosis.virtual import SampleConfig, _pool_map, _render_one, _seed, sample_plan
 
@@ -88,21 +90,18 @@ def _detected_fields(profile: str, labels: list[str], *, seed: int, workers: int
     else:
         profs = [prof] * len(fields)
     tasks = [(profs[k], size_px, f, _seed(seed, 1000 + k), 150.0) for k, f in enumerate(fields)]
-    missed: list[str] = []
-    notes: list[str] = []
-    n_fields = 0
+    summary.update(missed=[], notes=[], n_fields=0, profile=prof)
     for res in _pool_map(_render_one, tasks, workers, progress):
         if not res["ok"]:
-            notes.append(f"field seed {res['seed']}: {res['error']}")
+            summary["notes"].append(f"field seed {res['seed']}: {res['error']}")
             continue
         for r in res["renderings"]:
-            n_fields += 1
+            summary["n_fields"] += 1
             fd = detect_cells(r.image, um_per_px=r.um_per_px)
             dets = [d for d in fd.wbc if not d.touches_border]
             truth, miss = match_detections(dets, r)
-            missed += miss
+            summary["missed"] += miss
             yield r, dets, truth
-    yield {"missed": missed, "notes": notes, "n_fields": n_fields, "profile": prof}
 
 
 def chain_cells(profile: str, labels: list[str], *, classifier: CellClassifier, seed: int, workers: int = 1,
@@ -117,16 +116,15 @@ def chain_cells(profile: str, labels: list[str], *, classifier: CellClassifier, 
         ``n_fields``, ``notes``, ``profile`` (the ScannerProfile).
     """
     cells: list[tuple[str | None, str, float]] = []
-    for item in _detected_fields(profile, labels, seed=seed, workers=workers, progress=progress):
-        if isinstance(item, dict):
-            return {"cells": cells, **item}
-        r, dets, truth = item
+    summary: dict[str, Any] = {}
+    for r, dets, truth in _detected_fields(profile, labels, seed=seed, workers=workers, summary=summary,
+                                           progress=progress):
         if not dets:
             continue
         crops = np.stack([classifier.crop(r.image, d, um_per_px=r.um_per_px) for d in dets])
         calls, conf, _ = classifier.calls(classifier.probabilities(crops))
         cells += [(t, c, float(p)) for t, c, p in zip(truth, calls, conf, strict=True)]
-    raise AssertionError("unreachable: _detected_fields ends with its summary")
+    return {"cells": cells, **summary}
 
 
 def field_cell_crops(profile: str, labels: list[str], *, seed: int, size_um: float = 28.0, randomize: float = 0.0,
@@ -165,12 +163,9 @@ def field_cell_crops(profile: str, labels: list[str], *, seed: int, size_um: flo
     out_labels: list[str] = []
     ums: list[float] = []
     field: list[int] = []
-    for k, item in enumerate(_detected_fields(profile, labels, seed=seed, workers=workers, randomize=randomize,
-                                              progress=progress)):
-        if isinstance(item, dict):
-            item.pop("profile")
-            return {"crops": crops, "labels": out_labels, "um_per_px": ums, "field": field, **item}
-        r, dets, truth = item
+    summary: dict[str, Any] = {}
+    for k, (r, dets, truth) in enumerate(_detected_fields(profile, labels, seed=seed, workers=workers,
+                                                          summary=summary, randomize=randomize, progress=progress)):
         for d, t in zip(dets, truth, strict=True):
             if t is None:
                 continue
@@ -178,7 +173,8 @@ def field_cell_crops(profile: str, labels: list[str], *, seed: int, size_um: flo
             out_labels.append(t)
             ums.append(float(r.um_per_px))
             field.append(k)
-    raise AssertionError("unreachable: _detected_fields ends with its summary")
+    summary.pop("profile")
+    return {"crops": crops, "labels": out_labels, "um_per_px": ums, "field": field, **summary}
 
 
 def calibrate_chain(profile: str, *, model: str | Path | None = None, cells_per_class: int = 80, seed: int = 90210,

@@ -177,6 +177,29 @@ def simulate_cells(config: CellSetConfig, out_dir: str | Path, *, overwrite: boo
             "manifest": str(root / "manifest.csv")}
 
 
+def simulate_cells_over_presets(out_dir: str | Path, *, per_class: int, classes: Iterable[str] | None = None,
+                                randomize: float = 0.6, field_um: float = 28.0, seed: int = 0,
+                                workers: int = 1) -> list[dict[str, Any]]:
+    """Training cells spread over the four scanner presets: one ImageFolder per preset under ``out_dir``.
+
+    Each preset gets ``per_class // 4`` cells per class (at least one), each under its own
+    ``randomize`` neighbour of the preset, in crops of ``field_um`` at the preset's pixel size; the
+    preset ``k`` (in :func:`~hemotwin.twin.profiles.list_presets` order) uses seed ``seed + 100 + k``.
+    Returns :func:`simulate_cells`' summary per preset, with its ``preset`` name.
+    """
+    from hemotwin.twin.profiles import list_presets, load_profile
+
+    presets = list_presets()
+    per = max(1, per_class // len(presets))
+    out = []
+    for k, name in enumerate(presets):
+        prof = load_profile(name)
+        cfg = CellSetConfig(profile=prof, per_class=per, classes=check_classes(classes),
+                            size_px=round(field_um / prof.camera.um_per_px), randomize=randomize, seed=seed + 100 + k)
+        out.append({"preset": name, **simulate_cells(cfg, Path(out_dir) / name, workers=workers)})
+    return out
+
+
 # --------------------------------------------------------------------------------- fields
 
 CATEGORY_NAMES: tuple[str, ...] = (*LEUKOCYTE_CLASSES, "red_cell", "platelet")
