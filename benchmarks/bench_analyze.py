@@ -65,10 +65,54 @@ def _flag_ok(expected: str, state: str) -> bool:
     return state == "positive" if expected == "positive" else (state != "positive" if expected == "negative" else True)
 
 
+def _flag_wrong(expected: str, state: str) -> bool:
+    """A decided flag that contradicts the case (indeterminate is never wrong, only undecided)."""
+    return (expected == "positive" and state == "negative") or (expected == "negative" and state == "positive")
+
+
+class _VirtualSample:
+    """Calls of one virtual sample, drawn cell by cell from a case's population and the pool."""
+
+    def __init__(self, rng, codes, p, by_class, miss_rate, artefacts, art_rate) -> None:
+        self.rng, self.codes, self.p = rng, codes, p
+        self.by_class, self.miss_rate, self.artefacts, self.art_rate = by_class, miss_rate, artefacts, art_rate
+        self.calls_all: Counter[str] = Counter()
+        self.counted: Counter[str] = Counter()
+        self.n_referred = 0
+
+    def add(self, k: int) -> None:
+        """k more white cells (each a random pool cell of its class, or missed) + false detections."""
+        rr = self.rng
+        for lab in (self.codes[i] for i in rr.choice(len(self.codes), size=k, p=self.p)):
+            if rr.random() < self.miss_rate[lab] or not self.by_class[lab]:
+                continue
+            self._call(*self.by_class[lab][rr.integers(len(self.by_class[lab]))])
+        for _ in range(rr.poisson(self.art_rate * k) if self.artefacts else 0):
+            self._call(*self.artefacts[rr.integers(len(self.artefacts))])
+
+    def _call(self, call: str, conf: float) -> None:
+        self.calls_all[call] += 1
+        if conf >= DEFAULT_CONFIDENCE:
+            self.counted[call] += 1
+        else:
+            self.n_referred += 1
+
+
+def _judge(vs: _VirtualSample, cal, prior: dict | None, r: int, *, tag: int = 0) -> tuple[Counting, list]:
+    post = sample_posterior(vs.calls_all, cal, n_draws=1000, burn_in=300, seed=r + tag, **(prior or {})) \
+        if cal is not None else None
+    counting = Counting(vs.counted, posterior=post, calls_all=vs.calls_all, calibration=cal, seed=r, search=False)
+    return counting, evaluate_flags(counting)
+
+
 def coverage(preset: str, *, clf: CellClassifier, cal: ChainCalibration | None, pool_per_class: int, repeats: int,
              n_cells: int, seed: int, save_calls: bool = False, prior: dict | None = None,
-             pool: dict | None = None) -> dict:
-    """Stage 1 for one preset (``pool``: reuse saved pool cells instead of rendering them)."""
+             pool: dict | None = None, follow_advice: int = 0) -> dict:
+    """Stage 1 for one preset (``pool``: reuse saved pool cells instead of rendering them).
+
+    ``follow_advice`` > 0 also scores the flags after counting the additional cells the flags ask
+    for (at most that many cells in all), as a user following the report would.
+    """
     t0 = time.perf_counter()
     if pool is None:
         rng = np.random.default_rng([seed, 1])
@@ -97,44 +141,51 @@ def coverage(preset: str, *, clf: CellClassifier, cal: ChainCalibration | None, 
         flag_ok: Counter[str] = Counter()
         flag_ind: Counter[str] = Counter()
         flag_pos: Counter[str] = Counter()
+        flag_wrong: Counter[str] = Counter()
+        advice_ok: Counter[str] = Counter()
+        advice_wrong: Counter[str] = Counter()
+        advice_cells: list[int] = []
         referred = []
         for r in range(repeats):
             rr = np.random.default_rng([seed, 2, r, len(name)])
-            calls_all: Counter[str] = Counter()
-            counted: Counter[str] = Counter()
-            n_ref = 0
-            for lab in (codes[i] for i in rr.choice(len(codes), size=n_cells, p=p)):
-                if rr.random() < miss_rate[lab] or not by_class[lab]:
-                    continue
-                call, conf = by_class[lab][rr.integers(len(by_class[lab]))]
-                calls_all[call] += 1
-                if conf >= DEFAULT_CONFIDENCE:
-                    counted[call] += 1
-                else:
-                    n_ref += 1
-            for _ in range(rr.poisson(art_rate * n_cells) if artefacts else 0):
-                call, conf = artefacts[rr.integers(len(artefacts))]
-                calls_all[call] += 1
-                counted[call] += conf >= DEFAULT_CONFIDENCE
-                n_ref += conf < DEFAULT_CONFIDENCE
-            referred.append(n_ref / max(1, sum(calls_all.values())))
-            post = sample_posterior(calls_all, cal, n_draws=1000, burn_in=300, seed=r, **(prior or {})) \
-                if cal is not None else None
-            counting = Counting(counted, posterior=post, calls_all=calls_all, calibration=cal, seed=r, search=False)
-            plain = cp_estimate(counted, BLAST_CODES)
+            vs = _VirtualSample(rr, codes, p, by_class, miss_rate, artefacts, art_rate)
+            vs.add(n_cells)
+            referred.append(vs.n_referred / max(1, sum(vs.calls_all.values())))
+            counting, flags = _judge(vs, cal, prior, r)
+            plain = cp_estimate(vs.counted, BLAST_CODES)
             cov["plain"] += plain.lo <= truth <= plain.hi
             widths["plain"].append(plain.hi - plain.lo)
-            if post is not None:
+            if counting.corrected:
                 e = counting.estimate(BLAST_CODES, name="blasts")
                 cov["corrected"] += e.lo <= truth <= e.hi
                 widths["corrected"].append(e.hi - e.lo)
                 e2 = counting.estimate((*BLAST_CODES, "PMO", "PMB"), name="blasts + blast equivalents")
                 cov["corrected_equivalents"] += e2.lo <= eq_truth <= e2.hi
-            for f in evaluate_flags(counting):
+            for f in flags:
                 exp = case.expected_flags.get(f.id, "negative")
                 flag_ok[f.id] += _flag_ok(exp, f.state)
+                flag_wrong[f.id] += _flag_wrong(exp, f.state)
                 flag_ind[f.id] += f.state == "indeterminate"
                 flag_pos[f.id] += f.state == "positive"
+            if follow_advice:
+                # Do what the report says: count the additional cells an indeterminate flag that this
+                # case tests asks for (the largest such request, up to follow_advice cells in all),
+                # then read the flags again; up to three rounds.
+                total = n_cells
+                for rnd in range(3):
+                    asks = [f.additional_cells for f in flags if f.state == "indeterminate" and f.additional_cells
+                            and case.expected_flags.get(f.id, "negative") != "any"]
+                    if not asks or total >= follow_advice:
+                        break
+                    more = min(max(asks), follow_advice - total)
+                    vs.add(more)
+                    total += more
+                    counting, flags = _judge(vs, cal, prior, r, tag=1000 * (rnd + 1))
+                advice_cells.append(total)
+                for f in flags:
+                    exp = case.expected_flags.get(f.id, "negative")
+                    advice_ok[f.id] += _flag_ok(exp, f.state)
+                    advice_wrong[f.id] += _flag_wrong(exp, f.state)
         rows = {k: round(v / repeats, 3) for k, v in cov.items()}
         out_cases[name] = {
             "true_blast_percent": round(truth, 2),
@@ -145,7 +196,14 @@ def coverage(preset: str, *, clf: CellClassifier, cal: ChainCalibration | None, 
             "flags_indeterminate": {k: round(v / repeats, 3) for k, v in flag_ind.items() if v},
             "flags_positive": {k: round(v / repeats, 3) for k, v in flag_pos.items() if v},
             "all_flags_correct": round(float(min(flag_ok.values()) / repeats), 3),
+            "flags_wrong": {k: round(v / repeats, 3) for k, v in flag_wrong.items() if v},
         }
+        if follow_advice:
+            out_cases[name]["after_advice"] = {
+                "cells_median": int(np.median(advice_cells)), "cells_max": int(max(advice_cells)),
+                "flags_correct": {k: round(v / repeats, 3) for k, v in advice_ok.items() if v < repeats},
+                "all_flags_correct": round(float(min(advice_ok.values()) / repeats), 3),
+                "flags_wrong": {k: round(v / repeats, 3) for k, v in advice_wrong.items() if v}}
     return {"preset": preset, "pool": pool if save_calls else None,
             "pool_cells": len(pool["cells"]), "pool_accuracy": round(float(acc), 3),
             "pool_missed": len(pool["missed"]), "pool_artefacts": len(artefacts),
@@ -154,7 +212,7 @@ def coverage(preset: str, *, clf: CellClassifier, cal: ChainCalibration | None, 
 
 
 def fresh(pairs: list[tuple[str, str]], *, clf: CellClassifier, repeats: int, n_cells: int, seed: int,
-          cal_dir: Path | None) -> list[dict]:
+          cal_dir: Path | None, prior: dict | None = None) -> list[dict]:
     """Coverage on freshly rendered samples (no pool reuse): every repeat renders new fields."""
     out = []
     cases = load_cases()
@@ -173,7 +231,8 @@ def fresh(pairs: list[tuple[str, str]], *, clf: CellClassifier, repeats: int, n_
             res = chain_cells(preset, labels, classifier=clf, seed=7000 + 97 * r + seed)
             calls_all = Counter(c for _, c, _ in res["cells"])
             counted = Counter(c for _, c, conf in res["cells"] if conf >= DEFAULT_CONFIDENCE)
-            post = sample_posterior(calls_all, cal, n_draws=1000, burn_in=300, seed=r) if cal is not None else None
+            post = sample_posterior(calls_all, cal, n_draws=1000, burn_in=300, seed=r, **(prior or {})) \
+                if cal is not None else None
             counting = Counting(counted, posterior=post, calls_all=calls_all, calibration=cal, seed=r, search=False)
             plain = cp_estimate(counted, BLAST_CODES)
             cov["plain"] += plain.lo <= truth <= plain.hi
@@ -247,6 +306,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--reuse-pool", type=Path, default=None, help="JSON of a --save-calls run: reuse its pools")
     ap.add_argument("--alpha", type=float, default=None, help="override the sampler's alpha (sample prior)")
     ap.add_argument("--beta", type=float, default=None, help="override the sampler's beta (confusion-row prior)")
+    ap.add_argument("--cut", choices=("default", "yes", "no"), default="default",
+                    help="override the sampler's cut (confusion from the calibration only)")
+    ap.add_argument("--follow-advice", type=int, default=0, metavar="MAX_CELLS",
+                    help="also score flags after counting the additional cells they ask for (up to MAX_CELLS)")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -256,9 +319,11 @@ def main(argv: list[str] | None = None) -> dict:
                     "model_sha256": clf.sha256,
                     "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
                     "leukocyte_denominator": list(LEUKOCYTE_CODES)}
+    prior = {k: v for k, v in (("alpha", a.alpha), ("beta_prior", a.beta)) if v is not None}
+    if a.cut != "default":
+        prior["cut"] = a.cut == "yes"
     if not a.skip_coverage:
         result["coverage"] = []
-        prior = {k: v for k, v in (("alpha", a.alpha), ("beta_prior", a.beta)) if v is not None}
         pools = {}
         if a.reuse_pool is not None:
             pools = {c["preset"]: c["pool"] for c in json.loads(a.reuse_pool.read_text())["coverage"] if c.get("pool")}
@@ -266,12 +331,12 @@ def main(argv: list[str] | None = None) -> dict:
             cal = _calibration(preset, clf, a.calibration_dir)
             result["coverage"].append(coverage(preset, clf=clf, cal=cal, pool_per_class=a.pool, repeats=a.repeats,
                                                n_cells=a.cells, seed=a.seed, save_calls=a.save_calls, prior=prior,
-                                               pool=pools.get(preset)))
+                                               pool=pools.get(preset), follow_advice=a.follow_advice))
             print(json.dumps({"done": preset, "seconds": result["coverage"][-1]["seconds"]}), file=sys.stderr)
     fresh_pairs = [tuple(x.split(":")) for x in a.fresh.split(",") if x]
     if fresh_pairs:
         result["fresh"] = fresh(fresh_pairs, clf=clf, repeats=a.fresh_repeats, n_cells=a.cells, seed=a.seed,
-                                cal_dir=a.calibration_dir)
+                                cal_dir=a.calibration_dir, prior=prior)
     pairs = [tuple(x.split(":")) for x in a.e2e.split(",") if x]
     if pairs:
         result["end_to_end"] = end_to_end(pairs, n_cells=a.cells, workers=a.workers, seed=a.seed)
