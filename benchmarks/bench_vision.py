@@ -240,7 +240,9 @@ def main(argv: list[str] | None = None) -> dict:
                     scores[key + ("_tta" if tta else "")] = {
                         "accuracy": m["accuracy"], "ci95": m["accuracy_ci95_exact"], "macro_f1": m["macro_f1"],
                         "n": m["n"], "per_class_recall": {k: v["recall"] for k, v in m["per_class"].items()},
-                        "ece": m["calibration"]["ece"]}
+                        "ece": m["calibration"]["ece"],
+                        # rows: true, columns: predicted, in WBC5 order (where the errors go)
+                        "confusion_matrix": m["confusion_matrix"]}
         results[mode] = {"scores": scores, "best_epoch": res.best_epoch, "train_seconds": round(train_s, 1),
                          "n_train": len(y_tr),
                          "train_images_per_s": res.train_images_per_s, "val": res.best_metrics}

@@ -14,7 +14,9 @@ missed. A Gibbs sampler draws, in turn,
 1. the latent true classes of the sample's cells, call by call: ``Z[:, j] ~ Multinomial(y_j, π C[:, j])``;
 2. the white-cell proportions ``π ~ Dirichlet(α + Z.sum(1))``, and the artefact rate from the
    calibration alone (false detections per detected cell, ``Gamma(artefacts + ½) / detected``);
-3. each row ``C[i] ~ Dirichlet(β + M[i] + Z[i])`` (calibration and sample together);
+3. each row ``C[i] ~ Dirichlet(β + M[i])``, from the calibration alone (a *cut* posterior: the
+   sample's latent classes do not feed back into the confusion matrix; the joint alternative,
+   ``Dirichlet(β + M[i] + Z[i])``, is kept behind ``cut=False`` for comparison);
 4. detection rates ``d_i ~ Beta(detected_i + ½, missed_i + ½)`` (the sample says nothing about them).
 
 For a quantity ``num / den`` (blasts / leukocytes), every draw gives latent counts, weighted by
@@ -160,7 +162,7 @@ def _calls_vector(calls: Mapping[str, int], labels: Sequence[str]) -> np.ndarray
 
 
 def sample_posterior(calls: Mapping[str, int], calibration: ChainCalibration, *, n_draws: int = 2000,
-                     burn_in: int = 400, alpha: float = 0.1, beta_prior: float = 0.5, cut: bool = False,
+                     burn_in: int = 400, alpha: float = 0.1, beta_prior: float = 0.5, cut: bool = True,
                      inner: int = 3, seed: int = 0) -> CorrectedPosterior:
     """Gibbs draws of the true class counts behind the observed calls.
 
@@ -182,10 +184,12 @@ def sample_posterior(calls: Mapping[str, int], calibration: ChainCalibration, *,
         Both values were chosen on the coverage benchmark (docs/diagnosis.md: mean coverage 0.97 and
         worst case 0.85 over 8 cases x 4 presets, against 0.87 and 0.08 for 0.5 / 0.1).
     cut
-        If True, the confusion rows are drawn from the calibration alone, ``C[i] ~ Dirichlet(β + M[i])``,
-        and the sample's latent classes never feed back into them (a *cut* posterior, Plummer 2015).
-        In the joint model (False) a sample of 200 cells weighs as much as a calibration of ~80 cells
-        per class, so it can explain a rare class's calls away as confusion of an abundant one. Each
+        If True (default), the confusion rows are drawn from the calibration alone,
+        ``C[i] ~ Dirichlet(β + M[i])``, and the sample's latent classes never feed back into them (a
+        *cut* posterior, Plummer, Stat Comput 2015). The sample has no truth, so it cannot inform the
+        confusion matrix; in the joint model (False) its latent classes do, and a sample of 200 cells
+        then weighs as much as a calibration of ~80 cells per class and can explain a rare class's
+        calls away as confusion of an abundant one (docs/diagnosis.md compares the two). Each
         confusion draw is followed by ``inner`` updates of the latent classes and proportions.
     inner
         Latent/proportion updates per confusion draw when ``cut`` (ignored otherwise).
