@@ -155,7 +155,7 @@ def calibrate_chain_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Calibration JSON file to write.")],
     profile: Annotated[str, typer.Option("--profile", "-p", help="Preset name or profile file.")] = "analyzer-100x",
     model: Annotated[Path | None, typer.Option("--model", "-m", help="Model file (default: shipped model).")] = None,
-    per_class: Annotated[int, typer.Option("--per-class", "-n", help="Twin cells per class.")] = 80,
+    per_class: Annotated[int, typer.Option("--per-class", "-n", help="Twin cells per class.")] = 300,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the calibration fields.")] = 90210,
     workers: Annotated[int, typer.Option("--workers", "-w", help="Rendering processes; 0 = all cores.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing file.")] = False,
