@@ -308,6 +308,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--beta", type=float, default=None, help="override the sampler's beta (confusion-row prior)")
     ap.add_argument("--cut", choices=("default", "yes", "no"), default="default",
                     help="override the sampler's cut (confusion from the calibration only)")
+    ap.add_argument("--cal-weight", type=float, default=None,
+                    help="override the sampler's calibration_weight (power prior on the calibration)")
     ap.add_argument("--follow-advice", type=int, default=0, metavar="MAX_CELLS",
                     help="also score flags after counting the additional cells they ask for (up to MAX_CELLS)")
     ap.add_argument("--out", type=Path, default=None)
@@ -320,6 +322,8 @@ def main(argv: list[str] | None = None) -> dict:
                     "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
                     "leukocyte_denominator": list(LEUKOCYTE_CODES)}
     prior = {k: v for k, v in (("alpha", a.alpha), ("beta_prior", a.beta)) if v is not None}
+    if a.cal_weight is not None:
+        prior["calibration_weight"] = a.cal_weight
     if a.cut != "default":
         prior["cut"] = a.cut == "yes"
     if not a.skip_coverage:

@@ -174,3 +174,22 @@ def test_cut_posterior_keeps_a_rare_class_that_the_joint_one_explains_away():
             zero[cut].append(np.mean(z < 0.5))
     assert np.mean(zero[True]) < 0.1
     assert np.mean(zero[True]) < np.mean(zero[False]) / 3
+
+
+def test_discounted_calibration_widens_the_interval_and_rejects_bad_weights():
+    # Counting the calibration as half as many cells (power prior 0.5) leaves the confusion rows
+    # less certain, so the corrected interval of a 90 % classifier can only widen; the point
+    # estimate barely moves (same confusion proportions). 1 point of slack on the centre covers the
+    # Monte-Carlo noise of 2000 draws.
+    rng = np.random.default_rng(4)
+    c = np.full((16, 15), 0.1 / 14)
+    np.fill_diagonal(c[:15], 0.9)
+    c[15] = 1 / 15
+    cal = _calibration(np.array([rng.multinomial(300, row) for row in c]))
+    calls = {"MYO": 40, "NGS": 100, "LYT": 50, "MON": 10}
+    full = corrected_estimate(sample_posterior(calls, cal, seed=1), ("MYO", "MOB"))
+    half = corrected_estimate(sample_posterior(calls, cal, seed=1, calibration_weight=0.5), ("MYO", "MOB"))
+    assert half.hi - half.lo > full.hi - full.lo
+    assert abs(half.percent - full.percent) < 1.0
+    with pytest.raises(InputError, match="calibration_weight"):
+        sample_posterior(calls, cal, calibration_weight=0.0)

@@ -163,7 +163,7 @@ def _calls_vector(calls: Mapping[str, int], labels: Sequence[str]) -> np.ndarray
 
 def sample_posterior(calls: Mapping[str, int], calibration: ChainCalibration, *, n_draws: int = 2000,
                      burn_in: int = 400, alpha: float = 0.1, beta_prior: float = 0.5, cut: bool = True,
-                     inner: int = 3, seed: int = 0) -> CorrectedPosterior:
+                     inner: int = 3, calibration_weight: float = 1.0, seed: int = 0) -> CorrectedPosterior:
     """Gibbs draws of the true class counts behind the observed calls.
 
     Parameters
@@ -193,12 +193,18 @@ def sample_posterior(calls: Mapping[str, int], calibration: ChainCalibration, *,
         confusion draw is followed by ``inner`` updates of the latent classes and proportions.
     inner
         Latent/proportion updates per confusion draw when ``cut`` (ignored otherwise).
+    calibration_weight
+        Weight of each calibration cell in the confusion rows (a power prior, Ibrahim & Chen, Stat Sci
+        2000): 1 trusts the calibration fully; 0.5 counts it as half as many cells, widening the
+        interval for a sample whose cells may be confused somewhat differently from the calibration's.
     seed
         Seed of the sampler (same inputs and seed, same draws).
     """
     labels = list(calibration.call_labels)
     y = _calls_vector(calls, labels)
-    m = np.asarray(calibration.confusion, dtype=np.float64)
+    if not 0 < calibration_weight <= 1:
+        raise InputError("calibration_weight", calibration_weight, "a weight in (0, 1]")
+    m = calibration_weight * np.asarray(calibration.confusion, dtype=np.float64)
     kt, kc = m.shape
     rng = np.random.default_rng(seed)
     det = np.asarray(calibration.detected, dtype=np.float64)
@@ -209,7 +215,7 @@ def sample_posterior(calls: Mapping[str, int], calibration: ChainCalibration, *,
     pi = np.full(kt, 1.0 / kt)
     # False detections per detected white cell, from the calibration only: a free artefact share
     # would let the artefact row (whose calls nothing pins down) absorb a whole call class.
-    n_art, n_real = float(m[k].sum()), float(max(det.sum(), 1.0))
+    n_art, n_real = float(m[k].sum()) / calibration_weight, float(max(det.sum(), 1.0))
     out = np.empty((n_draws, kt), dtype=np.float64)
     active = y > 0
     for it in range(burn_in + n_draws):
