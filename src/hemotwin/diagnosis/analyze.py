@@ -258,8 +258,9 @@ class AnalysisEngine:
             corrected = {
                 "method": "misclassification-corrected",
                 "note": ("Covers the true proportion given the chain's confusion matrix measured on twin fields "
-                         "(every classified cell, referred ones included); reduces to Clopper–Pearson for a "
-                         "perfect classifier."),
+                         "(every classified cell, referred ones included; the confusion matrix comes from the "
+                         "calibration alone, a cut posterior); reduces to Clopper–Pearson for a perfect "
+                         "classifier."),
                 "calibration": calibration_summary(cal),
                 "rows": [r.model_dump() for r in rows],
                 "blasts": counting.estimate(BLAST_CODES, name="blasts").model_dump(),

@@ -296,8 +296,12 @@ def corrected_estimate(posterior: CorrectedPosterior, numerator: Sequence[str], 
 
 def corrected_additional_cells(calls: Mapping[str, int], calibration: ChainCalibration, numerator: Sequence[str],
                                threshold_pct: float, *, denominator: Sequence[str] = LEUKOCYTE_CODES,
-                               max_cells: int = 20_000, n_draws: int = 600, seed: int = 0) -> int | None:
+                               max_cells: int = 20_000, n_draws: int = 600, present: bool = False,
+                               seed: int = 0) -> int | None:
     """More cells that would decide a corrected estimate against ``threshold_pct``, if the calls held.
+
+    ``present=True`` asks instead when the lower bound would clear ``threshold_pct`` (the "present"
+    rules: the interval must exclude 0).
 
     The observed call proportions are scaled to a larger total and the corrected interval is
     recomputed (a coarse bisection: the answer is rounded up to a 5 % step). None when even
@@ -314,6 +318,8 @@ def corrected_additional_cells(calls: Mapping[str, int], calibration: ChainCalib
         scaled = dict(zip(labels, np.round(frac * total).astype(int).tolist(), strict=True))
         post = sample_posterior(scaled, calibration, n_draws=n_draws, burn_in=200, seed=seed)
         e = corrected_estimate(post, numerator, denominator=denominator, seed=seed)
+        if present:
+            return e.lo > threshold_pct
         return e.lo >= threshold_pct or e.hi < threshold_pct
 
     if decided(n0):

@@ -217,6 +217,21 @@ class Counting:
                                                       name=plain.name, count=plain.count, n=plain.n, seed=self.seed)
         return self._cache[key]
 
+    def additional_present(self, est: Estimate) -> tuple[int | None, str | None]:
+        """More cells for a corrected interval that reaches 0 although cells were called to clear 0.
+
+        Recomputes the corrected interval at larger counts with the observed call proportions (a
+        "present" rule cannot use the 1/sqrt(n) projection: its threshold is the interval's own edge).
+        """
+        if self.posterior is None or self.calibration is None or est.count == 0:
+            return None, None
+        from hemotwin.diagnosis.correction import corrected_additional_cells
+
+        extra = corrected_additional_cells(self.calls_all, self.calibration, est.numerator, 0.0,
+                                           denominator=est.denominator, max_cells=5_000, present=True,
+                                           seed=self.seed)
+        return extra, "corrected interval recomputed for larger counts at the observed call proportions"
+
     def additional(self, est: Estimate, threshold: float) -> tuple[int | None, str]:
         """More cells to decide ``est`` against ``threshold`` (and how that number was found)."""
         if est.method == "clopper-pearson":
@@ -317,6 +332,11 @@ def _evaluate(rule: Rule, c: Counting, *, blast_codes: tuple[str, ...]) -> Flag:
         # a misread neighbour): that is undecided, not absent -- reporting it negative would be a
         # false negative (measured: MDS-IB2 samples with 20 of 500 cells called NRBC).
         state: State = "positive" if e.lo > 0 else ("negative" if e.count == 0 else "indeterminate")
+        if state == "indeterminate":
+            extra, method = c.additional_present(e)
+            return Flag(id=rule.id, title=rule.title, state=state, rule=rule.rule, source=rule.source,
+                        severity=rule.severity, estimates=[e], additional_cells=extra,
+                        additional_cells_method=method, statement=_statement(rule, state, [e], extra))
     elif rule.kind == "range":
         state, straddled = _state_range(e, rule.low, rule.high or 100.0)
     else:
@@ -361,8 +381,10 @@ def _statement(rule: Rule, state: State, estimates: list[Estimate], extra: int |
     if state == "negative":
         return f"{rule.title}: negative. {values}."
     if rule.kind == "present":
+        more = (f" About {extra:,} more cells would decide it if the observed proportions held."
+                if extra is not None else "")
         return (f"{rule.title}: INDETERMINATE (cells were called, but the interval reaches 0). {values}. "
-                "Review the cells called as such in the gallery to confirm them.")
+                f"Review the cells called as such in the gallery to confirm them.{more}")
     more = (f" About {extra:,} more cells would decide it if the observed proportions held."
             if extra is not None else " Counting more cells alone would not decide it at the observed proportion.")
     return f"{rule.title}: INDETERMINATE (the interval straddles the threshold). {values}.{more}"
