@@ -228,7 +228,8 @@ def fresh(pairs: list[tuple[str, str]], *, clf: CellClassifier, repeats: int, n_
         for r in range(repeats):
             rr = np.random.default_rng([seed, 3, r, len(case_name)])
             labels = [codes[i] for i in rr.choice(len(codes), size=n_cells, p=p)]
-            res = chain_cells(preset, labels, classifier=clf, seed=7000 + 97 * r + seed)
+            # Field seeds clear of the default model's training fields (7000-7003), calibration and pool.
+            res = chain_cells(preset, labels, classifier=clf, seed=20000 + 97 * r + seed)
             calls_all = Counter(c for _, c, _ in res["cells"])
             counted = Counter(c for _, c, conf in res["cells"] if conf >= DEFAULT_CONFIDENCE)
             post = sample_posterior(calls_all, cal, n_draws=1000, burn_in=300, seed=r, **(prior or {})) \
