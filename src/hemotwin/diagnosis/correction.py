@@ -181,8 +181,9 @@ def sample_posterior(calls: Mapping[str, int], calibration: ChainCalibration, *,
     beta_prior
         Dirichlet prior weight per call on each confusion row. 0.5 (Jeffreys) keeps a confusion never
         seen among the calibration's ~80 cells of a class possible (about 0.6 %) rather than ruled out.
-        Both values were chosen on the coverage benchmark (docs/diagnosis.md: mean coverage 0.97 and
-        worst case 0.85 over 8 cases x 4 presets, against 0.87 and 0.08 for 0.5 / 0.1).
+        Both values were chosen on the coverage benchmark with the first model (mean coverage 0.97 and
+        worst case 0.85 over 8 cases x 4 presets, against 0.87 and 0.08 for 0.5 / 0.1) and re-checked
+        with the shipped model, 300-cell calibrations and the cut posterior (docs/diagnosis.md).
     cut
         If True (default), the confusion rows are drawn from the calibration alone,
         ``C[i] ~ Dirichlet(β + M[i])``, and the sample's latent classes never feed back into them (a
