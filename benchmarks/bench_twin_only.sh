@@ -31,11 +31,23 @@ t0=$(date +%s)
 $HT train "${DATA[@]}" --augment color --epochs "$EPOCHS" --out "$W/twin_only.hemo" --overwrite > "$W/train.log" 2>&1
 t1=$(date +%s)
 for s in an wsi; do $HT evaluate --model "$W/twin_only.hemo" --data "$W/test_$s" --out "$W/eval_$s" --overwrite > /dev/null; done
+# The same model on real cells through the label mappings (skipped without ../shared/data).
+SHARED=${SHARED:-../shared/data}
+if [ -d "$SHARED/bccd" ]; then
+  $HT evaluate --model "$W/twin_only.hemo" --data "$SHARED/bccd" --um-per-px 0.0725 --exclude basophil --out "$W/eval_bccd" --overwrite > /dev/null
+fi
+if [ -d "$SHARED/pbc" ]; then
+  $HT evaluate --model "$W/twin_only.hemo" --data "$SHARED/pbc" --exclude platelet --out "$W/eval_pbc" --overwrite > /dev/null
+fi
 $PY - "$W" $((t1 - t0)) <<'PY'
 import json, sys
 w, secs = sys.argv[1], int(sys.argv[2])
 out = {"benchmark": "twin_only_cli", "train_seconds": secs}
-for s, name in (("an", "analyzer-100x unseen seeds"), ("wsi", "wsi-40x unseen randomize(1.0) profiles")):
+import os
+for s, name in (("an", "analyzer-100x unseen seeds"), ("wsi", "wsi-40x unseen randomize(1.0) profiles"),
+                ("bccd", "BCCD crops (real, basophils excluded)"), ("pbc", "PBC (real, platelets excluded)")):
+    if not os.path.exists(f"{w}/eval_{s}/report.json"):
+        continue
     m = json.load(open(f"{w}/eval_{s}/report.json"))["metrics"]
     out[name] = {"accuracy": round(m["accuracy"], 4), "macro_f1": round(m["macro_f1"], 4), "n": m["n"],
                  "per_class_f1": {k: round(v["f1"], 3) for k, v in m["per_class"].items()}}
