@@ -1,0 +1,38 @@
+"""``bench_vision.py`` with a prototype twin neutrophil (thicker, touching lobes), patched in memory.
+
+Tests whether the twin's thin, separated neutrophil lobes are why models trained with synthetic
+cells call real BCCD neutrophils basophils (docs/benchmarks.md: they are not the main cause). The
+patch changes two constants of ``twin.specimen.morphology._nucleus_for`` for ``NGS`` only -- lobe
+radius factor 1.45 -> 2.0 and lobe gap (0.5, 1.1) -> (-0.2, 0.4) µm -- in this process and its forked
+rendering workers; the package is not modified.
+
+Usage: ``OPENBLAS_NUM_THREADS=1 python benchmarks/bench_vision_ngs_prototype.py [bench_vision args]``
+(default ``--modes twin+synth --synth-per-class 150``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import hemotwin.twin.specimen.morphology as morph
+
+
+def patch() -> None:
+    """Swap in the prototype NGS lobe geometry (raises if the source no longer has the constants)."""
+    src = inspect.getsource(morph._nucleus_for)
+    new = src.replace('{"NGS": 1.45, "EOS": 2.0, "BAS": 1.8}', '{"NGS": 2.0, "EOS": 2.0, "BAS": 1.8}')
+    new = new.replace('{"NGS": (0.5, 1.1),', '{"NGS": (-0.2, 0.4),')
+    if new.count("2.0, \"EOS\"") != 1 or "(-0.2, 0.4)" not in new:
+        raise RuntimeError("morphology._nucleus_for changed: update the prototype patch")
+    exec(compile(new, morph.__file__, "exec"), morph.__dict__)
+
+
+if __name__ == "__main__":
+    patch()
+    import bench_vision
+
+    bench_vision.main(sys.argv[1:] or ["--modes", "twin+synth", "--synth-per-class", "150"])
