@@ -326,6 +326,8 @@ def _evaluate(rule: Rule, c: Counting, *, blast_codes: tuple[str, ...]) -> Flag:
     e = c.estimate(num, denominator=rule.denominator, name=name)
     estimates = [e]
     straddled: float | None = None
+    extra: int | None = None
+    method: str | None = None
     if rule.kind == "present":
         # Present when the interval excludes 0; absent ("negative") when no cell was called. A
         # corrected interval can reach 0 although cells were called (the posterior lets every call be
@@ -334,9 +336,6 @@ def _evaluate(rule: Rule, c: Counting, *, blast_codes: tuple[str, ...]) -> Flag:
         state: State = "positive" if e.lo > 0 else ("negative" if e.count == 0 else "indeterminate")
         if state == "indeterminate":
             extra, method = c.additional_present(e)
-            return Flag(id=rule.id, title=rule.title, state=state, rule=rule.rule, source=rule.source,
-                        severity=rule.severity, estimates=[e], additional_cells=extra,
-                        additional_cells_method=method, statement=_statement(rule, state, [e], extra))
     elif rule.kind == "range":
         state, straddled = _state_range(e, rule.low, rule.high or 100.0)
     else:
@@ -360,7 +359,6 @@ def _evaluate(rule: Rule, c: Counting, *, blast_codes: tuple[str, ...]) -> Flag:
         else:
             straddled = None
         state = new_state
-    extra, method = (None, None)
     if state == "indeterminate" and straddled is not None:
         search = c.search
         c.search = search and rule.id.startswith("blasts")  # the exact search is worth it for blasts only
