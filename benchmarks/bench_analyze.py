@@ -15,6 +15,8 @@ Three measurements (docs/diagnosis.md explains and tabulates them):
    the anchor in the same run is the end-to-end stage below.
    ``--fresh case:preset`` repeats the measurement on freshly rendered samples (new cells every
    time, slower): the anchor for the pool design, whose reuse of cells makes it conservative.
+   ``--follow-advice MAX`` also scores the flags after counting the additional cells that the
+   indeterminate flags the case tests ask for (up to MAX cells), as a user following the report would.
 2. **End to end**: ``simulate sample`` + ``analyze`` on a few rendered samples (true blast % inside the
    reported interval? flags as expected?).
 3. **Speed**: seconds, fields/s and cells/s of ``analyze`` on a 200-cell sample (``--workers`` processes).
