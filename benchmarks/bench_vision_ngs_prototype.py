@@ -6,8 +6,11 @@ patch changes two constants of ``twin.specimen.morphology._nucleus_for`` for ``N
 radius factor 1.45 -> 2.0 and lobe gap (0.5, 1.1) -> (-0.2, 0.4) µm -- in this process and its forked
 rendering workers; the package is not modified.
 
-Usage: ``OPENBLAS_NUM_THREADS=1 python benchmarks/bench_vision_ngs_prototype.py [bench_vision args]``
-(default ``--modes twin+synth --synth-per-class 150``).
+``--ngs-chromatin CONTRAST,SCALE`` (first argument, optional) also replaces the NGS chromatin
+texture (default contrast 0.52, clump scale 1.0 µm; e.g. ``0.2,1.5`` for dense, nearly uniform lobes).
+
+Usage: ``OPENBLAS_NUM_THREADS=1 python benchmarks/bench_vision_ngs_prototype.py [--ngs-chromatin C,S]
+[bench_vision args]`` (default ``--modes twin+synth --synth-per-class 150``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,12 @@ def patch() -> None:
 
 if __name__ == "__main__":
     patch()
+    args = sys.argv[1:]
+    if args[:1] == ["--ngs-chromatin"]:
+        contrast, scale = (float(v) for v in args[1].split(","))
+        density = morph.WBC_PRIORS["NGS"]["chrom"][0]
+        morph.WBC_PRIORS["NGS"]["chrom"] = (density, contrast, scale)
+        args = args[2:]
     import bench_vision
 
-    bench_vision.main(sys.argv[1:] or ["--modes", "twin+synth", "--synth-per-class", "150"])
+    bench_vision.main(args or ["--modes", "twin+synth", "--synth-per-class", "150"])
