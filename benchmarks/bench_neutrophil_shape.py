@@ -24,8 +24,7 @@ from skimage.measure import label, regionprops
 
 from hemotwin.twin.datasets import render_cell
 from hemotwin.twin.profiles import load_profile
-
-PBC_UM_PER_PX = 0.105  # PBC crops: median red-cell ruler (vision.datasets.estimate_um_per_px) on 20 of them
+from hemotwin.vision.datasets import estimate_um_per_px
 
 
 def nucleus_measure(image: np.ndarray, *, um_per_px: float) -> tuple[float, float]:
@@ -63,8 +62,11 @@ def main(argv: list[str] | None = None) -> dict:
     out: dict = {"benchmark": "neutrophil_shape"}
     files = sorted((a.pbc / "neutrophil").glob("*.jpg"))[: a.n]
     if files:
-        out["pbc_neutrophil"] = _summary(np.array([nucleus_measure(imread(f), um_per_px=PBC_UM_PER_PX)
-                                                   for f in files]))
+        images = [imread(f) for f in files]
+        # One pixel size for the set: the median of the project's red-cell ruler over its crops.
+        um = float(np.median([u for u, _ in map(estimate_um_per_px, images) if u is not None]))
+        out["pbc_neutrophil"] = {"um_per_px": round(um, 4),
+                                 **_summary(np.array([nucleus_measure(im, um_per_px=um) for im in images]))}
     prof = load_profile(a.profile)
     size = round(36.0 / prof.camera.um_per_px)
     twin = [nucleus_measure(render_cell("NGS", prof, size_px=size, seed=s).image, um_per_px=prof.camera.um_per_px)

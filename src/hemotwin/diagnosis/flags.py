@@ -181,7 +181,8 @@ class Counting:
         The chain calibration behind ``posterior`` (for the additional-cells search).
     search
         Find the cells needed by recomputing the corrected interval at larger counts (blast rules,
-        about half a second each); False uses the 1/sqrt(n) approximation everywhere.
+        about half a second each); False uses the 1/sqrt(n) approximation for the threshold rules.
+        An undecided "present" rule (NRBC) is always searched: it has no approximation.
     """
 
     def __init__(self, counts: Mapping[str, int], *, posterior=None, calls_all: Mapping[str, int] | None = None,
@@ -378,13 +379,12 @@ def _statement(rule: Rule, state: State, estimates: list[Estimate], extra: int |
         return f"{rule.title}: POSITIVE. {values}."
     if state == "negative":
         return f"{rule.title}: negative. {values}."
+    more = f" About {extra:,} more cells would decide it if the observed proportions held." if extra is not None \
+        else ""
     if rule.kind == "present":
-        more = (f" About {extra:,} more cells would decide it if the observed proportions held."
-                if extra is not None else "")
         return (f"{rule.title}: INDETERMINATE (cells were called, but the interval reaches 0). {values}. "
                 f"Review the cells called as such in the gallery to confirm them.{more}")
-    more = (f" About {extra:,} more cells would decide it if the observed proportions held."
-            if extra is not None else " Counting more cells alone would not decide it at the observed proportion.")
+    more = more or " Counting more cells alone would not decide it at the observed proportion."
     return f"{rule.title}: INDETERMINATE (the interval straddles the threshold). {values}.{more}"
 
 
