@@ -162,7 +162,7 @@ def _calls_vector(calls: Mapping[str, int], labels: Sequence[str]) -> np.ndarray
 
 
 def sample_posterior(calls: Mapping[str, int], calibration: ChainCalibration, *, n_draws: int = 2000,
-                     burn_in: int = 400, alpha: float = 0.1, beta_prior: float = 0.5, cut: bool = True,
+                     burn_in: int = 400, alpha: float = 0.5, beta_prior: float = 0.5, cut: bool = True,
                      inner: int = 3, calibration_weight: float = 1.0, seed: int = 0) -> CorrectedPosterior:
     """Gibbs draws of the true class counts behind the observed calls.
 
@@ -176,15 +176,21 @@ def sample_posterior(calls: Mapping[str, int], calibration: ChainCalibration, *,
     n_draws, burn_in
         Retained draws and discarded warm-up iterations.
     alpha
-        Dirichlet prior weight per true class on the sample's proportions. 0.1 (sparse: a smear holds a
-        few of the 15 classes) lets an absent class reach zero, so an interval can include 0 %.
+        Dirichlet prior weight per true class on the sample's proportions. 0.5 (Jeffreys). A sparser
+        prior (0.1, the default until 2026-11-29) puts most of a rare class's prior mass within 1e-4 of
+        zero: when a sample's few blast calls can also be explained by misread lymphocytes or
+        promyelocytes, the posterior then collapses onto "no blasts" (and the Gibbs chain, once there,
+        rarely leaves), so a true 2 % was excluded in up to 22 % of 500-cell samples. With 0.5 an
+        absent class still reaches zero often enough for its interval to include 0 % (coverage of a
+        true 0 % stayed at 0.95-1.00), and 500-cell coverage rose from 0.914 to 0.940 on the same
+        samples (docs/diagnosis.md).
     beta_prior
         Dirichlet prior weight per call on each confusion row. 0.5 (Jeffreys) keeps a confusion never
         seen among the calibration's cells of a class possible rather than ruled out (prior mean
         0.5 / (n + 7.5): 0.16 % for the shipped 300 cells per class, 0.6 % for 80).
-        Both values were chosen on the coverage benchmark with the first model (mean coverage 0.97 and
-        worst case 0.85 over 8 cases x 4 presets, against 0.87 and 0.08 for 0.5 / 0.1) and re-checked
-        with the shipped model, 300-cell calibrations and the cut posterior (docs/diagnosis.md).
+        Chosen on the coverage benchmark with the first model (with alpha 0.1: mean coverage 0.97 and
+        worst case 0.85 over 8 cases x 4 presets, against 0.87 and 0.08 for alpha 0.5 with beta 0.1) and
+        re-checked with the shipped model, 300-cell calibrations and the cut posterior.
     cut
         If True (default), the confusion rows are drawn from the calibration alone,
         ``C[i] ~ Dirichlet(β + M[i])``, and the sample's latent classes never feed back into them (a
