@@ -168,6 +168,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--twin-strength", type=float, default=0.3, help="randomize() strength of the re-imaging")
     ap.add_argument("--p-reimage", type=float, default=0.5, help="fraction of training samples re-imaged")
+    ap.add_argument("--tone", default="display", choices=["display", "raw"],
+                    help="colour model of the re-imaging's stain basis (StainBasis tone)")
     ap.add_argument("--synth-per-class", type=int, default=300,
                     help="twin cells per class code for the +synth modes (split over the four presets)")
     ap.add_argument("--tta", action="store_true", help="also score with 8-view test-time augmentation")
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
     audited = audit_mask([bccd.items[i].path for i in bc.kept])
     y = {k: [d.items[i].label for i in p.kept] for k, d, p in
          (("train", parts.train, tr), ("val", parts.val, va), ("test", parts.test, te), ("bccd", bccd, bc))}
-    basis = StainBasis().fit(list(tr.images[:: max(1, len(tr.images) // 64)]))
+    basis = StainBasis(tone=args.tone).fit(list(tr.images[:: max(1, len(tr.images) // 64)]))
     # Twin harmonisation at test time: the training scanner's stain reference (what every model
     # file now stores), and BCCD re-expressed in it with a basis fitted on BCCD's own colours.
     harm = StainHarmoniser().fit([to_model_geometry(im, geom) for im in tr.images], seed=args.seed)
@@ -262,7 +264,7 @@ def main(argv: list[str] | None = None) -> dict:
                    "audit": {"file": str(AUDIT.relative_to(AUDIT.parents[2])), "consistent": int(audited.sum()),
                              "of": len(audited)}},
            "epochs_max": args.epochs, "seed": args.seed, "results": results,
-           "twin": {"strength": args.twin_strength, "p_reimage": args.p_reimage},
+           "twin": {"strength": args.twin_strength, "p_reimage": args.p_reimage, "tone": args.tone},
            "synthetic": None if synth is None else {"per_class_code": args.synth_per_class, "n": len(synth[1]),
                                                     "by_label": {k: synth[1].count(k) for k in WBC5}},
            "elapsed_s": round(time.perf_counter() - t0, 1)}

@@ -58,8 +58,9 @@ def test_nnls3_matches_scipy():
         assert abs(np.sqrt(res2[i]) - rnorm) < 2e-3
 
 
-def test_round_trip_on_twin_images():
-    """Estimated maps re-rendered under the same profile reproduce the image.
+@pytest.mark.parametrize("tone", ["display", "raw"])
+def test_round_trip_on_twin_images(tone):
+    """Estimated maps re-rendered under the same profile reproduce the image (both colour models).
 
     Not zero: optics blur and sensor noise/demosaicing are applied a second time, and the linear
     OD model misses the within-channel non-linearity of dense stain (a few per cent in amounts).
@@ -67,7 +68,7 @@ def test_round_trip_on_twin_images():
     1–5 (nuclei), up to ~8.5 for eosinophil granules; bounds with ~1.5x headroom.
     """
     p, cells = _cells("analyzer-100x")
-    basis = StainBasis(p)
+    basis = StainBasis(p, tone=tone)
     for r in cells:
         maps, info = basis.transform(r.image, um_per_px=r.um_per_px, return_info=True)
         assert info["residual_rms"] < 0.03  # OD units: 3 unknowns in 3 channels fit almost exactly
@@ -168,6 +169,75 @@ def test_reimage_other_grids_and_determinism():
     assert np.abs(x1.astype(int) - x3.astype(int)).mean() > 1.0
     np.testing.assert_array_equal(reimage(r.image, um_per_px=0.1, basis=basis, profile="phone-40x", seed=1),
                                   reimage(r.image, um_per_px=0.1, basis=basis, profile="phone-40x", seed=1))
+
+
+def _pbc_crops(n: int = 10) -> list[np.ndarray]:
+    from pathlib import Path
+
+    from skimage.io import imread
+
+    here = Path(__file__).resolve()
+    for root in (here.parents[2] / "shared" / "data" / "pbc", here.parents[3] / "shared" / "data" / "pbc"):
+        files = sorted((root / "lymphocyte").glob("*.jpg"))[:n] + sorted((root / "neutrophil").glob("*.jpg"))[:n]
+        if files:
+            return [imread(f)[..., :3] for f in files]
+    pytest.skip("../shared/data/pbc not present")
+
+
+def _median_nucleus(img: np.ndarray, um_per_px: float) -> np.ndarray:
+    """Median RGB of the darkest compact part of a centred white cell (Otsu on the central 6 µm)."""
+    from skimage.filters import threshold_otsu
+
+    od = -np.log(np.clip(img.astype(float) / 255.0, 1e-3, 1.0)).sum(-1)
+    h, w = od.shape
+    r = np.hypot(*np.mgrid[:h, :w] - np.array([h / 2, w / 2])[:, None, None]) * um_per_px
+    nucleus = (od > threshold_otsu(od[r < 6])) & (r < 4.5)
+    return np.median(img[nucleus].astype(float), axis=0)
+
+
+def test_raw_tone_keeps_real_nuclei_dark_but_not_black():
+    """Real CellaVision crops re-imaged through their own (calibrated) source profile.
+
+    The display-tone basis reads OD from the delivered colour, where the profile's black level and
+    colour matrix bend dark colours, so dense nuclei come back with green crushed to ~1 (measured on
+    these 20 crops: median nucleus (78, 35, 132) -> (63, 1, 129)). Inverting the processing first
+    ("raw" tone) keeps green within a few levels (-> (76, 32, 154); blue is still ~20 high: the
+    band model is linearised). Bounds: green within 12 levels for raw, crushed below 10 for display
+    (the failure this guards against), overall median ΔE2000 lower with raw (4.5 against 5.3).
+    """
+    crops = _pbc_crops()
+    um = 0.104  # PBC by the red-cell ruler (docs/benchmarks.md)
+    orig = np.median([_median_nucleus(c, um) for c in crops], axis=0)
+    got, de = {}, {}
+    for tone in ("display", "raw"):
+        basis = StainBasis("analyzer-100x", tone=tone)
+        outs = [reimage(c, um_per_px=um, basis=basis, profile="analyzer-100x", seed=k, out_um_per_px=um,
+                        out_size=c.shape[:2]) for k, c in enumerate(crops)]
+        got[tone] = np.median([_median_nucleus(o, um) for o in outs], axis=0)
+        de[tone] = np.median([np.median(deltaE_ciede2000(rgb2lab(c), rgb2lab(o))) for c, o in zip(crops, outs,
+                                                                                                strict=True)])
+    assert abs(got["raw"][1] - orig[1]) < 12, (orig, got)
+    assert got["display"][1] < 10, (orig, got)
+    assert de["raw"] < de["display"], de
+
+
+def test_raw_tone_serialises_and_old_files_load():
+    _, cells = _cells("analyzer-100x")
+    basis = StainBasis(tone="raw").fit([r.image for r in cells[:2]])
+    d = json.loads(json.dumps(basis.to_dict()))
+    back = StainBasis.from_dict(d)
+    assert back.tone == "raw"
+    img = cells[0].image
+    np.testing.assert_array_equal(back.transform(img, um_per_px=0.1).absorbers,
+                                  basis.transform(img, um_per_px=0.1).absorbers)
+    rt = basis.inverse_transform(basis.transform(img, um_per_px=0.1, background=basis.background_))
+    assert np.abs(rt.astype(int) - img.astype(int)).mean() < 2.0
+    legacy = {k: v for k, v in StainBasis().to_dict().items() if k != "tone"}  # written before the tone existed
+    assert StainBasis.from_dict(legacy).tone == "display"
+    with pytest.raises(InputError, match="tone"):
+        StainBasis.from_dict({**d, "tone": "linear"})
+    with pytest.raises(InputError, match="tone"):
+        StainBasis(tone="sRGB")
 
 
 def test_basis_serialises():

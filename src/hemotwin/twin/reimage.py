@@ -65,6 +65,7 @@ from hemotwin.twin.resample import resize_hwc
 from hemotwin.twin.specimen.maps import ABSORBERS, AbsorberMaps
 
 __all__ = [
+    "TONES",
     "UNMIXED",
     "ReImager",
     "StainBasis",
@@ -75,6 +76,8 @@ __all__ = [
     "twin_stain_vectors",
 ]
 
+#: Colour models of :class:`StainBasis` (see its ``tone`` parameter).
+TONES: tuple[str, ...] = ("display", "raw")
 #: Components the basis unmixes (haemoglobin is folded into eosin).
 UNMIXED: tuple[str, ...] = ("purple", "azure_b", "eosin")
 #: Twin red-cell prior: haemoglobin 0.55 and eosin 0.45 peak-OD units.
@@ -226,6 +229,56 @@ def twin_stain_vectors(profile: ScannerProfile | str = "analyzer-100x", *, gamma
     return np.stack(cols, axis=1), white
 
 
+class _RawModel:
+    """The source profile's slab model in *raw* channel OD, and its processing.
+
+    ``od(a) = -log10(sum_b w_kb 10^(-a . E_b) / sum_b w_kb)`` for the three unmixed components
+    (the band model of :func:`~hemotwin.twin.render.optical_image` for a uniform slab), and the
+    affine processing ``display_linear = (P raw - black) / (1 - black)`` that turns raw channel
+    signal into delivered colour. Inverting the processing exactly before unmixing keeps dark
+    colours: the OD of the delivered colour bends where the black level and the colour matrix
+    act (a real CellaVision nucleus at green 35 came back from the display-tone round trip at
+    green 1). The band model itself is still linearised (secant over 0.1-0.8 units); an exact
+    per-pixel inversion was tried (look-up table over raw OD) and interpolated badly at the edge
+    of the reachable colour cone, where most real pixels lie.
+    """
+
+    def __init__(self, profile: ScannerProfile, hb_per_eosin: float) -> None:
+        setup = _spectral_setup(profile.illuminant, profile.camera, profile.spectral,
+                                PH_PURPLE_SHIFT_NM * profile.stain.ph_balance)
+        comp = _component_amounts(np.eye(3), hb_per_eosin) * stain_factors(profile.stain)[None, :]  # 3 x 4
+        self.ext = comp @ setup.bands.extinction.T.astype(np.float64)  # 3 x bands, OD per unit amount
+        self.weights = setup.bands.channel_weights.astype(np.float64)  # 3 x bands
+        self.glass = self.weights.sum(axis=1)
+        self.processing = processing_matrix(profile).astype(np.float64)
+        self.black = float(profile.processing.black_level)
+
+    def od(self, a: np.ndarray) -> np.ndarray:
+        """Raw OD (N x 3) of amounts ``a`` (N x 3)."""
+        raw = (10.0 ** (-(a @ self.ext))) @ self.weights.T  # N x 3
+        return -np.log10(np.maximum(raw, 1e-30) / self.glass[None, :])
+
+    def secant(self) -> np.ndarray:
+        """3 x 3 raw OD per unit amount (rows channels, columns components): least-squares slopes
+        through the origin over slabs of 0.1-0.8 units, as :func:`twin_stain_vectors` does."""
+        od = np.stack([self.od(np.outer(_SLAB_AMOUNTS, e)) for e in np.eye(3)])  # comp x M x chan
+        return (np.einsum("m,jmc->cj", _SLAB_AMOUNTS, od) / (_SLAB_AMOUNTS @ _SLAB_AMOUNTS))
+
+    def raw_od(self, display_linear: np.ndarray, white: np.ndarray) -> np.ndarray:
+        """Raw channel OD (N x 3) of display-linear colours (N x 3) against the white point."""
+        pinv = np.linalg.inv(self.processing).T
+        raw = (display_linear * (1.0 - self.black) + self.black) @ pinv
+        glass = (np.asarray(white, dtype=np.float64) * (1.0 - self.black) + self.black) @ pinv
+        return -np.log10(np.clip(raw / glass[None, :], 10.0**-OD_MAX, None))
+
+    def display_linear(self, od: np.ndarray, white: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`raw_od`: display-linear colours (N x 3) of raw OD (N x 3)."""
+        glass = (np.asarray(white, dtype=np.float64) * (1.0 - self.black) + self.black) @ np.linalg.inv(
+            self.processing).T
+        raw = glass[None, :] * 10.0 ** (-od)
+        return (raw @ self.processing.T - self.black) / (1.0 - self.black)
+
+
 # ---------------------------------------------------------------------------------------------
 # StainBasis
 # ---------------------------------------------------------------------------------------------
@@ -240,6 +293,13 @@ class StainBasis:
         Assumed display gamma of the images (pure power law).
     hb_per_eosin
         Haemoglobin amount per unit eosin (folded component; see the module docstring).
+    tone
+        ``"display"``: optical density of the delivered (display-linear) colour and a linear OD
+        model, as first shipped. ``"raw"``: the source profile's processing (colour matrix, white
+        balance, black level) is inverted first, so a crop re-imaged through its own source
+        profile keeps its dark colours
+        (docs/benchmarks.md: a PBC nucleus's median green 35 came back at 1 with ``"display"``, at
+        32 with ``"raw"``); the unmixing stays linear, now in raw OD.
 
     Attributes
     ----------
@@ -251,16 +311,23 @@ class StainBasis:
     """
 
     def __init__(self, source_profile: ScannerProfile | str = "analyzer-100x", *, gamma: float = 2.2,
-                 hb_per_eosin: float = DEFAULT_HB_PER_EOSIN) -> None:
+                 hb_per_eosin: float = DEFAULT_HB_PER_EOSIN, tone: str = "display") -> None:
         if not (1.0 <= gamma <= 3.0):
             raise InputError("StainBasis.gamma", gamma, "a display gamma in [1, 3]")
         if not (0.0 <= hb_per_eosin <= 5.0):
             raise InputError("StainBasis.hb_per_eosin", hb_per_eosin, "a ratio in [0, 5]")
+        if tone not in TONES:
+            raise InputError("StainBasis.tone", tone, f"one of {', '.join(TONES)}")
         prof = load_profile(source_profile)
         self.source = prof.name
         self.gamma = float(gamma)
         self.hb_per_eosin = float(hb_per_eosin)
+        self.tone = tone
         self.vectors_, self.background_ = twin_stain_vectors(prof, gamma=gamma, hb_per_eosin=hb_per_eosin)
+        self._raw: _RawModel | None = None
+        if tone == "raw":
+            self._raw = _RawModel(prof, self.hb_per_eosin)
+            self.vectors_ = self._raw.secant()
         self.n_fit_pixels_ = 0
         self._set_cache()
 
@@ -280,6 +347,10 @@ class StainBasis:
               if background is None else np.asarray(background, dtype=np.float64))
         if bg.shape != (3,) or np.any(bg <= 0):
             raise InputError("background", bg, "three positive linear values")
+        if self._raw is not None:
+            lin = ((np.arange(256) / 255.0) ** self.gamma)[rgb.reshape(-1, 3)]
+            od = self._raw.raw_od(lin, bg).T.reshape(3, *rgb.shape[:2]).astype(np.float32)
+            return od, bg
         od = self._lut[rgb.transpose(2, 0, 1)]  # 3 x H x W
         od += np.log10(bg).astype(np.float32)[:, None, None]
         return od, bg
@@ -368,9 +439,12 @@ class StainBasis:
             raise InputError("maps", type(maps).__name__, "AbsorberMaps")
         bg = self.background_ if background is None else np.asarray(background, dtype=np.float64)
         a = np.stack([maps.absorbers[ABSORBERS.index(n)] for n in UNMIXED]).reshape(3, -1)
-        od = self.vectors_.astype(np.float32) @ a.astype(np.float32)
-        lin = bg.astype(np.float32)[:, None] * np.power(np.float32(10.0), -od)
         h, w = maps.shape
+        od = self.vectors_.astype(np.float32) @ a.astype(np.float32)
+        if self._raw is not None:
+            lin = self._raw.display_linear(od.T.astype(np.float64), bg).astype(np.float32)
+            return cam.to_uint8(cam.encode_gamma(lin.reshape(h, w, 3), self.gamma))
+        lin = bg.astype(np.float32)[:, None] * np.power(np.float32(10.0), -od)
         return cam.to_uint8(cam.encode_gamma(lin.T.reshape(h, w, 3), self.gamma))
 
     # -- persistence ------------------------------------------------------------------------------
@@ -385,6 +459,7 @@ class StainBasis:
             "hb_per_eosin": self.hb_per_eosin,
             "source": self.source,
             "n_fit_pixels": self.n_fit_pixels_,
+            "tone": self.tone,
         }
 
     @classmethod
@@ -401,11 +476,17 @@ class StainBasis:
         obj.vectors_ = np.asarray(data["vectors"], dtype=np.float64)
         obj.background_ = np.asarray(data["background"], dtype=np.float64)
         obj.n_fit_pixels_ = int(data.get("n_fit_pixels", 0))
+        # Files written before the raw tone existed hold display-tone bases.
+        obj.tone = str(data.get("tone", "display"))
+        if obj.tone not in TONES:
+            raise InputError("stain basis tone", obj.tone, f"one of {', '.join(TONES)}")
+        obj._raw = _RawModel(load_profile(obj.source), obj.hb_per_eosin) if obj.tone == "raw" else None
         obj._set_cache()
         return obj
 
     def __repr__(self) -> str:
-        return f"StainBasis(source={self.source!r}, gamma={self.gamma}, fitted_pixels={self.n_fit_pixels_})"
+        return (f"StainBasis(source={self.source!r}, gamma={self.gamma}, tone={self.tone!r}, "
+                f"fitted_pixels={self.n_fit_pixels_})")
 
 
 # ---------------------------------------------------------------------------------------------
