@@ -46,7 +46,7 @@ from hemotwin.diagnosis.cases import load_cases
 from hemotwin.diagnosis.classify import DEFAULT_CONFIDENCE, CellClassifier
 from hemotwin.diagnosis.correction import ChainCalibration, sample_posterior
 from hemotwin.diagnosis.differential import LEUKOCYTE_CODES, cp_estimate
-from hemotwin.diagnosis.flags import Counting, evaluate_flags
+from hemotwin.diagnosis.flags import Counting, counting_advice, evaluate_flags
 from hemotwin.taxonomy import BLAST_CODES, CLASS_CODES
 
 PRESETS = ("analyzer-100x", "wsi-40x", "wsi-20x", "phone-40x")
@@ -170,16 +170,15 @@ def coverage(preset: str, *, clf: CellClassifier, cal: ChainCalibration | None, 
                 flag_ind[f.id] += f.state == "indeterminate"
                 flag_pos[f.id] += f.state == "positive"
             if follow_advice:
-                # Do what the report says: count the additional cells an indeterminate flag that this
-                # case tests asks for (the largest such request, up to follow_advice cells in all),
-                # then read the flags again; up to three rounds.
+                # Do what the report says: count the additional cells of its counting advice
+                # (flags.counting_advice: urgent/major flags always, minor ones up to 300 more cells),
+                # at most follow_advice cells in all, then read the flags again; up to three rounds.
                 total = n_cells
                 for rnd in range(3):
-                    asks = [f.additional_cells for f in flags if f.state == "indeterminate" and f.additional_cells
-                            and case.expected_flags.get(f.id, "negative") != "any"]
-                    if not asks or total >= follow_advice:
+                    ask = counting_advice(flags).additional_cells
+                    if not ask or total >= follow_advice:
                         break
-                    more = min(max(asks), follow_advice - total)
+                    more = min(ask, follow_advice - total)
                     vs.add(more)
                     total += more
                     counting, flags = _judge(vs, cal, prior, r, tag=1000 * (rnd + 1))

@@ -169,3 +169,37 @@ def test_indeterminate_nrbc_says_how_many_more_cells_would_settle_it():
     g = {x.id: x for x in evaluate_flags(Counting(big, posterior=sample_posterior(big, cal, seed=1),
                                                   calibration=cal, search=False))}
     assert g["nrbc"].state == "positive"
+
+
+def test_counting_advice_chases_major_flags_and_leaves_costly_minor_ones_open():
+    from hemotwin.diagnosis.flags import MINOR_ADVICE_MAX, counting_advice
+
+    # 12.5 % blasts of 200 (interval ~8-18 %, straddles the 10 % of blasts_10_19: major) and 1.5 %
+    # basophils (straddles 2 %, minor; deciding it takes well over 300 cells).
+    flags = evaluate_flags(Counting({"MYO": 25, "NGS": 90, "LYT": 50, "MON": 12, "EOS": 4, "BAS": 3, "NGB": 16}))
+    f = {x.id: x for x in flags}
+    assert f["blasts_10_19"].state == "indeterminate" and f["basophilia"].state == "indeterminate"
+    assert f["basophilia"].additional_cells > MINOR_ADVICE_MAX  # the premise of the minor-flag rule
+    a = counting_advice(flags)
+    major = [x for x in flags if x.state == "indeterminate" and x.severity != "minor"]
+    assert a.additional_cells == max(x.additional_cells for x in major if x.additional_cells is not None)
+    assert "blasts_10_19" in a.decides and "basophilia" not in a.decides
+    assert {"id": "basophilia", "severity": "minor",
+            "additional_cells": f["basophilia"].additional_cells} in a.left_open
+    assert f"{a.additional_cells:,} more cells" in a.statement and "Basophilia" in a.statement
+    # With a generous cap the minor flag is chased too and sets the count.
+    b = counting_advice(flags, minor_max=10**6)
+    assert b.additional_cells == max(x.additional_cells for x in flags if x.state == "indeterminate"
+                                     and x.additional_cells is not None)
+    assert not b.left_open or all(x["additional_cells"] is None for x in b.left_open)
+
+
+def test_counting_advice_for_a_decided_sample_and_bad_cap():
+    from hemotwin.diagnosis.flags import counting_advice
+
+    flags = evaluate_flags(Counting({"MYO": 90, "NGS": 60, "LYT": 40, "MON": 10}))
+    a = counting_advice([x for x in flags if x.state != "indeterminate"])
+    assert a.additional_cells is None and a.decides == [] and a.left_open == []
+    assert "no further count" in a.statement
+    with pytest.raises(InputError, match="minor_max"):
+        counting_advice(flags, minor_max=-1)

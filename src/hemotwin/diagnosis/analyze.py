@@ -42,7 +42,7 @@ __all__ = ["REPORT_SCHEMA_VERSION", "AnalysisConfig", "AnalysisEngine", "analyze
 Progress = Callable[[int, int], None]
 
 #: Version of report.json (docs/report_schema.md). Bump the major part on breaking changes.
-REPORT_SCHEMA_VERSION = "1.0"
+REPORT_SCHEMA_VERSION = "1.1"
 RESEARCH_USE = "For research use only. Not for diagnostic use."
 
 
@@ -238,7 +238,7 @@ class AnalysisEngine:
     def _summarise(self, src, fields: list[FieldResult], cells: list[CellResult]) -> dict[str, Any]:
         from hemotwin.diagnosis.calibration import calibration_summary
         from hemotwin.diagnosis.correction import corrected_estimate, sample_posterior
-        from hemotwin.diagnosis.flags import Counting, evaluate_flags
+        from hemotwin.diagnosis.flags import Counting, counting_advice, evaluate_flags
 
         cfg = self.config
         counted = Counter(c.call for c in cells if not c.referred)
@@ -323,6 +323,7 @@ class AnalysisEngine:
                               "plain": (diff.blasts_with_equivalents if eq else diff.blasts).model_dump(),
                               "primary_method": primary_blasts.method},
             "flags": [f.model_dump() for f in flags],
+            "counting_advice": counting_advice(flags).model_dump(),
             "review": [{"cell_id": c.id, "field": c.field, "call": c.call, "confidence": c.confidence,
                         "top": c.top} for c in cells if c.referred],
             "cells": [{"id": c.id, "field": c.field, "bbox": list(c.bbox), "centroid": list(c.centroid),

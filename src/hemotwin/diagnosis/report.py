@@ -120,6 +120,13 @@ def _flags_table(result: dict[str, Any]) -> str:
             f"<th class=l>rule (and source)</th></tr>{''.join(rows)}</table>")
 
 
+def _advice(result: dict[str, Any]) -> str:
+    a = result.get("counting_advice")
+    if not a:
+        return ""
+    return f"<p><b>Counting advice.</b> {_e(a['statement'])} <span class=small>Policy: {_e(a['policy'])}.</span></p>"
+
+
 def _gallery(result: dict[str, Any]) -> str:
     cells = result.get("_cells") or []
     if not cells:
@@ -192,6 +199,7 @@ white cells, {s['n_fields_skipped']} skipped. {c['n_detected']} white cells dete
 Specimen: {_e(result['settings']['specimen'])}. Time {_num(t.get('seconds'), 1)} s.</p>
 <h2>Flags</h2>
 {_flags_table(result)}
+{_advice(result)}
 <p class=small>A flag is positive when its whole 95 % interval satisfies the rule, negative when none of it
 does, indeterminate when the interval straddles the threshold (CLINICAL_RULES §2).</p>
 <h2>Differential</h2>
