@@ -7,6 +7,10 @@ centre; reported are the nuclear area and a lobe thickness (2 x the 90th percent
 to the nuclear edge). The same threshold rule on both sets; it is a comparison, not a segmentation
 to trust in absolute terms.
 
+Also the nucleus's colour (median RGB and CIELAB, and the 10th percentile of green) on PBC, BCCD
+and twin neutrophils under every preset: the twin renders dense nuclei with green near 0 and much
+more violet chroma than either real microscope.
+
 Usage: ``python benchmarks/bench_neutrophil_shape.py [--n 40] [--pbc ../shared/data/pbc]``
 """
 
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import distance_transform_edt
+from skimage.color import rgb2lab
 from skimage.filters import threshold_otsu
 from skimage.io import imread
 from skimage.measure import label, regionprops
@@ -46,6 +51,24 @@ def nucleus_measure(image: np.ndarray, *, um_per_px: float) -> tuple[float, floa
     return float(keep.sum() * um_per_px**2), float(thick)
 
 
+def nucleus_colour(image: np.ndarray, *, um_per_px: float) -> np.ndarray:
+    """Median RGB of the nucleus (same threshold rule, central 4.5 µm) and its 10th-percentile green."""
+    rgb = image[..., :3].astype(float)
+    od = -np.log(np.clip(rgb / 255.0, 1e-3, 1.0)).sum(-1)
+    h, w = od.shape
+    yy, xx = np.mgrid[:h, :w]
+    r = np.hypot(yy - h / 2, xx - w / 2) * um_per_px
+    nuc = (od > threshold_otsu(od[r < 6.0])) & (r < 4.5)
+    return np.r_[np.median(rgb[nuc], axis=0), np.percentile(rgb[nuc][:, 1], 10)]
+
+
+def _colour_summary(rows: list[np.ndarray]) -> dict:
+    m = np.median(np.array(rows), axis=0)
+    lab = rgb2lab(m[:3].reshape(1, 1, 3) / 255.0)[0, 0]
+    return {"nucleus_rgb_median": [round(float(v), 1) for v in m[:3]], "nucleus_green_p10": round(float(m[3]), 1),
+            "nucleus_lab": [round(float(v), 1) for v in lab]}
+
+
 def _summary(rows: np.ndarray) -> dict:
     return {"n": int(np.isfinite(rows[:, 0]).sum()),
             "area_um2_median": round(float(np.nanmedian(rows[:, 0])), 1),
@@ -58,6 +81,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--pbc", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/pbc")
     ap.add_argument("--profile", default="analyzer-100x")
+    ap.add_argument("--bccd", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/bccd")
+    ap.add_argument("--colour-profiles", default="analyzer-100x,wsi-40x,wsi-20x,phone-40x",
+                    help="presets whose twin NGS nucleus colour is also measured (20 cells each)")
     a = ap.parse_args(argv)
     out: dict = {"benchmark": "neutrophil_shape"}
     files = sorted((a.pbc / "neutrophil").glob("*.jpg"))[: a.n]
@@ -66,12 +92,21 @@ def main(argv: list[str] | None = None) -> dict:
         # One pixel size for the set: the median of the project's red-cell ruler over its crops.
         um = float(np.median([u for u, _ in map(estimate_um_per_px, images) if u is not None]))
         out["pbc_neutrophil"] = {"um_per_px": round(um, 4),
-                                 **_summary(np.array([nucleus_measure(im, um_per_px=um) for im in images]))}
-    prof = load_profile(a.profile)
-    size = round(36.0 / prof.camera.um_per_px)
-    twin = [nucleus_measure(render_cell("NGS", prof, size_px=size, seed=s).image, um_per_px=prof.camera.um_per_px)
-            for s in range(a.n)]
-    out[f"twin_NGS_{a.profile}"] = _summary(np.array(twin))
+                                 **_summary(np.array([nucleus_measure(im, um_per_px=um) for im in images])),
+                                 **_colour_summary([nucleus_colour(im, um_per_px=um) for im in images])}
+    bccd = sorted((a.bccd / "wbc_crops" / "neutrophil").glob("*.png"))[: a.n]
+    if bccd:
+        # BCCD's pixel size from its annotated red-cell boxes (docs/benchmarks.md).
+        out["bccd_neutrophil"] = {"um_per_px": 0.0725, **_colour_summary(
+            [nucleus_colour(imread(f)[..., :3], um_per_px=0.0725) for f in bccd])}
+    for name in [a.profile, *(p for p in a.colour_profiles.split(",") if p and p != a.profile)]:
+        prof = load_profile(name)
+        size = round(36.0 / prof.camera.um_per_px)
+        um = prof.camera.um_per_px
+        cells = [render_cell("NGS", prof, size_px=size, seed=s).image for s in range(a.n if name == a.profile else 20)]
+        out[f"twin_NGS_{name}"] = {
+            **(_summary(np.array([nucleus_measure(c, um_per_px=um) for c in cells])) if name == a.profile else {}),
+            **_colour_summary([nucleus_colour(c, um_per_px=um) for c in cells])}
     print(json.dumps(out, indent=1))
     return out
 
