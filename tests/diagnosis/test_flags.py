@@ -187,11 +187,16 @@ def test_counting_advice_chases_major_flags_and_leaves_costly_minor_ones_open():
     assert {"id": "basophilia", "severity": "minor",
             "additional_cells": f["basophilia"].additional_cells} in a.left_open
     assert f"{a.additional_cells:,} more cells" in a.statement and "Basophilia" in a.statement
-    # With a generous cap the minor flag is chased too and sets the count.
-    b = counting_advice(flags, minor_max=10**6)
+    # With generous caps every flag counting can decide is chased, and the largest sets the count.
+    b = counting_advice(flags, minor_max=10**6, major_max=10**6)
     assert b.additional_cells == max(x.additional_cells for x in flags if x.state == "indeterminate"
                                      and x.additional_cells is not None)
     assert not b.left_open or all(x["additional_cells"] is None for x in b.left_open)
+    # A major flag that needs more than major_max cells is left open too, with its number.
+    need = f["blasts_10_19"].additional_cells
+    c = counting_advice(flags, major_max=need - 1)
+    assert "blasts_10_19" not in c.decides
+    assert {"id": "blasts_10_19", "severity": "major", "additional_cells": need} in c.left_open
 
 
 def test_counting_advice_for_a_decided_sample_and_bad_cap():
@@ -203,3 +208,5 @@ def test_counting_advice_for_a_decided_sample_and_bad_cap():
     assert "no further count" in a.statement
     with pytest.raises(InputError, match="minor_max"):
         counting_advice(flags, minor_max=-1)
+    with pytest.raises(InputError, match="major_max"):
+        counting_advice(flags, major_max=-5)

@@ -31,8 +31,8 @@ from hemotwin.diagnosis.differential import (
 from hemotwin.errors import InputError
 from hemotwin.taxonomy import BLAST_CODES
 
-__all__ = ["MINOR_ADVICE_MAX", "RULES", "Counting", "CountingAdvice", "Flag", "Rule", "counting_advice",
-           "evaluate_flags"]
+__all__ = ["MAJOR_ADVICE_MAX", "MINOR_ADVICE_MAX", "RULES", "Counting", "CountingAdvice", "Flag", "Rule",
+           "counting_advice", "evaluate_flags"]
 
 Severity = Literal["urgent", "major", "minor"]
 Specimen = Literal["blood", "marrow"]
@@ -396,6 +396,10 @@ def flag_summary(flags: list[Flag]) -> dict[str, str]:
 
 #: Most additional cells the counting advice asks for on behalf of a *minor* flag alone.
 MINOR_ADVICE_MAX = 300
+#: Most additional cells it asks for on behalf of an urgent or major flag: beyond ~1,200 cells in
+#: all a manual or analyser differential is no longer a practical answer (ICSH reference counts
+#: are 200-500 cells); the flag then stays indeterminate and says how many cells it would take.
+MAJOR_ADVICE_MAX = 1000
 
 
 class CountingAdvice(BaseModel):
@@ -423,27 +427,30 @@ class CountingAdvice(BaseModel):
     statement: str
 
 
-def counting_advice(flags: list[Flag], *, minor_max: int = MINOR_ADVICE_MAX) -> CountingAdvice:
+def counting_advice(flags: list[Flag], *, minor_max: int = MINOR_ADVICE_MAX,
+                    major_max: int = MAJOR_ADVICE_MAX) -> CountingAdvice:
     """One counting recommendation from the indeterminate flags, by severity.
 
-    Urgent and major flags are always chased: the advice is the largest number of additional cells
-    any of them needs. A minor flag (eosinophilia, basophilia, left shift, monocytosis, NRBC) is
-    chased only if ``minor_max`` more cells or fewer decide it: telling 1 % basophils from the 2 %
-    cut-off takes ~2,000 cells, which no laboratory counts to rule out a minor finding (measured:
-    without this policy, 200-cell normal samples were sent to 1,700-2,000 cells, docs/diagnosis.md).
-    Minor flags that need more stay indeterminate and are listed, with their numbers.
+    An indeterminate urgent or major flag is chased when at most ``major_max`` more cells decide it,
+    a minor one (eosinophilia, basophilia, left shift, monocytosis, NRBC) when at most ``minor_max``
+    do; the advice is the largest number of additional cells a chased flag needs. Telling 1 %
+    basophils from the 2 % cut-off takes ~2,000 cells, which no laboratory counts to rule out a
+    minor finding (measured: chasing every flag sent 200-cell normal samples to 1,700-2,000 cells,
+    docs/diagnosis.md), and 12.5 % blasts against the 10 % of ``blasts_10_19`` take several
+    thousand. Flags not chased stay indeterminate and are listed with the cells they would need.
     """
-    if minor_max < 0:
-        raise InputError("minor_max", minor_max, "a number of cells >= 0")
+    for name, v in (("minor_max", minor_max), ("major_max", major_max)):
+        if v < 0:
+            raise InputError(name, v, "a number of cells >= 0")
     chase, left = [], []
     for f in flags:
         if f.state != "indeterminate":
             continue
-        wanted = f.additional_cells is not None and (f.severity != "minor" or f.additional_cells <= minor_max)
-        (chase if wanted else left).append(f)
+        cap = minor_max if f.severity == "minor" else major_max
+        (chase if f.additional_cells is not None and f.additional_cells <= cap else left).append(f)
     n = max((f.additional_cells for f in chase), default=None)
-    policy = (f"count the most cells any indeterminate urgent or major flag needs; minor flags only when "
-              f"<= {minor_max} more cells decide them")
+    policy = (f"count the most cells an indeterminate flag needs, if at most {major_max:,} more cells decide an "
+              f"urgent or major flag and at most {minor_max:,} a minor one")
     if n is None:
         statement = "No flag that counting can decide is open: no further count is needed for the flags."
     else:
