@@ -205,7 +205,13 @@ def test_counting_advice_for_a_decided_sample_and_bad_cap():
     flags = evaluate_flags(Counting({"MYO": 90, "NGS": 60, "LYT": 40, "MON": 10}))
     a = counting_advice([x for x in flags if x.state != "indeterminate"])
     assert a.additional_cells is None and a.decides == [] and a.left_open == []
-    assert "no further count" in a.statement
+    assert "Every flag is decided" in a.statement
+    # Only a costly minor flag open: nothing is advised, and the flag is listed with its number.
+    f = {x.id: x for x in evaluate_flags(Counting({"NGS": 120, "NGB": 6, "LYT": 58, "MON": 10, "EOS": 3, "BAS": 3}))}
+    assert f["basophilia"].state == "indeterminate" and f["basophilia"].additional_cells > 300
+    b = counting_advice([f["basophilia"]])
+    assert b.additional_cells is None and b.left_open[0]["id"] == "basophilia"
+    assert "no further count is advised" in b.statement
     with pytest.raises(InputError, match="minor_max"):
         counting_advice(flags, minor_max=-1)
     with pytest.raises(InputError, match="major_max"):

@@ -451,8 +451,10 @@ def counting_advice(flags: list[Flag], *, minor_max: int = MINOR_ADVICE_MAX,
     n = max((f.additional_cells for f in chase), default=None)
     policy = (f"count the most cells an indeterminate flag needs, if at most {major_max:,} more cells decide an "
               f"urgent or major flag and at most {minor_max:,} a minor one")
-    if n is None:
-        statement = "No flag that counting can decide is open: no further count is needed for the flags."
+    if n is None and not left:
+        statement = "Every flag is decided: no further count is needed for the flags."
+    elif n is None:
+        statement = "No indeterminate flag can be decided within these counting limits: no further count is advised."
     else:
         statement = (f"Count {n:,} more cells to decide: " + ", ".join(f.title for f in chase) + ".")
     if left:
