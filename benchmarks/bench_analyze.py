@@ -15,8 +15,8 @@ Three measurements (docs/diagnosis.md explains and tabulates them):
    the anchor in the same run is the end-to-end stage below.
    ``--fresh case:preset`` repeats the measurement on freshly rendered samples (new cells every
    time, slower): the anchor for the pool design, whose reuse of cells makes it conservative.
-   ``--follow-advice MAX`` also scores the flags after counting the additional cells that the
-   indeterminate flags the case tests ask for (up to MAX cells), as a user following the report would.
+   ``--follow-advice MAX`` also scores the flags after counting the additional cells of the report's
+   counting advice (up to MAX cells in all), as a user following the report would.
 2. **End to end**: ``simulate sample`` + ``analyze`` on a few rendered samples (true blast % inside the
    reported interval? flags as expected?).
 3. **Speed**: seconds, fields/s and cells/s of ``analyze`` on a 200-cell sample (``--workers`` processes).
@@ -171,7 +171,7 @@ def coverage(preset: str, *, clf: CellClassifier, cal: ChainCalibration | None, 
                 flag_pos[f.id] += f.state == "positive"
             if follow_advice:
                 # Do what the report says: count the additional cells of its counting advice
-                # (flags.counting_advice: urgent/major flags always, minor ones up to 300 more cells),
+                # (flags.counting_advice: urgent/major flags up to 1,000 more cells, minor ones up to 300),
                 # at most follow_advice cells in all, then read the flags again; up to three rounds.
                 total = n_cells
                 for rnd in range(3):
@@ -233,14 +233,12 @@ def fresh(pairs: list[tuple[str, str]], *, clf: CellClassifier, repeats: int, n_
         cov = {"corrected": 0, "plain": 0}
         flag_ok: Counter[str] = Counter()
         samples, done = [], 0
-        for r in range(repeats):
-            rr = np.random.default_rng([seed, 3, r, len(case_name)])
-            saved = (reuse or {}).get((case_name, preset))
+        saved = (reuse or {}).get((case_name, preset))
+        for r in range(repeats if saved is None else min(repeats, len(saved))):
             if saved is not None:
-                if r >= len(saved):
-                    break
                 calls_all, counted = Counter(saved[r]["calls_all"]), Counter(saved[r]["counted"])
             else:
+                rr = np.random.default_rng([seed, 3, r, len(case_name)])
                 labels = [codes[i] for i in rr.choice(len(codes), size=n_cells, p=p)]
                 # Field seeds clear of the default model's training fields (7000-7003), calibration, pool.
                 res = chain_cells(preset, labels, classifier=clf, seed=20000 + 97 * r + seed)

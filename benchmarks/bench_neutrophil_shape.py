@@ -32,12 +32,19 @@ from hemotwin.twin.profiles import load_profile
 from hemotwin.vision.datasets import estimate_um_per_px
 
 
-def nucleus_measure(image: np.ndarray, *, um_per_px: float) -> tuple[float, float]:
-    """(nuclear area µm², lobe thickness µm) of the cell centred in ``image``."""
+def _od_and_radius(image: np.ndarray, um_per_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Summed optical density of the crop and each pixel's distance (µm) from its centre."""
     od = -np.log(np.clip(image[..., :3].astype(float) / 255.0, 1e-3, 1.0)).sum(-1)
     h, w = od.shape
     yy, xx = np.mgrid[:h, :w]
-    central = np.hypot(yy - h / 2, xx - w / 2) * um_per_px < 8.0
+    return od, np.hypot(yy - h / 2, xx - w / 2) * um_per_px
+
+
+def nucleus_measure(image: np.ndarray, *, um_per_px: float) -> tuple[float, float]:
+    """(nuclear area µm², lobe thickness µm) of the cell centred in ``image``."""
+    od, r = _od_and_radius(image, um_per_px)
+    h, w = od.shape
+    central = r < 8.0
     nuc = (od > threshold_otsu(od[central])) & central
     lab = label(nuc)
     keep = np.zeros_like(nuc)
@@ -54,10 +61,7 @@ def nucleus_measure(image: np.ndarray, *, um_per_px: float) -> tuple[float, floa
 def nucleus_colour(image: np.ndarray, *, um_per_px: float) -> np.ndarray:
     """Median RGB of the nucleus (same threshold rule, central 4.5 µm) and its 10th-percentile green."""
     rgb = image[..., :3].astype(float)
-    od = -np.log(np.clip(rgb / 255.0, 1e-3, 1.0)).sum(-1)
-    h, w = od.shape
-    yy, xx = np.mgrid[:h, :w]
-    r = np.hypot(yy - h / 2, xx - w / 2) * um_per_px
+    od, r = _od_and_radius(image, um_per_px)
     nuc = (od > threshold_otsu(od[r < 6.0])) & (r < 4.5)
     return np.r_[np.median(rgb[nuc], axis=0), np.percentile(rgb[nuc][:, 1], 10)]
 
