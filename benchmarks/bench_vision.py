@@ -146,6 +146,23 @@ def synthetic_training_cells(per_class: int, geom: Geometry, *, seed: int) -> tu
     return np.concatenate(images), labels
 
 
+def fit_target_style(train_images: np.ndarray, um_b: float, geom: Geometry, *, n_fields: int, seed: int):
+    """The twin re-imaging calibrated to BCCD's scanner from ``n_fields`` of its unlabelled fields.
+
+    Fields, not the scored crops: they are whole images of that microscope (glass, red cells,
+    white cells of any class), and no label, box or crop of BCCD is used.
+    """
+    from hemotwin.twin.target_style import TargetStyle
+    from hemotwin.vision.datasets import to_canonical
+
+    fields = sorted((SHARED / "bccd" / "BCCD" / "JPEGImages").glob("*.jpg"))
+    pick = np.random.default_rng(seed).choice(len(fields), size=min(n_fields, len(fields)), replace=False)
+    tiles = [to_canonical(read_image(fields[i])[0], um_per_px=um_b, canonical_um_per_px=geom.work_um_per_px,
+                          size=geom.work_size) for i in sorted(pick)]
+    return TargetStyle().fit(list(train_images), tiles, source_um_per_px=geom.work_um_per_px,
+                             target_um_per_px=geom.work_um_per_px, seed=seed)
+
+
 def audit_mask(paths: list[Path]) -> np.ndarray:
     """True for BCCD crops whose label the visual audit found consistent with the morphology."""
     import csv
@@ -172,6 +189,10 @@ def main(argv: list[str] | None = None) -> dict:
                     help="colour model of the re-imaging's stain basis (StainBasis tone)")
     ap.add_argument("--synth-per-class", type=int, default=300,
                     help="twin cells per class code for the +synth modes (split over the four presets)")
+    ap.add_argument("--target-fields", type=int, default=64,
+                    help="unlabelled BCCD fields the twin-target mode fits the target scanner on")
+    ap.add_argument("--p-target", type=float, default=0.5, help="fraction of samples re-imaged as the target")
+    ap.add_argument("--save-models", default=None, help="folder to keep each arm's model file in (for rescoring)")
     ap.add_argument("--tta", action="store_true", help="also score with 8-view test-time augmentation")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
@@ -210,20 +231,31 @@ def main(argv: list[str] | None = None) -> dict:
     synth = None
     if any(m.endswith("+synth") for m in modes):
         synth = synthetic_training_cells(args.synth_per_class, geom, seed=args.seed)
+    style = None
+    if any(m.startswith("twin-target") for m in modes):
+        style = fit_target_style(tr.images, um_b, geom, n_fields=args.target_fields, seed=args.seed)
+        print(f"target style: {style!r}", file=sys.stderr, flush=True)
     results = {}
     for mode in modes:
         base_mode = mode.removesuffix("+synth")
         x_tr, y_tr = tr.images, y["train"]
         if mode.endswith("+synth"):
             x_tr, y_tr = np.concatenate([tr.images, synth[0]]), y["train"] + synth[1]
-        aug = make_augment(base_mode, geom, basis=basis, seed=args.seed, strength=args.twin_strength,
-                           p_reimage=args.p_reimage)
+        aug = make_augment(base_mode.removesuffix("-target"), geom, basis=basis, seed=args.seed,
+                           strength=args.twin_strength, p_reimage=args.p_reimage,
+                           target_style=style if base_mode == "twin-target" else None, p_target=args.p_target)
         cfg = TrainConfig(epochs=args.epochs, seed=args.seed, num_threads=args.threads, num_workers=args.workers)
         t = time.perf_counter()
         res = fit(ModelConfig(n_classes=len(WBC5), input_size=geom.input_size),
                   CellArrayDataset(x_tr, target_masks(y_tr, WBC5), aug=aug, seed=args.seed),
                   CellArrayDataset(va.images, target_masks(y["val"], WBC5)), config=cfg)
         train_s = time.perf_counter() - t
+        if args.save_models:
+            from hemotwin.vision.modelfile import save_model
+
+            Path(args.save_models).mkdir(parents=True, exist_ok=True)
+            save_model(Path(args.save_models) / f"{mode}.hemo", res.model, labels=list(WBC5), um_per_px=geom.um_per_px,
+                       seed=args.seed, augmentation=mode, metrics=res.best_metrics, overwrite=True)
         scores = {}
         sets = (("pbc_test", te.images, y["test"]), ("bccd", bc.images, y["bccd"]),
                 ("bccd_in_field_context", bcx_images, bcx_labels),
@@ -265,6 +297,8 @@ def main(argv: list[str] | None = None) -> dict:
                              "of": len(audited)}},
            "epochs_max": args.epochs, "seed": args.seed, "results": results,
            "twin": {"strength": args.twin_strength, "p_reimage": args.p_reimage, "tone": args.tone},
+           "target_style": None if style is None else {"fields": args.target_fields, "p_target": args.p_target,
+                                                       **style.to_dict()},
            "synthetic": None if synth is None else {"per_class_code": args.synth_per_class, "n": len(synth[1]),
                                                     "by_label": {k: synth[1].count(k) for k in WBC5}},
            "elapsed_s": round(time.perf_counter() - t0, 1)}

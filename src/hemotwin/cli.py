@@ -236,6 +236,11 @@ def train(
     norm: Annotated[str, typer.Option("--norm", help="group | layer | batch")] = "group",
     seed: SeedOpt = 0,
     threads: Annotated[int | None, typer.Option("--threads", help="Torch threads (default: all cores).")] = None,
+    target: Annotated[Path | None, typer.Option("--target", help="Folder of unlabelled images from the scanner the "
+                                                "model will be used on: re-image training cells as that scanner "
+                                                "(with --augment twin).")] = None,
+    target_um_per_px: Annotated[float | None, typer.Option("--target-um-per-px", help="Pixel size of the --target "
+                                                           "images (default: metadata, else red cells).")] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Train a white-cell classifier (CPU), with early stopping and a full provenance record."""
@@ -246,6 +251,7 @@ def train(
         with _Bar("training (batches)") as bar:
             res = train_model([str(d) for d in data], out, labels=label_spec, augment=augment, epochs=epochs,
                               seed=seed, um_per_px=um_per_px, norm=norm, num_threads=threads, overwrite=overwrite,
+                              target=target, target_um_per_px=target_um_per_px,
                               progress=lambda done, total, info=None: bar(done, total), log=console.print)
     except (HemotwinError, ValueError) as exc:
         raise _fail(exc) from None

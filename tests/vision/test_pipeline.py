@@ -131,3 +131,31 @@ def test_augmentations_end_in_the_model_geometry(twin_cells):
     for img in outs.values():
         assert img.shape == (GEOM.input_size, GEOM.input_size, 3) and img.dtype == np.uint8
     assert not np.array_equal(outs["twin"], outs["none"])
+
+
+def test_train_with_a_target_scanner_records_it(twin_cells, tmp_path):
+    """``--target``: unlabelled images of another scanner calibrate part of the twin re-imaging.
+
+    The target is the twin's phone-40x preset; its images' pixel size comes from their metadata,
+    and the fitted style (the stain-level ratios TargetStyle's own tests check) travels with the
+    model so the training can be audited and repeated.
+    """
+    target = tmp_path / "phone"
+    simulate_cells(CellSetConfig(profile=load_profile("phone-40x"), per_class=3, size_px=96,
+                                 classes=["LYT", "NGS"], seed=9), target, workers=1)
+    out = tmp_path / "t.hemo"
+    res = train_model([twin_cells], out, augment="twin", epochs=1, seed=0, geometry=GEOM, num_threads=1,
+                      batch_size=8, patience=1, target=target)
+    assert out.exists() and res["n_train"] > 0
+    with zipfile.ZipFile(out) as z:
+        aug = json.loads(z.read("manifest.json"))["provenance"]["augmentation"]
+    tgt = aug["target"]
+    assert tgt["n_images"] == 6 and tgt["um_per_px_source"] == "image metadata"
+    assert tgt["um_per_px"] == pytest.approx(load_profile("phone-40x").camera.um_per_px, rel=1e-3)
+    assert 0.0 < tgt["style"]["purple_ratio"] and tgt["style"]["schema"] == "hemotwin.target_style/1"
+    with pytest.raises(InputError, match="--augment twin"):
+        train_model([twin_cells], tmp_path / "c.hemo", augment="color", epochs=1, geometry=GEOM, target=target)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="empty"):
+        train_model([twin_cells], tmp_path / "e.hemo", augment="twin", epochs=1, geometry=GEOM, target=empty)

@@ -129,16 +129,22 @@ class _TwinReimage:
     reimagers: list
     geometry: Geometry
     p_reimage: float
+    target_style: Any = None  #: a fitted TargetStyle, or None
+    p_target: float = 0.0
 
     def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if rng.random() >= self.p_reimage:
+        u = rng.random()
+        if self.target_style is not None and u < self.p_target:
+            return to_model_geometry(self.target_style(rgb, self.geometry.work_um_per_px, rng), self.geometry)
+        if u >= self.p_target + (1.0 - self.p_target) * self.p_reimage:
             return to_model_geometry(rgb, self.geometry)
         r = self.reimagers[int(rng.integers(len(self.reimagers)))]
         return r(rgb, self.geometry.work_um_per_px, rng)
 
 
 def make_augment(mode: str, geometry: Geometry, *, basis=None, strength: float = 0.3, p_reimage: float = 0.5,
-                 profiles: Sequence[str] = TWIN_PROFILES, pool_size: int = 12, seed: int = 0) -> Augment:
+                 profiles: Sequence[str] = TWIN_PROFILES, pool_size: int = 12, seed: int = 0,
+                 target_style=None, p_target: float = 0.5) -> Augment:
     """The training augmentation of ``mode`` (``none``, ``color``, ``twin``): working -> model geometry.
 
     ``twin`` needs a fitted :class:`~hemotwin.twin.reimage.StainBasis` (the training images'
@@ -162,7 +168,8 @@ def make_augment(mode: str, geometry: Geometry, *, basis=None, strength: float =
                      for k, p in enumerate(profiles)]
         # The physical re-imaging is followed by the same colour jitter as the baseline, so the
         # comparison measures what the twin adds on top of it.
-        return Compose((Geometric(), _TwinReimage(reimagers, geometry, p_reimage), ColorJitter()))
+        return Compose((Geometric(), _TwinReimage(reimagers, geometry, p_reimage, target_style,
+                                                  p_target if target_style is not None else 0.0), ColorJitter()))
     raise InputError("--augment", mode, "one of none, color, twin")
 
 
@@ -291,13 +298,16 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
                 augment: str = "twin", epochs: int = 30, seed: int = 0, val_fraction: float = 0.15,
                 um_per_px: float | None = None, geometry: Geometry = Geometry(), norm: str = "group",
                 batch_size: int = 64, patience: int = 6, num_threads: int | None = None, num_workers: int = 0,
-                twin_strength: float = 0.3, overwrite: bool = False, progress: Callable | None = None,
+                twin_strength: float = 0.3, target: str | Path | None = None, target_um_per_px: float | None = None,
+                p_target: float = 0.5, overwrite: bool = False, progress: Callable | None = None,
                 log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """Train a classifier on one or more data folders and save it as a ``.hemo`` model file.
 
     The validation split keeps near-duplicates together and drives early stopping; the file
     records labels, geometry, data checksums, seeds, augmentation (with the fitted stain basis)
-    and the validation metrics.
+    and the validation metrics. ``target`` (with ``augment="twin"``): a folder of unlabelled
+    images from the scanner the model will be used on; a fraction ``p_target`` of the training
+    samples is then re-imaged as that scanner (:class:`~hemotwin.twin.target_style.TargetStyle`).
     """
     from hemotwin.vision.datasets import split
     from hemotwin.vision.modelfile import save_model
@@ -327,14 +337,25 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
     y_tr = target_masks([parts.train.items[i].label for i in tr.kept], model_labels)
     y_va = target_masks([parts.val.items[i].label for i in va.kept], model_labels)
 
-    basis = None
+    if target is not None and augment != "twin":
+        raise InputError("--target", str(target), "--augment twin (the target scanner is a twin re-imaging)")
+    basis = style = None
+    target_info: dict[str, Any] | None = None
     if augment == "twin":
         from hemotwin.twin.reimage import StainBasis
 
         rng = np.random.default_rng(seed)
         sample = tr.images[rng.choice(len(tr.images), size=min(64, len(tr.images)), replace=False)]
         basis = StainBasis().fit(list(sample))
-    aug = make_augment(augment, geometry, basis=basis, strength=twin_strength, seed=seed)
+        if target is not None:
+            from hemotwin.twin.target_style import TargetStyle
+
+            tgt, target_info = load_target_images(target, geometry, um_per_px=target_um_per_px, seed=seed)
+            style = TargetStyle().fit(list(sample), list(tgt), source_um_per_px=geometry.work_um_per_px,
+                                      target_um_per_px=geometry.work_um_per_px, seed=seed)
+            log(f"target scanner from {target_info['n_images']} images of {target}: {style!r}")
+    aug = make_augment(augment, geometry, basis=basis, strength=twin_strength, seed=seed, target_style=style,
+                       p_target=p_target)
     # Macro-F1 needs fine validation labels; with coarse ones (PBC "neutrophil" for a 15-class
     # model) early stopping watches the set accuracy instead.
     monitor = "macro_f1" if len(y_va) and bool((y_va.sum(axis=1) == 1).all()) else "accuracy"
@@ -347,7 +368,9 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
     stain_reference = fit_stain_reference(tr.images, geometry, seed=seed, log=log)
     augmentation = {"mode": augment, "twin_strength": twin_strength if augment == "twin" else None,
                     "twin_profiles": list(TWIN_PROFILES) if augment == "twin" else None,
-                    "stain_basis": basis.to_dict() if basis is not None else None}
+                    "stain_basis": basis.to_dict() if basis is not None else None,
+                    "target": None if style is None else {**target_info, "p_target": p_target,
+                                                          "style": style.to_dict()}}
     save_model(out, res.model, labels=list(model_labels), um_per_px=geometry.um_per_px, data_checksums=checksums,
                seed=seed, augmentation=augmentation, metrics=res.best_metrics,
                training_config=res.config.model_dump(mode="json"), overwrite=overwrite,
@@ -359,6 +382,54 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
             "best_metrics": res.best_metrics, "seconds": res.seconds, "train_images_per_s": res.train_images_per_s,
             "n_train": len(tr.kept), "n_val": len(va.kept), "failures": tr.failures + va.failures, "notes": notes,
             "history": res.history}
+
+
+def load_target_images(folder: str | Path, geometry: Geometry, *, um_per_px: float | None = None,
+                       max_images: int = 64, seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+    """Unlabelled images of a target scanner (fields or crops), at the working geometry.
+
+    Every image file under ``folder`` counts (no class folders needed); at most ``max_images``,
+    drawn with ``seed``. Pixel size: ``um_per_px``, else each file's metadata, else the red-cell
+    ruler's median over the images (fields hold plenty of red cells). Unreadable files are
+    skipped and listed.
+    """
+    from hemotwin.io.images import IMAGE_SUFFIXES
+    from hemotwin.vision.datasets import estimate_um_per_px
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("--target", str(folder), "a folder of images from the target scanner")
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise InputError("--target", str(folder), "a folder holding image files")
+    if len(paths) > max_images:
+        pick = np.random.default_rng(seed).choice(len(paths), size=max_images, replace=False)
+        paths = [paths[i] for i in sorted(pick)]
+    read, failures = [], []
+    for p in paths:
+        try:
+            rgb, info = read_image(p)
+            read.append((p, rgb, info.um_per_px))
+        except (HemotwinError, OSError, ValueError) as exc:
+            failures.append({"path": str(p), "error": str(exc)})
+    source = "option"
+    um = um_per_px
+    if um is None:
+        meta = [m for _, _, m in read if m is not None]
+        if len(meta) == len(read) and meta:
+            um, source = float(np.median(meta)), "image metadata"
+        else:
+            est = [e for e in (estimate_um_per_px(rgb)[0] for _, rgb, _ in read) if e is not None]
+            if len(est) < 3:
+                raise InputError("--target", str(folder), "a pixel size (--target-um-per-px), or at least 3 "
+                                 f"images with enough red cells to measure one (found {len(est)})")
+            um, source = float(np.median(est)), f"red-cell ruler ({len(est)} images)"
+    if not read:
+        raise InputError("--target", str(folder), f"readable images (all {len(failures)} failed)")
+    images = np.stack([to_canonical(rgb, um_per_px=um, canonical_um_per_px=geometry.work_um_per_px,
+                                    size=geometry.work_size) for _, rgb, _ in read])
+    return images, {"folder": str(folder), "n_images": len(read), "um_per_px": um, "um_per_px_source": source,
+                    "failures": failures}
 
 
 def fit_stain_reference(work_images: np.ndarray, geometry: Geometry, *, seed: int = 0, max_images: int = 64,

@@ -1,0 +1,309 @@
+"""Re-imaging calibrated to a deployment scanner from its unlabelled images.
+
+The twin's re-imaging (:mod:`hemotwin.twin.reimage`) draws scanners around four presets. A
+laboratory that adopts a model has something better than presets: a few dozen unlabelled images
+from its own microscope. :class:`TargetStyle` fits, from those images and from the training
+images, what separates the two scanners in the twin's own terms, and then re-images each
+training cell as if the target scanner had taken it:
+
+- **stain vectors** of both scanners (:class:`~hemotwin.twin.reimage.StainBasis` fitted on each
+  set), so the amounts unmixed from a training crop are rendered back with the target's colours;
+- **stain levels**: the ratio of the target's to the source's nuclear (purple, 99th percentile of
+  a crop) and eosin (median over eosin-stained pixels: mostly red cells) amounts, and the spread
+  of the target's levels between its images (staining time, dye batch);
+- **resolution**: the Gaussian blur (µm) that brings the source's normalised chromatin-edge
+  sharpness down to the target's (zero when the target is as sharp or sharper: re-imaging
+  cannot add detail);
+- **white point** of the target's clear glass.
+
+Each call draws levels, blur and white point from the fitted spread, so the model sees the
+target's scanner and its run-to-run variation, never the target's cells: no target label is
+used, and the target images need not contain the classes being trained.
+
+It is the training-time counterpart of :class:`~hemotwin.twin.harmonise.StainHarmoniser`
+(which maps target images into the source's stain space at test time); both are ``fit`` on
+unlabelled images of the other scanner.
+
+>>> style = TargetStyle().fit(training_crops, lab_fields, source_um_per_px=0.1125,   # doctest: +SKIP
+...                           target_um_per_px=0.1125)
+>>> out = style(rgb, 0.1125, np.random.default_rng(0))                               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from hemotwin.errors import InputError
+from hemotwin.twin.reimage import StainBasis, estimate_background
+from hemotwin.twin.specimen.maps import ABSORBERS, AbsorberMaps
+
+__all__ = ["TargetStyle"]
+
+_SCHEMA = "hemotwin.target_style/1"
+_PURPLE = ABSORBERS.index("purple")
+_AZURE = ABSORBERS.index("azure_b")
+_EOSIN = ABSORBERS.index("eosin")
+_HB = ABSORBERS.index("hemoglobin")
+#: Blur grid (µm, Gaussian sigma) searched for the resolution match.
+_SIGMA_GRID_UM = np.round(np.arange(0.0, 1.51, 0.05), 3)
+
+
+def _images(images, where: str) -> list[np.ndarray]:
+    out = [np.asarray(im) for im in images]
+    if not out:
+        raise InputError(where, "no images", "at least one RGB image")
+    for i, im in enumerate(out):
+        if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
+            raise InputError(f"{where}[{i}]", f"{im.dtype} {im.shape}", "H x W x 3 uint8 RGB")
+    return out
+
+
+def _nuclear_weight(purple: np.ndarray) -> np.ndarray:
+    """0 outside the nucleus, 1 inside: purple relative to half its 99th percentile, clipped."""
+    thr = 0.5 * float(np.percentile(purple, 99.0))
+    return np.clip(purple / thr, 0.0, 1.0) if thr > 0 else np.zeros_like(purple)
+
+
+def _cell_weight(nuclear: np.ndarray, radius_px: float) -> np.ndarray:
+    """Soft mask of the white cell: the nucleus grown by ``radius_px`` (its cytoplasm), smoothed."""
+    grown = ndi.maximum_filter(nuclear, size=max(1, round(radius_px))) if radius_px >= 1 else nuclear
+    return np.clip(ndi.gaussian_filter(grown.astype(np.float32), max(radius_px / 4.0, 0.5)), 0.0, 1.0)
+
+
+def _stain_levels(ab: np.ndarray) -> tuple[float, float, float, float]:
+    """Nuclear purple, nuclear azure, eosin and nuclear eosin levels of one image's absorber maps.
+
+    Nuclear levels are medians over the nucleus (pixels above half the 99th percentile of
+    purple), not a peak percentile: a textured nucleus (PBC's chromatin speckle) and a uniform
+    one (BCCD's) of the same mean stain then read alike, and the azure level measured over the
+    same pixels carries the nucleus's hue. The eosin level is the median over eosin-stained
+    pixels, mostly red cells; the nuclear eosin level (eosin bound to chromatin: the
+    Romanowsky effect, which differs between stain protocols far more than the red cells' eosin)
+    is its median over the nucleus.
+    """
+    p = ab[_PURPLE]
+    nuc = p > 0.5 * float(np.percentile(p, 99.0))
+    if nuc.sum() < 50:
+        return float("nan"), float("nan"), float("nan"), float("nan")
+    e = ab[_EOSIN]
+    stained = e[(e > 0.05) & ~nuc]
+    eos = float(np.median(stained)) if stained.size > 50 else float("nan")
+    return float(np.median(p[nuc])), float(np.median(ab[_AZURE][nuc])), eos, float(np.median(e[nuc]))
+
+
+def _blurred(ab: np.ndarray, sigma_px: float) -> np.ndarray:
+    if sigma_px <= 0:
+        return ab
+    out = ab.copy()
+    for k in (_PURPLE, _AZURE, _EOSIN):
+        out[k] = ndi.gaussian_filter(ab[k], sigma_px)
+    return out
+
+
+def _sharpness(eosin: np.ndarray) -> float:
+    """Mean red-cell edge gradient of an eosin map normalised by its own red-cell level (1/px).
+
+    Red cells are the resolution target every smear image holds: uniform discs with a sharp rim,
+    the same in any laboratory, where a nucleus's texture differs with the stain (BCCD's nuclei
+    show little chromatin detail however sharp the optics). Normalising by the level makes the
+    measure independent of how strongly the image is stained, so two scanners differ in it only
+    through their resolution (and noise, kept small by the light pre-smoothing).
+    """
+    level = float(np.percentile(eosin, 90.0))
+    if not level > 0.05:
+        return float("nan")
+    e = ndi.gaussian_filter(eosin / level, 0.7)
+    g = np.hypot(ndi.sobel(e, 0), ndi.sobel(e, 1)) / 8.0
+    mask = (e > 0.25) & (e < 0.75)  # cell rims, not the flat body or the glass
+    return float(g[mask].mean()) if mask.sum() > 50 else float("nan")
+
+
+class TargetStyle:
+    """Fit on source (training) and target (deployment) images; re-image source crops as the target.
+
+    Parameters
+    ----------
+    level_spread
+        Factor on the target's fitted between-image spread of stain levels (log-normal draws).
+    blur_spread
+        Relative range (±) of the drawn blur around the fitted one.
+    max_images
+        Images per set used to fit (subsampled with ``seed``).
+    fit_pixels
+        Pixels pooled to fit each stain basis.
+
+    Attributes
+    ----------
+    source_, target_
+        The two fitted :class:`~hemotwin.twin.reimage.StainBasis`.
+    purple_ratio_, eosin_ratio_
+        Target / source median stain levels.
+    purple_log_sd_, eosin_log_sd_
+        Between-image spread (standard deviation of the log level) of the target.
+    blur_um_
+        Gaussian sigma (µm) that matches the source's sharpness to the target's.
+    """
+
+    def __init__(self, *, level_spread: float = 1.0, blur_range: tuple[float, float] = (0.0, 1.0),
+                 cell_radius_um: float = 4.0, max_images: int = 64, fit_pixels: int = 200_000) -> None:
+        if not (0.0 <= level_spread <= 3.0):
+            raise InputError("TargetStyle.level_spread", level_spread, "a factor in [0, 3]")
+        lo, hi = (float(v) for v in blur_range)
+        if not (0.0 <= lo <= hi <= 3.0):
+            raise InputError("TargetStyle.blur_range", blur_range, "factors 0 <= low <= high <= 3")
+        if not (0.0 <= cell_radius_um <= 20.0):
+            raise InputError("TargetStyle.cell_radius_um", cell_radius_um, "a radius in µm, in [0, 20]")
+        self.level_spread = float(level_spread)
+        self.blur_range = (lo, hi)
+        self.cell_radius_um = float(cell_radius_um)
+        self.max_images = int(max_images)
+        self.fit_pixels = int(fit_pixels)
+        self.source_: StainBasis | None = None
+        self.target_: StainBasis | None = None
+        self.purple_ratio_ = self.azure_ratio_ = self.eosin_ratio_ = self.nuclear_eosin_ratio_ = float("nan")
+        self.purple_log_sd_ = self.eosin_log_sd_ = 0.0
+        self.blur_um_ = 0.0
+        self.backgrounds_: np.ndarray | None = None
+        self.report_: dict = {}
+
+    def _fit_basis(self, images: list[np.ndarray], seed: int) -> StainBasis:
+        # The scanner's own white point first: the twin's default is the fallback for crops
+        # without glass, and a dimmer lamp (BCCD's glass is 20 % darker than PBC's) would
+        # otherwise be read as a uniform stain over the whole image.
+        basis = StainBasis()
+        bgs = np.array([estimate_background(im, gamma=basis.gamma) for im in images])
+        basis.background_ = np.median(bgs, axis=0)
+        basis._set_cache()
+        return basis.fit(images, max_pixels=self.fit_pixels, seed=seed)
+
+    # -- estimator API ----------------------------------------------------------------------------
+    def fit(self, source_images: Sequence[np.ndarray], target_images: Sequence[np.ndarray], *,
+            source_um_per_px: float, target_um_per_px: float, seed: int = 0) -> TargetStyle:
+        """Learn both scanners from unlabelled images of each (a few dozen are enough)."""
+        rng = np.random.default_rng(seed)
+        sets = {}
+        for name, imgs in (("source_images", source_images), ("target_images", target_images)):
+            ims = _images(imgs, name)
+            if len(ims) > self.max_images:
+                ims = [ims[i] for i in sorted(rng.choice(len(ims), self.max_images, replace=False))]
+            sets[name] = ims
+        for name, um in (("source_um_per_px", source_um_per_px), ("target_um_per_px", target_um_per_px)):
+            if not (isinstance(um, (int, float, np.floating)) and 0.0 < float(um) <= 50.0):
+                raise InputError(name, um, "a pixel size in µm, in (0, 50]")
+        self.source_ = self._fit_basis(sets["source_images"], seed)
+        self.target_ = self._fit_basis(sets["target_images"], seed)
+        src = [self.source_.transform(im, um_per_px=source_um_per_px).absorbers for im in sets["source_images"]]
+        tgt = [self.target_.transform(im, um_per_px=target_um_per_px).absorbers for im in sets["target_images"]]
+        self.backgrounds_ = np.array([self.target_.optical_density(im)[1] for im in sets["target_images"]])
+        # Resolution first: blur the source's eosin maps until their sharpness (per µm) matches
+        # the target's. Levels are compared after that blur, because blur lowers the peaks a
+        # percentile reads (0.3 µm of blur took a fifth off the 99th percentile of twin nuclei).
+        t_per_um = float(np.nanmedian([_sharpness(ab[_EOSIN]) for ab in tgt])) / float(target_um_per_px)
+        curve = []
+        for sigma_um in _SIGMA_GRID_UM:
+            s_px = sigma_um / float(source_um_per_px)
+            vals = [_sharpness(ndi.gaussian_filter(ab[_EOSIN], s_px) if s_px > 0 else ab[_EOSIN]) for ab in src]
+            curve.append(float(np.nanmedian(vals)) / float(source_um_per_px))
+        curve = np.array(curve)
+        below = np.nonzero(curve <= t_per_um * (1.0 + 1e-9))[0]
+        self.blur_um_ = float(_SIGMA_GRID_UM[below[0]]) if below.size else float(_SIGMA_GRID_UM[-1])
+        s_px = self.blur_um_ / float(source_um_per_px)
+        src_levels = [_stain_levels(_blurred(ab, s_px)) for ab in src]
+        tgt_levels = [_stain_levels(ab) for ab in tgt]
+
+        def logs(rows, k):
+            v = np.array([r[k] for r in rows], dtype=float)
+            v = v[np.isfinite(v) & (v > 0)]
+            if v.size < 3:
+                raise InputError("TargetStyle.fit", f"{v.size} images with stained cells",
+                                 "at least 3 stained images per scanner")
+            return np.log(v)
+
+        (sp, tp), (sa, ta), (se, te) = ((logs(src_levels, k), logs(tgt_levels, k)) for k in range(3))
+        sn = np.array([r[3] for r in src_levels], dtype=float)
+        tn = np.array([r[3] for r in tgt_levels], dtype=float)
+        # Nuclear eosin can be near zero in one scanner: a ratio of medians with a floor, not logs.
+        self.nuclear_eosin_ratio_ = float(np.nanmedian(tn) / max(float(np.nanmedian(sn)), 1e-3))
+        self.purple_ratio_ = float(np.exp(np.median(tp) - np.median(sp)))
+        # Azure separately: the nuclear hue (purple against azure) differs between stains.
+        self.azure_ratio_ = float(np.exp(np.median(ta) - np.median(sa)))
+        self.eosin_ratio_ = float(np.exp(np.median(te) - np.median(se)))
+        # Robust spread (IQR / 1.349): a few blank or debris images must not widen it.
+        self.purple_log_sd_ = float(np.subtract(*np.percentile(tp, [75, 25])) / 1.349)
+        self.eosin_log_sd_ = float(np.subtract(*np.percentile(te, [75, 25])) / 1.349)
+        self.report_ = {"n_source": len(sets["source_images"]), "n_target": len(sets["target_images"]),
+                        "source_sharpness_per_um": float(curve[0]), "target_sharpness_per_um": float(t_per_um)}
+        return self
+
+    def _check_fitted(self) -> None:
+        if self.target_ is None or self.source_ is None:
+            raise InputError("TargetStyle", "not fitted", "fit(source_images, target_images, ...) first")
+
+    def __call__(self, rgb: np.ndarray, um_per_px: float, rng: np.random.Generator) -> np.ndarray:
+        """One re-imaging of a source crop as the target scanner would show it (uint8, same grid)."""
+        self._check_fitted()
+        if not isinstance(rng, np.random.Generator):
+            raise InputError("TargetStyle rng", type(rng).__name__, "a numpy.random.Generator")
+        maps = self.source_.transform(rgb, um_per_px=um_per_px)
+        ab = maps.absorbers.copy()
+        sp = self.level_spread
+        ab[_PURPLE] *= np.float32(self.purple_ratio_ * np.exp(rng.normal(0.0, sp * self.purple_log_sd_)))
+        ab[_AZURE] *= np.float32(self.azure_ratio_ * np.exp(rng.normal(0.0, sp * self.purple_log_sd_)))
+        # Eosin has three binding sites whose levels differ independently between protocols: red
+        # cells (the fitted ratio), chromatin (the nuclear ratio) and white-cell granules and
+        # cytoplasm (kept, jittered: a target's eosinophil granules stay vivid when its red
+        # cells are pale — BCCD's — and no label-free measure separates them from the
+        # cytoplasm of its most common cell).
+        w = _nuclear_weight(maps.absorbers[_PURPLE])
+        c = _cell_weight(w, self.cell_radius_um / float(um_per_px))
+        e_rbc = self.eosin_ratio_ * np.exp(rng.normal(0.0, sp * self.eosin_log_sd_))
+        e_cell = np.exp(rng.normal(0.0, sp * self.eosin_log_sd_))
+        scale = e_rbc * (1.0 - c) + c * (e_cell * (1.0 - w) + self.nuclear_eosin_ratio_ * w)
+        ab[_EOSIN] *= scale.astype(np.float32)
+        blur = self.blur_um_ * rng.uniform(*self.blur_range)
+        if blur > 0:
+            s = blur / float(um_per_px)
+            for k in (_PURPLE, _AZURE, _EOSIN):
+                ab[k] = ndi.gaussian_filter(ab[k], s)
+        ab[_HB] = np.float32(self.target_.hb_per_eosin) * ab[_EOSIN]
+        bg = self.backgrounds_[int(rng.integers(len(self.backgrounds_)))]
+        out = self.target_.inverse_transform(AbsorberMaps(ab, maps.instances, maps.compartments, maps.um_per_px),
+                                             background=bg)
+        return out
+
+    run = __call__
+
+    # -- persistence ------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """JSON-able state (stored with a model's provenance)."""
+        self._check_fitted()
+        return {"schema": _SCHEMA, "source": self.source_.to_dict(), "target": self.target_.to_dict(),
+                "purple_ratio": self.purple_ratio_, "azure_ratio": self.azure_ratio_, "eosin_ratio": self.eosin_ratio_, "nuclear_eosin_ratio": self.nuclear_eosin_ratio_,
+                "purple_log_sd": self.purple_log_sd_, "eosin_log_sd": self.eosin_log_sd_,
+                "blur_um": self.blur_um_, "backgrounds": self.backgrounds_.tolist(),
+                "level_spread": self.level_spread, "blur_range": list(self.blur_range),
+                "cell_radius_um": self.cell_radius_um, "report": self.report_}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TargetStyle:
+        if not isinstance(data, dict) or data.get("schema") != _SCHEMA:
+            raise InputError("target style", (data or {}).get("schema") if isinstance(data, dict) else data,
+                             f"a dict with schema {_SCHEMA!r}")
+        obj = cls(level_spread=float(data["level_spread"]), blur_range=tuple(data["blur_range"]),
+                  cell_radius_um=float(data.get("cell_radius_um", 4.0)))
+        obj.source_ = StainBasis.from_dict(data["source"])
+        obj.target_ = StainBasis.from_dict(data["target"])
+        for k in ("purple_ratio", "azure_ratio", "eosin_ratio", "nuclear_eosin_ratio", "purple_log_sd", "eosin_log_sd", "blur_um"):
+            setattr(obj, k + "_", float(data[k]))
+        obj.backgrounds_ = np.asarray(data["backgrounds"], dtype=np.float64)
+        obj.report_ = dict(data.get("report", {}))
+        return obj
+
+    def __repr__(self) -> str:
+        if self.target_ is None:
+            return "TargetStyle(unfitted)"
+        return (f"TargetStyle(purple x{self.purple_ratio_:.2f}, azure x{self.azure_ratio_:.2f}, eosin x{self.eosin_ratio_:.2f} (nuclear x{self.nuclear_eosin_ratio_:.2f}), "
+                f"blur {self.blur_um_:.2f} µm)")
