@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
                     help="twin cells per class code for the +synth modes (split over the four presets)")
     ap.add_argument("--target-fields", type=int, default=64,
                     help="unlabelled BCCD fields the twin-target mode fits the target scanner on")
-    ap.add_argument("--p-target", type=float, default=0.5, help="fraction of samples re-imaged as the target")
+    ap.add_argument("--p-target", type=float, default=0.3, help="fraction of samples re-imaged as the target")
     ap.add_argument("--save-models", default=None, help="folder to keep each arm's model file in (for rescoring)")
     ap.add_argument("--tta", action="store_true", help="also score with 8-view test-time augmentation")
     ap.add_argument("--out", default=None)

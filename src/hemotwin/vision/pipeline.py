@@ -144,7 +144,7 @@ class _TwinReimage:
 
 def make_augment(mode: str, geometry: Geometry, *, basis=None, strength: float = 0.3, p_reimage: float = 0.5,
                  profiles: Sequence[str] = TWIN_PROFILES, pool_size: int = 12, seed: int = 0,
-                 target_style=None, p_target: float = 0.5) -> Augment:
+                 target_style=None, p_target: float = 0.3) -> Augment:
     """The training augmentation of ``mode`` (``none``, ``color``, ``twin``): working -> model geometry.
 
     ``twin`` needs a fitted :class:`~hemotwin.twin.reimage.StainBasis` (the training images'
@@ -299,7 +299,7 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
                 um_per_px: float | None = None, geometry: Geometry = Geometry(), norm: str = "group",
                 batch_size: int = 64, patience: int = 6, num_threads: int | None = None, num_workers: int = 0,
                 twin_strength: float = 0.3, target: str | Path | None = None, target_um_per_px: float | None = None,
-                p_target: float = 0.5, overwrite: bool = False, progress: Callable | None = None,
+                p_target: float = 0.3, overwrite: bool = False, progress: Callable | None = None,
                 log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """Train a classifier on one or more data folders and save it as a ``.hemo`` model file.
 
