@@ -19,6 +19,13 @@ of the five classes to the PBC training set (``--synth-per-class`` per class cod
 randomised neighbours of the four scanner presets, as for the shipped model): the issue's
 "mixtures" of real and synthetic training data. Validation and test sets stay real PBC.
 
+Mode ``twin-target`` is the ``twin`` arm with a fraction ``--p-target`` of the samples re-imaged
+as BCCD's scanner (:class:`hemotwin.twin.target_style.TargetStyle`, fitted on ``--target-fields``
+unlabelled BCCD *fields*; by default the 23 fields none of whose cells is scored, so no BCCD label,
+box or scored cell is used). It answers what a laboratory
+gains by giving the twin a few dozen unlabelled images of its own microscope (``hemotwin train
+--target DIR``); it is not a cross-microscope result in the strict, target-blind sense.
+
 Usage: ``.venv/bin/python benchmarks/bench_vision.py [--epochs 30] [--modes none,color,twin]
 [--out vision.json]``. Prints JSON; a table on stderr.
 """
@@ -147,20 +154,28 @@ def synthetic_training_cells(per_class: int, geom: Geometry, *, seed: int) -> tu
 
 
 def fit_target_style(train_images: np.ndarray, um_b: float, geom: Geometry, *, n_fields: int, seed: int):
-    """The twin re-imaging calibrated to BCCD's scanner from ``n_fields`` of its unlabelled fields.
+    """The twin re-imaging calibrated to BCCD's scanner from its unlabelled fields.
 
-    Fields, not the scored crops: they are whole images of that microscope (glass, red cells,
-    white cells of any class), and no label, box or crop of BCCD is used.
+    By default (``n_fields`` 0) only the 23 fields none of whose cells is scored (no crop in the
+    manifest): the fit sees that microscope's glass, red cells and stain, never a scored cell.
+    ``n_fields`` > 0 draws that many of all 364 fields instead (still without labels or boxes).
     """
     from hemotwin.twin.target_style import TargetStyle
     from hemotwin.vision.datasets import to_canonical
 
     fields = sorted((SHARED / "bccd" / "BCCD" / "JPEGImages").glob("*.jpg"))
-    pick = np.random.default_rng(seed).choice(len(fields), size=min(n_fields, len(fields)), replace=False)
-    tiles = [to_canonical(read_image(fields[i])[0], um_per_px=um_b, canonical_um_per_px=geom.work_um_per_px,
-                          size=geom.work_size) for i in sorted(pick)]
-    return TargetStyle().fit(list(train_images), tiles, source_um_per_px=geom.work_um_per_px,
-                             target_um_per_px=geom.work_um_per_px, seed=seed)
+    if n_fields <= 0:
+        rows = [ln.split(",") for ln in (SHARED / "bccd" / "manifest.csv").read_text().splitlines()[1:]]
+        scored = {Path(r[0]).stem for r in rows}
+        use = [f for f in fields if f.stem not in scored]
+    else:
+        pick = np.random.default_rng(seed).choice(len(fields), size=min(n_fields, len(fields)), replace=False)
+        use = [fields[i] for i in sorted(pick)]
+    tiles = [to_canonical(read_image(f)[0], um_per_px=um_b, canonical_um_per_px=geom.work_um_per_px,
+                          size=geom.work_size) for f in use]
+    style = TargetStyle().fit(list(train_images), tiles, source_um_per_px=geom.work_um_per_px,
+                              target_um_per_px=geom.work_um_per_px, seed=seed)
+    return style, [f.name for f in use]
 
 
 def audit_mask(paths: list[Path]) -> np.ndarray:
@@ -189,8 +204,9 @@ def main(argv: list[str] | None = None) -> dict:
                     help="colour model of the re-imaging's stain basis (StainBasis tone)")
     ap.add_argument("--synth-per-class", type=int, default=300,
                     help="twin cells per class code for the +synth modes (split over the four presets)")
-    ap.add_argument("--target-fields", type=int, default=64,
-                    help="unlabelled BCCD fields the twin-target mode fits the target scanner on")
+    ap.add_argument("--target-fields", type=int, default=0,
+                    help="BCCD fields the twin-target mode fits the target scanner on: 0 = the 23 fields with no "
+                         "scored cell; N = N drawn from all fields")
     ap.add_argument("--p-target", type=float, default=0.3, help="fraction of samples re-imaged as the target")
     ap.add_argument("--save-models", default=None, help="folder to keep each arm's model file in (for rescoring)")
     ap.add_argument("--tta", action="store_true", help="also score with 8-view test-time augmentation")
@@ -231,9 +247,9 @@ def main(argv: list[str] | None = None) -> dict:
     synth = None
     if any(m.endswith("+synth") for m in modes):
         synth = synthetic_training_cells(args.synth_per_class, geom, seed=args.seed)
-    style = None
+    style, style_fields = None, []
     if any(m.startswith("twin-target") for m in modes):
-        style = fit_target_style(tr.images, um_b, geom, n_fields=args.target_fields, seed=args.seed)
+        style, style_fields = fit_target_style(tr.images, um_b, geom, n_fields=args.target_fields, seed=args.seed)
         print(f"target style: {style!r}", file=sys.stderr, flush=True)
     results = {}
     for mode in modes:
@@ -297,7 +313,7 @@ def main(argv: list[str] | None = None) -> dict:
                              "of": len(audited)}},
            "epochs_max": args.epochs, "seed": args.seed, "results": results,
            "twin": {"strength": args.twin_strength, "p_reimage": args.p_reimage, "tone": args.tone},
-           "target_style": None if style is None else {"fields": args.target_fields, "p_target": args.p_target,
+           "target_style": None if style is None else {"fields": style_fields, "p_target": args.p_target,
                                                        **style.to_dict()},
            "synthetic": None if synth is None else {"per_class_code": args.synth_per_class, "n": len(synth[1]),
                                                     "by_label": {k: synth[1].count(k) for k in WBC5}},

@@ -151,7 +151,10 @@ def make_augment(mode: str, geometry: Geometry, *, basis=None, strength: float =
     stain vectors); with probability ``p_reimage`` a call re-images the crop through a randomised
     neighbour (``strength``) of one of ``profiles``, then applies the ``color`` jitter. The
     defaults (0.3, half the samples) measured best on BCCD (docs/benchmarks.md); strength 0.8 on
-    80 % of the samples lowered accuracy.
+    80 % of the samples lowered accuracy. With a fitted
+    :class:`~hemotwin.twin.target_style.TargetStyle` (``target_style``), a fraction ``p_target``
+    of the calls re-image the crop as that target scanner instead, and the rest follow the rule
+    above (0.3 measured best of 0.3 / 0.5 / 0.7 on BCCD, one seed each).
     """
     to_model = _ToModel(geometry)
     if mode == "none":
