@@ -159,3 +159,8 @@ def test_train_with_a_target_scanner_records_it(twin_cells, tmp_path):
     empty.mkdir()
     with pytest.raises(InputError, match="empty"):
         train_model([twin_cells], tmp_path / "e.hemo", augment="twin", epochs=1, geometry=GEOM, target=empty)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(InputError, match=r"readable images \(all 1 failed\)"):
+        train_model([twin_cells], tmp_path / "b.hemo", augment="twin", epochs=1, geometry=GEOM, target=broken)

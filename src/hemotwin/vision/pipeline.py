@@ -357,6 +357,8 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
             style = TargetStyle().fit(list(sample), list(tgt), source_um_per_px=geometry.work_um_per_px,
                                       target_um_per_px=geometry.work_um_per_px, seed=seed)
             log(f"target scanner from {target_info['n_images']} images of {target}: {style!r}")
+            for f in target_info["failures"]:
+                log(f"skipped target image {f['path']}: {f['error']}")
     aug = make_augment(augment, geometry, basis=basis, strength=twin_strength, seed=seed, target_style=style,
                        p_target=p_target)
     # Macro-F1 needs fine validation labels; with coarse ones (PBC "neutrophil" for a 15-class
@@ -415,6 +417,8 @@ def load_target_images(folder: str | Path, geometry: Geometry, *, um_per_px: flo
             read.append((p, rgb, info.um_per_px))
         except (HemotwinError, OSError, ValueError) as exc:
             failures.append({"path": str(p), "error": str(exc)})
+    if not read:
+        raise InputError("--target", str(folder), f"readable images (all {len(failures)} failed)")
     source = "option"
     um = um_per_px
     if um is None:
@@ -427,8 +431,6 @@ def load_target_images(folder: str | Path, geometry: Geometry, *, um_per_px: flo
                 raise InputError("--target", str(folder), "a pixel size (--target-um-per-px), or at least 3 "
                                  f"images with enough red cells to measure one (found {len(est)})")
             um, source = float(np.median(est)), f"red-cell ruler ({len(est)} images)"
-    if not read:
-        raise InputError("--target", str(folder), f"readable images (all {len(failures)} failed)")
     images = np.stack([to_canonical(rgb, um_per_px=um, canonical_um_per_px=geometry.work_um_per_px,
                                     size=geometry.work_size) for _, rgb, _ in read])
     return images, {"folder": str(folder), "n_images": len(read), "um_per_px": um, "um_per_px_source": source,
