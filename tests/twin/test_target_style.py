@@ -7,10 +7,10 @@ from functools import lru_cache
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
+from test_reimage import _clean  # the low-noise, JPEG-free preset of the round-trip tests
 
 from hemotwin.errors import InputError
 from hemotwin.twin.datasets import render_cell
-from hemotwin.twin.profiles import ScannerProfile, load_profile
 from hemotwin.twin.reimage import StainBasis
 from hemotwin.twin.specimen.maps import ABSORBERS, AbsorberMaps
 from hemotwin.twin.target_style import TargetStyle
@@ -19,14 +19,6 @@ PURPLE, AZURE, EOSIN, HB = (ABSORBERS.index(n) for n in ("purple", "azure_b", "e
 TRUE_SCALE = 0.5  # the target's stain amounts per unit of the source's
 TRUE_BLUR_UM = 0.3  # the target's extra blur (Gaussian sigma)
 DIM = 0.8  # the target's lamp: glass 20 % darker, as BCCD's against PBC's
-
-
-def _clean(name: str) -> ScannerProfile:
-    d = load_profile(name).to_dict()
-    d["processing"]["jpeg_quality"] = None
-    d["camera"]["full_well_e"] = 1e5
-    d["camera"]["read_noise_e"] = 1.0
-    return ScannerProfile.from_dict(d)
 
 
 @lru_cache(maxsize=1)

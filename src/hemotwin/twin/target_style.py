@@ -280,16 +280,11 @@ class TargetStyle:
         e_cell = np.exp(rng.normal(0.0, sp * self.eosin_log_sd_))
         scale = e_rbc * (1.0 - c) + c * (e_cell * (1.0 - w) + self.nuclear_eosin_ratio_ * w)
         ab[_EOSIN] *= scale.astype(np.float32)
-        blur = self.blur_um_ * rng.uniform(*self.blur_range)
-        if blur > 0:
-            s = blur / float(um_per_px)
-            for k in (_PURPLE, _AZURE, _EOSIN):
-                ab[k] = ndi.gaussian_filter(ab[k], s)
+        ab = _blurred(ab, self.blur_um_ * rng.uniform(*self.blur_range) / float(um_per_px))
         ab[_HB] = np.float32(self.target_.hb_per_eosin) * ab[_EOSIN]
         bg = self.backgrounds_[int(rng.integers(len(self.backgrounds_)))]
-        out = self.target_.inverse_transform(AbsorberMaps(ab, maps.instances, maps.compartments, maps.um_per_px),
+        return self.target_.inverse_transform(AbsorberMaps(ab, maps.instances, maps.compartments, maps.um_per_px),
                                              background=bg)
-        return out
 
     run = __call__
 
