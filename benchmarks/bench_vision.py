@@ -97,6 +97,11 @@ def bccd_um_per_px(n: int = 80, seed: int = 0) -> tuple[float, dict]:
                                     "p10_p90": [float(np.percentile(vals, 10)), float(np.percentile(vals, 90))]}
 
 
+def _bccd_manifest_rows() -> list[list[str]]:
+    """(path, label, source) of every scored BCCD crop, from its manifest."""
+    return [ln.split(",") for ln in (SHARED / "bccd" / "manifest.csv").read_text().splitlines()[1:]]
+
+
 def bccd_context_cells(um_per_px: float, geom: Geometry) -> tuple[np.ndarray, list[str]]:
     """The BCCD crops' cells cut again from their fields with the context a model is trained with.
 
@@ -109,7 +114,7 @@ def bccd_context_cells(um_per_px: float, geom: Geometry) -> tuple[np.ndarray, li
 
     from hemotwin.vision.datasets import to_canonical
 
-    rows = [ln.split(",") for ln in (SHARED / "bccd" / "manifest.csv").read_text().splitlines()[1:]]
+    rows = _bccd_manifest_rows()
     side = round(geom.input_size * geom.um_per_px / um_per_px)
     images, labels = [], []
     for path, label, *_ in rows:
@@ -165,8 +170,7 @@ def fit_target_style(train_images: np.ndarray, um_b: float, geom: Geometry, *, n
 
     fields = sorted((SHARED / "bccd" / "BCCD" / "JPEGImages").glob("*.jpg"))
     if n_fields <= 0:
-        rows = [ln.split(",") for ln in (SHARED / "bccd" / "manifest.csv").read_text().splitlines()[1:]]
-        scored = {Path(r[0]).stem for r in rows}
+        scored = {Path(r[0]).stem for r in _bccd_manifest_rows()}
         use = [f for f in fields if f.stem not in scored]
     else:
         pick = np.random.default_rng(seed).choice(len(fields), size=min(n_fields, len(fields)), replace=False)

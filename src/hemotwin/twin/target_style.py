@@ -211,7 +211,10 @@ class TargetStyle:
         self.target_ = self._fit_basis(sets["target_images"], seed)
         src = [self.source_.transform(im, um_per_px=source_um_per_px).absorbers for im in sets["source_images"]]
         tgt = [self.target_.transform(im, um_per_px=target_um_per_px).absorbers for im in sets["target_images"]]
-        self.backgrounds_ = np.array([self.target_.optical_density(im)[1] for im in sets["target_images"]])
+        # Per-image glass (the lamp varies between fields), as the unmixing itself reads it.
+        self.backgrounds_ = np.array([estimate_background(im, gamma=self.target_.gamma,
+                                                          reference=self.target_.background_)
+                                      for im in sets["target_images"]])
         # Resolution first: blur the source's eosin maps until their sharpness (per µm) matches
         # the target's. Levels are compared after that blur, because blur lowers the peaks a
         # percentile reads (0.3 µm of blur took a fifth off the 99th percentile of twin nuclei).
