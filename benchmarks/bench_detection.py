@@ -1,4 +1,4 @@
-"""Accuracy and speed of :func:`hemotwin.diagnosis.detect.detect_cells`.
+"""Accuracy and speed of :func:`hemotwin.vision.detect.detect_cells`.
 
 Measured:
 
@@ -35,11 +35,11 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from hemotwin.diagnosis.detect import detect_cells  # noqa: E402
 from hemotwin.diagnosis.quality import field_quality  # noqa: E402
 from hemotwin.twin.profiles import list_presets, load_profile, randomize  # noqa: E402
 from hemotwin.twin.render import render  # noqa: E402
 from hemotwin.twin.specimen import LEUKOCYTE_CLASSES, FieldSpec, compose_field  # noqa: E402
+from hemotwin.vision.detect import detect_cells  # noqa: E402
 
 FIELD_UM = 102.4
 WBC_PER_FIELD = 5

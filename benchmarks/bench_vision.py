@@ -212,6 +212,10 @@ def main(argv: list[str] | None = None) -> dict:
                     help="BCCD fields the twin-target mode fits the target scanner on: 0 = the 23 fields with no "
                          "scored cell; N = N drawn from all fields")
     ap.add_argument("--p-target", type=float, default=0.3, help="fraction of samples re-imaged as the target")
+    ap.add_argument("--box-crop", type=float, default=0.0,
+                    help="fraction of samples cut to a box around the white cell (every arm)")
+    ap.add_argument("--scale-jitter", type=float, default=1.0,
+                    help="zoom every sample by up to this factor (1 = off; every arm)")
     ap.add_argument("--save-models", default=None, help="folder to keep each arm's model file in (for rescoring)")
     ap.add_argument("--tta", action="store_true", help="also score with 8-view test-time augmentation")
     ap.add_argument("--out", default=None)
@@ -263,7 +267,8 @@ def main(argv: list[str] | None = None) -> dict:
             x_tr, y_tr = np.concatenate([tr.images, synth[0]]), y["train"] + synth[1]
         aug = make_augment(base_mode.removesuffix("-target"), geom, basis=basis, seed=args.seed,
                            strength=args.twin_strength, p_reimage=args.p_reimage,
-                           target_style=style if base_mode == "twin-target" else None, p_target=args.p_target)
+                           target_style=style if base_mode == "twin-target" else None, p_target=args.p_target,
+                           box_crop=args.box_crop, scale_jitter=args.scale_jitter)
         cfg = TrainConfig(epochs=args.epochs, seed=args.seed, num_threads=args.threads, num_workers=args.workers)
         t = time.perf_counter()
         res = fit(ModelConfig(n_classes=len(WBC5), input_size=geom.input_size),
@@ -316,6 +321,7 @@ def main(argv: list[str] | None = None) -> dict:
                    "audit": {"file": str(AUDIT.relative_to(AUDIT.parents[2])), "consistent": int(audited.sum()),
                              "of": len(audited)}},
            "epochs_max": args.epochs, "seed": args.seed, "results": results,
+           "box_crop": args.box_crop, "scale_jitter": args.scale_jitter,
            "twin": {"strength": args.twin_strength, "p_reimage": args.p_reimage, "tone": args.tone},
            "target_style": None if style is None else {"fields": style_fields, "p_target": args.p_target,
                                                        **style.to_dict()},

@@ -3,7 +3,7 @@
 One engine, one :meth:`AnalysisEngine.run` (TIAToolbox style); :func:`analyze` adds the report
 files. Per field: read (:mod:`~hemotwin.diagnosis.sample`), quality check
 (:func:`~hemotwin.diagnosis.quality.field_quality`), white-cell detection
-(:func:`~hemotwin.diagnosis.detect.detect_cells`), crop and classify
+(:func:`~hemotwin.vision.detect.detect_cells`), crop and classify
 (:class:`~hemotwin.diagnosis.classify.CellClassifier`). Then: the differential of the counted cells
 with exact intervals, the misclassification-corrected interval when a chain calibration matches the
 model and pixel size, the flags, and the review list.
@@ -338,9 +338,9 @@ _WORKER: dict[str, Any] = {}
 
 def _prepare_field(index: int) -> tuple[FieldResult, list[dict[str, Any]], np.ndarray | None]:
     """Read, check, detect and crop one field (runs in a worker process or inline)."""
-    from hemotwin.diagnosis.detect import crop_cell, detect_cells
     from hemotwin.diagnosis.quality import field_quality
     from hemotwin.vision.datasets import to_canonical
+    from hemotwin.vision.detect import crop_cell, detect_cells
 
     sample, (model_um, model_size) = _WORKER["sample"], _WORKER["geometry"]
     src = sample.fields[index]

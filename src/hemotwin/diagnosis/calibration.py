@@ -76,8 +76,8 @@ def _detected_fields(profile: str, labels: list[str], *, seed: int, workers: int
     Yields ``(rendering, detections not cut by the edge, their true labels)`` per field and fills
     ``summary`` with ``missed``, ``notes``, ``n_fields`` and ``profile`` as it goes.
     """
-    from hemotwin.diagnosis.detect import detect_cells
     from hemotwin.diagnosis.virtual import SampleConfig, _pool_map, _render_one, _seed, sample_plan
+    from hemotwin.vision.detect import detect_cells
 
     base = sample_plan(SampleConfig(case="normal", cells=1, profile=profile, seed=seed))
     prof, size_px, per_field = base["profile"], base["size_px"], base["per_field"]
@@ -157,7 +157,7 @@ def field_cell_crops(profile: str, labels: list[str], *, seed: int, size_um: flo
         code of each; false detections are left out), ``um_per_px`` and ``field`` (index of the
         field it was cut from) per crop, ``missed``, ``n_fields``, ``notes``.
     """
-    from hemotwin.diagnosis.detect import crop_cell
+    from hemotwin.vision.detect import crop_cell
 
     crops: list[np.ndarray] = []
     out_labels: list[str] = []

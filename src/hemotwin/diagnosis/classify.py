@@ -1,7 +1,7 @@
 """Classification of detected white cells with a vision model, with per-cell confidence and referral.
 
 Each detection is cropped square around its centroid at the field's pixel size
-(:func:`hemotwin.diagnosis.detect.crop_cell`), brought to the model's pixel size and input size by
+(:func:`hemotwin.vision.detect.crop_cell`), brought to the model's pixel size and input size by
 the vision layer's own resampler (:func:`hemotwin.vision.datasets.to_canonical`: area averaging
 down, bilinear up), and scored by the model's inference engine (onnxruntime by default; torch stays
 inside ``vision/``). A cell whose top probability is below the confidence threshold is **referred**
@@ -85,8 +85,8 @@ class CellClassifier:
 
     def crop(self, rgb: np.ndarray, det, *, um_per_px: float) -> np.ndarray:
         """The model-geometry crop (``S x S x 3`` uint8) of a detection in a field of ``um_per_px``."""
-        from hemotwin.diagnosis.detect import crop_cell
         from hemotwin.vision.datasets import to_canonical
+        from hemotwin.vision.detect import crop_cell
 
         raw = crop_cell(rgb, det, size_um=self.size_um * CROP_MARGIN, um_per_px=um_per_px)
         out = to_canonical(raw, um_per_px=um_per_px, canonical_um_per_px=self.um_per_px, size=self.input_size)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from hemotwin.diagnosis.detect import _check_rgb, _check_um, _to_work, background_rgb, nuclear_stain
+from hemotwin.vision.detect import _check_rgb, _check_um, _to_work, background_rgb, nuclear_stain
 
 __all__ = ["FOCUS_BLURRED", "FOCUS_SOFT", "field_quality"]
 

@@ -113,6 +113,41 @@ def _blurred(ab: np.ndarray, sigma_px: float) -> np.ndarray:
     return out
 
 
+def _nuclear_texture(ab: np.ndarray, px_per_um: float) -> float:
+    """Chromatin texture of a nucleus: high-pass purple within the nucleus over its median level.
+
+    The high pass is the purple map minus its 1 µm Gaussian blur, so it holds chromatin speckle,
+    clumping and the dark rim a sharpening filter leaves at the nuclear edge (PBC's analyzer);
+    dividing by the level makes it independent of stain strength.
+    """
+    p = ab[_PURPLE]
+    nuc = p > 0.5 * float(np.percentile(p, 99.0))
+    if nuc.sum() < 50:
+        return float("nan")
+    level = float(np.median(p[nuc]))
+    if not level > 0:
+        return float("nan")
+    hp = p - ndi.gaussian_filter(p, px_per_um)
+    return float(np.std(hp[nuc]) / level)
+
+
+def _smoothed_nuclei(ab: np.ndarray, sigma_px: float, nuclear: np.ndarray | None = None) -> np.ndarray:
+    """Purple and azure (the nucleus's absorbers) blurred by ``sigma_px``: smoother chromatin.
+
+    With ``nuclear`` (a 0-1 nucleus weight), eosin is blurred as much inside the nucleus and kept
+    outside: chromatin clumps unmix partly as eosin, and left sharp they would show as orange
+    dots in a smoothed nucleus, while the red cells' rims must stay as sharp as the target's.
+    """
+    if sigma_px <= 0:
+        return ab
+    out = ab.copy()
+    for k in (_PURPLE, _AZURE):
+        out[k] = ndi.gaussian_filter(ab[k], sigma_px)
+    if nuclear is not None:
+        out[_EOSIN] = nuclear * ndi.gaussian_filter(ab[_EOSIN], sigma_px) + (1.0 - nuclear) * ab[_EOSIN]
+    return out
+
+
 def _sharpness(eosin: np.ndarray) -> float:
     """Mean red-cell edge gradient of an eosin map normalised by its own red-cell level (1/px).
 
@@ -140,6 +175,8 @@ class TargetStyle:
         Factor on the target's fitted between-image spread of stain levels (log-normal draws).
     blur_range
         Range of factors on the fitted blur, drawn uniformly per call.
+    texture_range
+        Range of factors on the fitted nuclear smoothing, drawn uniformly per call.
     cell_radius_um
         How far around a nucleus the white cell's cytoplasm and granules reach (their eosin is
         kept; outside, red-cell eosin is rescaled).
@@ -159,10 +196,14 @@ class TargetStyle:
         Between-image spread (standard deviation of the log level) of the target.
     blur_um_
         Gaussian sigma (µm) that matches the source's sharpness to the target's.
+    nuclear_smoothing_um_
+        Gaussian sigma (µm) on the nucleus's absorbers that matches the source's chromatin texture
+        to the target's (after the blur).
     """
 
     def __init__(self, *, level_spread: float = 1.0, blur_range: tuple[float, float] = (0.0, 1.0),
-                 cell_radius_um: float = 4.0, max_images: int = 64, fit_pixels: int = 200_000) -> None:
+                 cell_radius_um: float = 4.0, max_images: int = 64, fit_pixels: int = 200_000,
+                 texture_range: tuple[float, float] = (0.5, 1.25)) -> None:
         if not (0.0 <= level_spread <= 3.0):
             raise InputError("TargetStyle.level_spread", level_spread, "a factor in [0, 3]")
         lo, hi = (float(v) for v in blur_range)
@@ -172,6 +213,10 @@ class TargetStyle:
             raise InputError("TargetStyle.cell_radius_um", cell_radius_um, "a radius in µm, in [0, 20]")
         self.level_spread = float(level_spread)
         self.blur_range = (lo, hi)
+        tlo, thi = (float(v) for v in texture_range)
+        if not (0.0 <= tlo <= thi <= 3.0):
+            raise InputError("TargetStyle.texture_range", texture_range, "factors 0 <= low <= high <= 3")
+        self.texture_range = (tlo, thi)
         self.cell_radius_um = float(cell_radius_um)
         self.max_images = int(max_images)
         self.fit_pixels = int(fit_pixels)
@@ -179,7 +224,7 @@ class TargetStyle:
         self.target_: StainBasis | None = None
         self.purple_ratio_ = self.azure_ratio_ = self.eosin_ratio_ = self.nuclear_eosin_ratio_ = float("nan")
         self.purple_log_sd_ = self.eosin_log_sd_ = 0.0
-        self.blur_um_ = 0.0
+        self.blur_um_ = self.nuclear_smoothing_um_ = 0.0
         self.backgrounds_: np.ndarray | None = None
         self.report_: dict = {}
 
@@ -231,7 +276,24 @@ class TargetStyle:
             below = np.nonzero(curve <= t_per_um * (1.0 + 1e-9))[0]
             self.blur_um_ = float(_SIGMA_GRID_UM[below[0]]) if below.size else float(_SIGMA_GRID_UM[-1])
         s_px = self.blur_um_ / float(source_um_per_px)
-        src_levels = [_stain_levels(_blurred(ab, s_px)) for ab in src]
+        src = [_blurred(ab, s_px) for ab in src]
+        # Chromatin texture next, on the nucleus's own absorbers: a target can show smooth nuclei
+        # with sharp red-cell rims (BCCD: its stain or its focus on the cell's top, not its optics),
+        # and a source's sharpening rim around each nucleus survives a paler stain as a dark ring.
+        t_tex = float(np.nanmedian([_nuclear_texture(ab, 1.0 / float(target_um_per_px)) for ab in tgt]))
+        tex = []
+        for sigma_um in _SIGMA_GRID_UM:
+            n_px = sigma_um / float(source_um_per_px)
+            tex.append(float(np.nanmedian([_nuclear_texture(_smoothed_nuclei(ab, n_px), 1.0 / float(source_um_per_px))
+                                            for ab in src])))
+        tex = np.array(tex)
+        if not (np.isfinite(t_tex) and np.isfinite(tex[0])):
+            self.nuclear_smoothing_um_ = 0.0
+        else:
+            below = np.nonzero(tex <= t_tex * (1.0 + 1e-9))[0]
+            self.nuclear_smoothing_um_ = float(_SIGMA_GRID_UM[below[0]]) if below.size else float(_SIGMA_GRID_UM[-1])
+        n_px = self.nuclear_smoothing_um_ / float(source_um_per_px)
+        src_levels = [_stain_levels(_smoothed_nuclei(ab, n_px)) for ab in src]
         tgt_levels = [_stain_levels(ab) for ab in tgt]
 
         def logs(rows, k):
@@ -255,7 +317,8 @@ class TargetStyle:
         self.purple_log_sd_ = float(np.subtract(*np.percentile(tp, [75, 25])) / 1.349)
         self.eosin_log_sd_ = float(np.subtract(*np.percentile(te, [75, 25])) / 1.349)
         self.report_ = {"n_source": len(sets["source_images"]), "n_target": len(sets["target_images"]),
-                        "source_sharpness_per_um": float(curve[0]), "target_sharpness_per_um": float(t_per_um)}
+                        "source_sharpness_per_um": float(curve[0]), "target_sharpness_per_um": float(t_per_um),
+                        "source_nuclear_texture": float(tex[0]), "target_nuclear_texture": t_tex}
         return self
 
     def _check_fitted(self) -> None:
@@ -284,6 +347,8 @@ class TargetStyle:
         scale = e_rbc * (1.0 - c) + c * (e_cell * (1.0 - w) + self.nuclear_eosin_ratio_ * w)
         ab[_EOSIN] *= scale.astype(np.float32)
         ab = _blurred(ab, self.blur_um_ * rng.uniform(*self.blur_range) / float(um_per_px))
+        ab = _smoothed_nuclei(ab, self.nuclear_smoothing_um_ * rng.uniform(*self.texture_range) / float(um_per_px),
+                              nuclear=np.clip(ndi.maximum_filter(w, size=3), 0.0, 1.0).astype(np.float32))
         ab[_HB] = np.float32(self.target_.hb_per_eosin) * ab[_EOSIN]
         bg = self.backgrounds_[int(rng.integers(len(self.backgrounds_)))]
         return self.target_.inverse_transform(AbsorberMaps(ab, maps.instances, maps.compartments, maps.um_per_px),
@@ -299,7 +364,8 @@ class TargetStyle:
                 "purple_ratio": self.purple_ratio_, "azure_ratio": self.azure_ratio_,
                 "eosin_ratio": self.eosin_ratio_, "nuclear_eosin_ratio": self.nuclear_eosin_ratio_,
                 "purple_log_sd": self.purple_log_sd_, "eosin_log_sd": self.eosin_log_sd_,
-                "blur_um": self.blur_um_, "backgrounds": self.backgrounds_.tolist(),
+                "blur_um": self.blur_um_, "nuclear_smoothing_um": self.nuclear_smoothing_um_,
+                "texture_range": list(self.texture_range), "backgrounds": self.backgrounds_.tolist(),
                 "level_spread": self.level_spread, "blur_range": list(self.blur_range),
                 "cell_radius_um": self.cell_radius_um, "report": self.report_}
 
@@ -309,12 +375,15 @@ class TargetStyle:
             raise InputError("target style", (data or {}).get("schema") if isinstance(data, dict) else data,
                              f"a dict with schema {_SCHEMA!r}")
         obj = cls(level_spread=float(data["level_spread"]), blur_range=tuple(data["blur_range"]),
-                  cell_radius_um=float(data.get("cell_radius_um", 4.0)))
+                  cell_radius_um=float(data.get("cell_radius_um", 4.0)),
+                  texture_range=tuple(data.get("texture_range", (0.5, 1.25))))
         obj.source_ = StainBasis.from_dict(data["source"])
         obj.target_ = StainBasis.from_dict(data["target"])
         for k in ("purple_ratio", "azure_ratio", "eosin_ratio", "nuclear_eosin_ratio", "purple_log_sd",
                   "eosin_log_sd", "blur_um"):
             setattr(obj, k + "_", float(data[k]))
+        # Files written before the nuclear smoothing existed re-image without it.
+        obj.nuclear_smoothing_um_ = float(data.get("nuclear_smoothing_um", 0.0))
         obj.backgrounds_ = np.asarray(data["backgrounds"], dtype=np.float64)
         obj.report_ = dict(data.get("report", {}))
         return obj
@@ -324,4 +393,4 @@ class TargetStyle:
             return "TargetStyle(unfitted)"
         return (f"TargetStyle(purple x{self.purple_ratio_:.2f}, azure x{self.azure_ratio_:.2f}, "
                 f"eosin x{self.eosin_ratio_:.2f} (nuclear x{self.nuclear_eosin_ratio_:.2f}), "
-                f"blur {self.blur_um_:.2f} µm)")
+                f"blur {self.blur_um_:.2f} µm, nuclear smoothing {self.nuclear_smoothing_um_:.2f} µm)")

@@ -24,7 +24,7 @@ import numpy as np
 from hemotwin import taxonomy
 from hemotwin.errors import HemotwinError, InputError
 from hemotwin.io.images import read_image
-from hemotwin.vision.augment import Augment, ColorJitter, Compose, Geometric
+from hemotwin.vision.augment import Augment, BoxCrop, ColorJitter, Compose, Geometric, ScaleJitter
 from hemotwin.vision.datasets import Dataset, estimate_dataset_um_per_px, load_dataset, to_canonical
 
 Progress = Callable[[int, int], None]
@@ -144,7 +144,8 @@ class _TwinReimage:
 
 def make_augment(mode: str, geometry: Geometry, *, basis=None, strength: float = 0.3, p_reimage: float = 0.5,
                  profiles: Sequence[str] = TWIN_PROFILES, pool_size: int = 12, seed: int = 0,
-                 target_style=None, p_target: float = 0.3) -> Augment:
+                 target_style=None, p_target: float = 0.3, box_crop: float = 0.0,
+                 scale_jitter: float = 1.0) -> Augment:
     """The training augmentation of ``mode`` (``none``, ``color``, ``twin``): working -> model geometry.
 
     ``twin`` needs a fitted :class:`~hemotwin.twin.reimage.StainBasis` (the training images'
@@ -154,13 +155,18 @@ def make_augment(mode: str, geometry: Geometry, *, basis=None, strength: float =
     80 % of the samples lowered accuracy. With a fitted
     :class:`~hemotwin.twin.target_style.TargetStyle` (``target_style``), a fraction ``p_target``
     of the calls re-image the crop as that target scanner instead, and the rest follow the rule
-    above (0.3 measured best of 0.3 / 0.5 / 0.7 on BCCD, one seed each).
+    above (0.3 measured best of 0.3 / 0.5 / 0.7 on BCCD, one seed each). ``box_crop``: in every
+    mode, the fraction of samples cut to a box around the white cell first (:class:`BoxCrop`);
+    ``scale_jitter`` > 1: every sample is then zoomed by up to that factor (:class:`ScaleJitter`).
     """
     to_model = _ToModel(geometry)
+    first: tuple = (BoxCrop(um_per_px=geometry.work_um_per_px, p=box_crop),) if box_crop > 0 else ()
+    if scale_jitter > 1.0:
+        first = (*first, ScaleJitter(scale_jitter))
     if mode == "none":
-        return Compose((Geometric(), to_model))
+        return Compose((*first, Geometric(), to_model))
     if mode == "color":
-        return Compose((Geometric(), to_model, ColorJitter()))
+        return Compose((*first, Geometric(), to_model, ColorJitter()))
     if mode == "twin":
         if basis is None:
             raise InputError("augment", "twin", "a fitted StainBasis (basis=...)")
@@ -171,7 +177,7 @@ def make_augment(mode: str, geometry: Geometry, *, basis=None, strength: float =
                      for k, p in enumerate(profiles)]
         # The physical re-imaging is followed by the same colour jitter as the baseline, so the
         # comparison measures what the twin adds on top of it.
-        return Compose((Geometric(), _TwinReimage(reimagers, geometry, p_reimage, target_style,
+        return Compose((*first, Geometric(), _TwinReimage(reimagers, geometry, p_reimage, target_style,
                                                   p_target if target_style is not None else 0.0), ColorJitter()))
     raise InputError("--augment", mode, "one of none, color, twin")
 
@@ -302,7 +308,7 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
                 um_per_px: float | None = None, geometry: Geometry = Geometry(), norm: str = "group",
                 batch_size: int = 64, patience: int = 6, num_threads: int | None = None, num_workers: int = 0,
                 twin_strength: float = 0.3, target: str | Path | None = None, target_um_per_px: float | None = None,
-                p_target: float = 0.3, overwrite: bool = False, progress: Callable | None = None,
+                p_target: float = 0.3, box_crop: float = 0.0, overwrite: bool = False, progress: Callable | None = None,
                 log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """Train a classifier on one or more data folders and save it as a ``.hemo`` model file.
 
@@ -360,7 +366,7 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
             for f in target_info["failures"]:
                 log(f"skipped target image {f['path']}: {f['error']}")
     aug = make_augment(augment, geometry, basis=basis, strength=twin_strength, seed=seed, target_style=style,
-                       p_target=p_target)
+                       p_target=p_target, box_crop=box_crop)
     # Macro-F1 needs fine validation labels; with coarse ones (PBC "neutrophil" for a 15-class
     # model) early stopping watches the set accuracy instead.
     monitor = "macro_f1" if len(y_va) and bool((y_va.sum(axis=1) == 1).all()) else "accuracy"
@@ -371,7 +377,8 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
               CellArrayDataset(va.images, y_va) if len(va.images) else None, config=cfg, progress=progress)
     checksums = {str(d): data_checksum(ds) for d, ds in zip(data, datasets, strict=True)}
     stain_reference = fit_stain_reference(tr.images, geometry, seed=seed, log=log)
-    augmentation = {"mode": augment, "twin_strength": twin_strength if augment == "twin" else None,
+    augmentation = {"mode": augment, "box_crop": box_crop,
+                    "twin_strength": twin_strength if augment == "twin" else None,
                     "twin_profiles": list(TWIN_PROFILES) if augment == "twin" else None,
                     "stain_basis": basis.to_dict() if basis is not None else None,
                     "target": None if style is None else {**target_info, "p_target": p_target,

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hemotwin.diagnosis.detect import Detection, FieldDetections, crop_cell, detect_cells
 from hemotwin.errors import InputError
 from hemotwin.twin.profiles import load_profile
 from hemotwin.twin.render import render
 from hemotwin.twin.specimen import FieldSpec, compose_field
+from hemotwin.vision.detect import Detection, FieldDetections, crop_cell, detect_cells
 
 # Classes that stress different parts of the detector: lobes to group (NGS), a thin rim (LYT),
 # granules over the nucleus (BAS), a large pale cell (MON), a blast (MYO), a smudge (KSC).

@@ -1,0 +1,80 @@
+"""The geometric training augmentations: box crops around the white cell, and scale jitter."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+from hemotwin.twin.datasets import render_cell
+from hemotwin.twin.profiles import load_profile
+from hemotwin.vision.augment import BoxCrop, ScaleJitter
+
+
+@lru_cache(maxsize=1)
+def _cell():
+    """A twin lymphocyte in its smear (red cells around it), with its exact white-cell mask."""
+    r = render_cell("LYT", load_profile("analyzer-100x"), size_px=224, seed=3)
+    wbc = np.zeros(r.image.shape[:2], bool)
+    for m in r.wbc_masks.values():
+        wbc |= m
+    return r.image, wbc, r.um_per_px
+
+
+def test_box_crop_keeps_the_white_cell_and_flattens_its_surroundings():
+    """Inside the box the pixels are the input's; outside one flat colour; the cell is whole.
+
+    The box is the detector's box of the cell plus a margin of -0.3 to 2 µm per side: the
+    detector's cell outline matches the twin's mask to about a pixel (tests/vision/test_detect.py),
+    so at most 1 % of the true white cell may fall outside even with the negative margin.
+    """
+    img, wbc, um = _cell()
+    keep = img.copy()
+    aug = BoxCrop(um_per_px=um, p=1.0)
+    for seed in range(4):
+        out = aug(img, np.random.default_rng(seed))
+        np.testing.assert_array_equal(img, keep)  # never mutates
+        assert out.shape == img.shape and out.dtype == img.dtype
+        same = (out == img).all(axis=2)
+        rows, cols = np.nonzero(same)
+        box = np.zeros_like(same)
+        box[rows.min():rows.max() + 1, cols.min():cols.max() + 1] = True
+        outside = out[~box]
+        assert len(np.unique(outside, axis=0)) == 1  # a flat fill, like a padded annotation box
+        assert (wbc & ~box).sum() <= 0.01 * wbc.sum()
+        # Most of the red cells around the lymphocyte are gone.
+        assert box.mean() < 0.6
+
+
+def test_box_crop_probability_and_determinism():
+    img, _, um = _cell()
+    aug = BoxCrop(um_per_px=um, p=0.0)
+    assert aug(img, np.random.default_rng(0)) is img
+    a = BoxCrop(um_per_px=um, p=1.0)(img, np.random.default_rng(5))
+    b = BoxCrop(um_per_px=um, p=1.0)(img, np.random.default_rng(5))
+    np.testing.assert_array_equal(a, b)
+    blank = np.full((64, 64, 3), 230, np.uint8)  # no cell: nothing to crop, the image passes
+    np.testing.assert_array_equal(BoxCrop(um_per_px=um, p=1.0)(blank, np.random.default_rng(0)), blank)
+
+
+def test_scale_jitter_zooms_within_its_range():
+    """A disc's measured area changes by the squared zoom, which stays within 1/1.2 to 1.2.
+
+    Area of a disc of radius 30 px after area-averaging / bilinear resampling is within 3 % of
+    the ideal (edge pixels are partial); the bound on the factor is then 1.2 x 1.03 linear.
+    """
+    yy, xx = np.mgrid[:128, :128]
+    disc = np.where(((yy - 63.5) ** 2 + (xx - 63.5) ** 2 < 30**2)[..., None], 40, 220).astype(np.uint8)
+    disc = np.repeat(disc, 3, axis=2)
+    aug = ScaleJitter(1.2)
+    zooms = []
+    for seed in range(20):
+        out = aug(disc, np.random.default_rng(seed))
+        assert out.shape == disc.shape and out.dtype == np.uint8
+        zooms.append(np.sqrt((out[..., 0] < 130).sum() / (disc[..., 0] < 130).sum()))
+    zooms = np.array(zooms)
+    assert zooms.min() >= 1 / (1.2 * 1.03) and zooms.max() <= 1.2 * 1.03
+    assert zooms.max() / zooms.min() > 1.15  # it does vary
+    with pytest.raises(ValueError, match="square"):
+        aug(disc[:100], np.random.default_rng(0))
