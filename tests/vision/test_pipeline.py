@@ -131,6 +131,10 @@ def test_augmentations_end_in_the_model_geometry(twin_cells):
     for img in outs.values():
         assert img.shape == (GEOM.input_size, GEOM.input_size, 3) and img.dtype == np.uint8
     assert not np.array_equal(outs["twin"], outs["none"])
+    # The geometric options (a box crop around the cell, a zoom) keep the model geometry too.
+    for m in ("none", "color", "twin"):
+        img = make_augment(m, GEOM, basis=basis, pool_size=2, box_crop=1.0, scale_jitter=1.2)(work.images[0], rng)
+        assert img.shape == (GEOM.input_size, GEOM.input_size, 3) and img.dtype == np.uint8
 
 
 def test_train_with_a_target_scanner_records_it(twin_cells, tmp_path):
@@ -153,6 +157,9 @@ def test_train_with_a_target_scanner_records_it(twin_cells, tmp_path):
     assert tgt["n_images"] == 6 and tgt["um_per_px_source"] == "image metadata"
     assert tgt["um_per_px"] == pytest.approx(load_profile("phone-40x").camera.um_per_px, rel=1e-3)
     assert 0.0 < tgt["style"]["purple_ratio"] and tgt["style"]["schema"] == "hemotwin.target_style/1"
+    assert tgt["style"]["nuclear_smoothing_um"] >= 0.0
+    # With a target, the other samples stay as they are (no preset re-imaging) unless asked.
+    assert aug["p_reimage"] == 0.0 and aug["box_crop"] == 0.0
     with pytest.raises(InputError, match="--augment twin"):
         train_model([twin_cells], tmp_path / "c.hemo", augment="color", epochs=1, geometry=GEOM, target=target)
     empty = tmp_path / "empty"

@@ -19,6 +19,11 @@ training cell as if the target scanner had taken it:
   normalised by the stain level) down to the target's; zero when the target is as sharp or
   sharper, since re-imaging cannot add detail. Red cells, not nuclei: they are the same discs in
   every laboratory, where nuclear texture differs with the stain;
+- **chromatin texture**: the Gaussian smoothing (µm) of the nucleus's absorbers that brings the
+  source's nuclear texture (high-pass purple over its level, which also holds the dark rim a
+  sharpening filter draws around each nucleus) down to the target's, after the blur above.
+  BCCD's nuclei are smooth while its red-cell rims are sharp; PBC nuclei restyled without this
+  showed their speckle and their sharpening rim as a dark ring once the stain was paled;
 - **white point** of the target's clear glass, per image (the lamp varies between fields).
 
 Measured on BCCD fields against PBC training crops (docs/benchmarks.md): purple x0.49, azure

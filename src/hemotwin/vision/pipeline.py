@@ -308,7 +308,8 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
                 um_per_px: float | None = None, geometry: Geometry = Geometry(), norm: str = "group",
                 batch_size: int = 64, patience: int = 6, num_threads: int | None = None, num_workers: int = 0,
                 twin_strength: float = 0.3, target: str | Path | None = None, target_um_per_px: float | None = None,
-                p_target: float = 0.3, box_crop: float = 0.0, overwrite: bool = False, progress: Callable | None = None,
+                p_target: float = 0.3, p_reimage: float | None = None, box_crop: float = 0.0,
+                overwrite: bool = False, progress: Callable | None = None,
                 log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """Train a classifier on one or more data folders and save it as a ``.hemo`` model file.
 
@@ -317,6 +318,9 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
     and the validation metrics. ``target`` (with ``augment="twin"``): a folder of unlabelled
     images from the scanner the model will be used on; a fraction ``p_target`` of the training
     samples is then re-imaged as that scanner (:class:`~hemotwin.twin.target_style.TargetStyle`).
+    ``p_reimage``: the fraction of the other samples re-imaged through the randomised presets;
+    by default 0.5 without a target and 0 with one (with a target the presets lowered both the
+    target's and the training scanner's accuracy: docs/benchmarks.md).
     """
     from hemotwin.vision.datasets import split
     from hemotwin.vision.modelfile import save_model
@@ -365,8 +369,10 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
             log(f"target scanner from {target_info['n_images']} images of {target}: {style!r}")
             for f in target_info["failures"]:
                 log(f"skipped target image {f['path']}: {f['error']}")
+    if p_reimage is None:
+        p_reimage = 0.0 if style is not None else 0.5
     aug = make_augment(augment, geometry, basis=basis, strength=twin_strength, seed=seed, target_style=style,
-                       p_target=p_target, box_crop=box_crop)
+                       p_target=p_target, p_reimage=p_reimage, box_crop=box_crop)
     # Macro-F1 needs fine validation labels; with coarse ones (PBC "neutrophil" for a 15-class
     # model) early stopping watches the set accuracy instead.
     monitor = "macro_f1" if len(y_va) and bool((y_va.sum(axis=1) == 1).all()) else "accuracy"
@@ -379,6 +385,7 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
     stain_reference = fit_stain_reference(tr.images, geometry, seed=seed, log=log)
     augmentation = {"mode": augment, "box_crop": box_crop,
                     "twin_strength": twin_strength if augment == "twin" else None,
+                    "p_reimage": p_reimage if augment == "twin" else None,
                     "twin_profiles": list(TWIN_PROFILES) if augment == "twin" else None,
                     "stain_basis": basis.to_dict() if basis is not None else None,
                     "target": None if style is None else {**target_info, "p_target": p_target,
