@@ -241,6 +241,8 @@ def train(
                                                 "(with --augment twin).")] = None,
     target_um_per_px: Annotated[float | None, typer.Option("--target-um-per-px", help="Pixel size of the --target "
                                                            "images (default: metadata, else red cells).")] = None,
+    scale_jitter: Annotated[float | None, typer.Option("--scale-jitter", help="Zoom each training cell by up to this "
+                                                       "factor (1 = off; default 1.2 with --target, else 1).")] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Train a white-cell classifier (CPU), with early stopping and a full provenance record."""
@@ -251,7 +253,7 @@ def train(
         with _Bar("training (batches)") as bar:
             res = train_model([str(d) for d in data], out, labels=label_spec, augment=augment, epochs=epochs,
                               seed=seed, um_per_px=um_per_px, norm=norm, num_threads=threads, overwrite=overwrite,
-                              target=target, target_um_per_px=target_um_per_px,
+                              target=target, target_um_per_px=target_um_per_px, scale_jitter=scale_jitter,
                               progress=lambda done, total, info=None: bar(done, total), log=console.print)
     except (HemotwinError, ValueError) as exc:
         raise _fail(exc) from None

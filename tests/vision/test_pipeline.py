@@ -159,7 +159,9 @@ def test_train_with_a_target_scanner_records_it(twin_cells, tmp_path):
     assert 0.0 < tgt["style"]["purple_ratio"] and tgt["style"]["schema"] == "hemotwin.target_style/1"
     assert tgt["style"]["nuclear_smoothing_um"] >= 0.0
     # With a target, the other samples stay as they are (no preset re-imaging) unless asked.
-    assert aug["p_reimage"] == 0.0 and aug["box_crop"] == 0.0
+    assert aug["p_reimage"] == 0.0 and aug["box_crop"] == 0.0 and aug["scale_jitter"] == 1.2
+    with pytest.raises(InputError, match="--scale-jitter"):
+        train_model([twin_cells], tmp_path / "z.hemo", augment="twin", epochs=1, geometry=GEOM, scale_jitter=0.5)
     with pytest.raises(InputError, match="--augment twin"):
         train_model([twin_cells], tmp_path / "c.hemo", augment="color", epochs=1, geometry=GEOM, target=target)
     empty = tmp_path / "empty"

@@ -309,6 +309,7 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
                 batch_size: int = 64, patience: int = 6, num_threads: int | None = None, num_workers: int = 0,
                 twin_strength: float = 0.3, target: str | Path | None = None, target_um_per_px: float | None = None,
                 p_target: float = 0.3, p_reimage: float | None = None, box_crop: float = 0.0,
+                scale_jitter: float | None = None,
                 overwrite: bool = False, progress: Callable | None = None,
                 log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """Train a classifier on one or more data folders and save it as a ``.hemo`` model file.
@@ -320,7 +321,10 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
     samples is then re-imaged as that scanner (:class:`~hemotwin.twin.target_style.TargetStyle`).
     ``p_reimage``: the fraction of the other samples re-imaged through the randomised presets;
     by default 0.5 without a target and 0 with one (with a target the presets lowered both the
-    target's and the training scanner's accuracy: docs/benchmarks.md).
+    target's and the training scanner's accuracy: docs/benchmarks.md). ``scale_jitter``: the
+    largest zoom of a training cell (:class:`~hemotwin.vision.augment.ScaleJitter`); by default
+    1.2 with a target (a second scanner's pixel size is an estimate; measured on BCCD) and 1 (off)
+    without one.
     """
     from hemotwin.vision.datasets import split
     from hemotwin.vision.modelfile import save_model
@@ -332,6 +336,8 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
         from hemotwin.errors import OutputExistsError
 
         raise OutputExistsError(out)
+    if scale_jitter is not None and not (isinstance(scale_jitter, int | float) and 1.0 <= scale_jitter <= 2.0):
+        raise InputError("--scale-jitter", scale_jitter, "a zoom factor between 1 (off) and 2")
     datasets, notes = load_training_data(data, um_per_px=um_per_px)
     model_labels = model_labels_for(datasets, labels)
     mapped = []
@@ -371,8 +377,11 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
                 log(f"skipped target image {f['path']}: {f['error']}")
     if p_reimage is None:
         p_reimage = 0.0 if style is not None else 0.5
+    if scale_jitter is None:
+        scale_jitter = 1.2 if style is not None else 1.0
+
     aug = make_augment(augment, geometry, basis=basis, strength=twin_strength, seed=seed, target_style=style,
-                       p_target=p_target, p_reimage=p_reimage, box_crop=box_crop)
+                       p_target=p_target, p_reimage=p_reimage, box_crop=box_crop, scale_jitter=scale_jitter)
     # Macro-F1 needs fine validation labels; with coarse ones (PBC "neutrophil" for a 15-class
     # model) early stopping watches the set accuracy instead.
     monitor = "macro_f1" if len(y_va) and bool((y_va.sum(axis=1) == 1).all()) else "accuracy"
@@ -383,7 +392,7 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
               CellArrayDataset(va.images, y_va) if len(va.images) else None, config=cfg, progress=progress)
     checksums = {str(d): data_checksum(ds) for d, ds in zip(data, datasets, strict=True)}
     stain_reference = fit_stain_reference(tr.images, geometry, seed=seed, log=log)
-    augmentation = {"mode": augment, "box_crop": box_crop,
+    augmentation = {"mode": augment, "box_crop": box_crop, "scale_jitter": scale_jitter,
                     "twin_strength": twin_strength if augment == "twin" else None,
                     "p_reimage": p_reimage if augment == "twin" else None,
                     "twin_profiles": list(TWIN_PROFILES) if augment == "twin" else None,
