@@ -3,7 +3,9 @@
 The real training set of the cross-microscope benchmark (PBC, five classes, seed 0 split: 870 crops)
 is trained for a few epochs with ``color`` (the anchor), ``twin`` (randomised presets) and
 ``twin-target`` (BCCD's scanner fitted on its 23 unscored fields; as ``hemotwin train --target``
-does, the other samples are not re-imaged through presets). Arms alternate within each repeat
+does, the other samples are not re-imaged through presets, and every cell is zoomed by up to
+1.2x), and ``color+zoom`` (the anchor with the same zoom, to separate the zoom's cost from the
+twin's). Arms alternate within each repeat
 (A B C, A B C, ...), so a slow phase of a shared machine hits all of them; each arm's figure is the
 median over repeats of its median images/s over epochs after the first (the first epoch fills the
 re-imaging pools and caches). Same settings as ``bench_vision.py``: one torch thread and one
@@ -58,8 +60,10 @@ def main(argv: list[str] | None = None) -> dict:
     um_b, _ = bccd_um_per_px_from_boxes()
     style, _ = fit_target_style(tr.images, um_b, geom, n_fields=0, seed=0)
     augs = {"color": make_augment("color", geom),
+            "color+zoom": make_augment("color", geom, scale_jitter=1.2),
             "twin": make_augment("twin", geom, basis=basis, seed=0),
-            "twin-target": make_augment("twin", geom, basis=basis, seed=0, target_style=style, p_reimage=0.0)}
+            "twin-target": make_augment("twin", geom, basis=basis, seed=0, target_style=style, p_reimage=0.0,
+                                        scale_jitter=1.2)}
     per_run: dict[str, list[float]] = {k: [] for k in augs}
     for rep in range(args.repeats):
         for arm, aug in augs.items():
