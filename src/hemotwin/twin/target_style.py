@@ -26,10 +26,11 @@ training cell as if the target scanner had taken it:
   showed their speckle and their sharpening rim as a dark ring once the stain was paled;
 - **white point** of the target's clear glass, per image (the lamp varies between fields).
 
-Measured on BCCD fields against PBC training crops (docs/benchmarks.md): purple x0.49, azure
-x0.16, red-cell eosin x0.44, chromatin eosin x0.07, no blur; a PBC nucleus re-imaged this way
-has BCCD's median nuclear colour within 4 levels per channel (148, 113, 212 against 145, 112, 211;
-PBC's own 75, 29, 135).
+Measured on BCCD's 23 unscored fields against PBC training crops (docs/benchmarks.md): nuclear
+smoothing 0.40 µm (texture 0.16 against 0.30), then purple x0.69, azure x0.23, red-cell eosin
+x0.45, chromatin eosin x0.10, no blur. Before the texture fit, on 64 random fields (purple x0.49,
+azure x0.16), a PBC nucleus re-imaged this way had BCCD's median nuclear colour within 4 levels
+per channel (148, 113, 212 against 145, 112, 211; PBC's own 75, 29, 135).
 
 Each call draws levels, blur and white point from the fitted spread, so the model sees the
 target's scanner and its run-to-run variation, never the target's cells: no target label is
