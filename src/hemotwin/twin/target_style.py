@@ -154,6 +154,15 @@ def _smoothed_nuclei(ab: np.ndarray, sigma_px: float, nuclear: np.ndarray | None
     return out
 
 
+def _sigma_matching(curve: np.ndarray, target: float) -> float:
+    """The smallest sigma of :data:`_SIGMA_GRID_UM` whose measure (``curve``, falling with sigma)
+    is at or below ``target``; the largest if none is, 0 when either side could not be measured."""
+    if not (np.isfinite(target) and np.isfinite(curve[0])):
+        return 0.0
+    below = np.nonzero(curve <= target * (1.0 + 1e-9))[0]
+    return float(_SIGMA_GRID_UM[below[0]]) if below.size else float(_SIGMA_GRID_UM[-1])
+
+
 def _sharpness(eosin: np.ndarray) -> float:
     """Mean red-cell edge gradient of an eosin map normalised by its own red-cell level (1/px).
 
@@ -276,11 +285,8 @@ class TargetStyle:
             vals = [_sharpness(ndi.gaussian_filter(ab[_EOSIN], s_px) if s_px > 0 else ab[_EOSIN]) for ab in src]
             curve.append(float(np.nanmedian(vals)) / float(source_um_per_px))
         curve = np.array(curve)
-        if not (np.isfinite(t_per_um) and np.isfinite(curve[0])):
-            self.blur_um_ = 0.0  # too few red-cell rims on one side to compare: no blur assumed
-        else:
-            below = np.nonzero(curve <= t_per_um * (1.0 + 1e-9))[0]
-            self.blur_um_ = float(_SIGMA_GRID_UM[below[0]]) if below.size else float(_SIGMA_GRID_UM[-1])
+        # Too few red-cell rims on one side to compare: no blur assumed.
+        self.blur_um_ = _sigma_matching(curve, t_per_um)
         s_px = self.blur_um_ / float(source_um_per_px)
         src = [_blurred(ab, s_px) for ab in src]
         # Chromatin texture next, on the nucleus's own absorbers: a target can show smooth nuclei
@@ -293,11 +299,7 @@ class TargetStyle:
             tex.append(float(np.nanmedian([_nuclear_texture(_smoothed_nuclei(ab, n_px), 1.0 / float(source_um_per_px))
                                             for ab in src])))
         tex = np.array(tex)
-        if not (np.isfinite(t_tex) and np.isfinite(tex[0])):
-            self.nuclear_smoothing_um_ = 0.0
-        else:
-            below = np.nonzero(tex <= t_tex * (1.0 + 1e-9))[0]
-            self.nuclear_smoothing_um_ = float(_SIGMA_GRID_UM[below[0]]) if below.size else float(_SIGMA_GRID_UM[-1])
+        self.nuclear_smoothing_um_ = _sigma_matching(tex, t_tex)
         n_px = self.nuclear_smoothing_um_ / float(source_um_per_px)
         src_levels = [_stain_levels(_smoothed_nuclei(ab, n_px)) for ab in src]
         tgt_levels = [_stain_levels(ab) for ab in tgt]
