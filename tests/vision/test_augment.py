@@ -61,8 +61,8 @@ def test_box_crop_probability_and_determinism():
 def test_scale_jitter_zooms_within_its_range():
     """A disc's measured area changes by the squared zoom, which stays within 1/1.2 to 1.2.
 
-    Area of a disc of radius 30 px after area-averaging / bilinear resampling is within 3 % of
-    the ideal (edge pixels are partial); the bound on the factor is then 1.2 x 1.03 linear.
+    Area of a disc of radius 30 px after bilinear resampling is within 3 % of the ideal (edge
+    pixels are partial); the bound on the factor is then 1.2 x 1.03 linear.
     """
     yy, xx = np.mgrid[:128, :128]
     disc = np.where(((yy - 63.5) ** 2 + (xx - 63.5) ** 2 < 30**2)[..., None], 40, 220).astype(np.uint8)

@@ -355,8 +355,9 @@ class TargetStyle:
         scale = e_rbc * (1.0 - c) + c * (e_cell * (1.0 - w) + self.nuclear_eosin_ratio_ * w)
         ab[_EOSIN] *= scale.astype(np.float32)
         ab = _blurred(ab, self.blur_um_ * rng.uniform(*self.blur_range) / float(um_per_px))
-        ab = _smoothed_nuclei(ab, self.nuclear_smoothing_um_ * rng.uniform(*self.texture_range) / float(um_per_px),
-                              nuclear=np.clip(ndi.maximum_filter(w, size=3), 0.0, 1.0).astype(np.float32))
+        n_px = self.nuclear_smoothing_um_ * rng.uniform(*self.texture_range) / float(um_per_px)
+        if n_px > 0:  # the nucleus weight (w is already in [0, 1]) grown a pixel, so its edge is smoothed too
+            ab = _smoothed_nuclei(ab, n_px, nuclear=ndi.maximum_filter(w, size=3).astype(np.float32))
         ab[_HB] = np.float32(self.target_.hb_per_eosin) * ab[_EOSIN]
         bg = self.backgrounds_[int(rng.integers(len(self.backgrounds_)))]
         return self.target_.inverse_transform(AbsorberMaps(ab, maps.instances, maps.compartments, maps.um_per_px),

@@ -21,6 +21,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.color import hed2rgb, hsv2rgb, rgb2hed, rgb2hsv
 
+from hemotwin.vision.datasets import border_colour
+
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
@@ -134,9 +136,8 @@ class BoxCrop:
         if r1 - r0 < 2 or c1 - c0 < 2:
             return rgb
         sub = rgb[r0:r1, c0:c1]
-        border = np.concatenate([sub[0], sub[-1], sub[:, 0], sub[:, -1]])
         out = np.empty_like(rgb)
-        out[:] = np.median(border, axis=0).astype(rgb.dtype)
+        out[:] = border_colour(sub).astype(rgb.dtype)
         out[r0:r1, c0:c1] = sub
         return out
 
@@ -162,8 +163,7 @@ class ScaleJitter:
         # an area resample and re-crop, which the training worker felt); outside the source the
         # border's median colour, as to_canonical pads.
         c = (h - 1) / 2.0
-        border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
-        fill = np.median(border, axis=0)
+        fill = border_colour(rgb)
         out = np.empty_like(rgb)
         for k in range(rgb.shape[2]):
             ndi.affine_transform(rgb[..., k], [1.0 / s, 1.0 / s], offset=[c - c / s] * 2, order=1,

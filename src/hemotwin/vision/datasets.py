@@ -521,7 +521,7 @@ def to_canonical(rgb: np.ndarray, *, um_per_px: float, canonical_um_per_px: floa
     f = a.astype(np.float32) / 255.0 if is_uint8 else a.astype(np.float32)
     if (out_h, out_w) != (h, w):
         f = resize_hwc(f, (out_h, out_w))
-    bg = np.median(np.concatenate([f[0], f[-1], f[:, 0], f[:, -1]]), axis=0)
+    bg = border_colour(f)
     out = np.empty((size, size, 3), dtype=np.float32)
     out[:] = bg
     # Centre crop or pad, each axis independently.
@@ -531,6 +531,12 @@ def to_canonical(rgb: np.ndarray, *, um_per_px: float, canonical_um_per_px: floa
     if is_uint8:
         return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
     return out
+
+
+def border_colour(img: np.ndarray) -> np.ndarray:
+    """Median colour of an ``H x W x C`` image's outer pixels (the smear background around a cell):
+    what crops are padded with, so a model never sees a frame."""
+    return np.median(np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]]), axis=0)
 
 
 def _centre(n_in: int, n_out: int) -> tuple[int, int, int]:
