@@ -149,13 +149,21 @@ class ScaleJitter:
     Every image is brought to one physical pixel size before the model, but that size is itself an
     estimate (a manifest value, or the red-cell ruler, whose two readings of BCCD differ by 20 %);
     this teaches the model that the same cell may arrive some 10-15 % larger or smaller.
+
+    The training pipeline only calls :meth:`draw` and folds the factor into the resampling to the
+    model's grid (:func:`~hemotwin.vision.pipeline.to_model_geometry`), which is free; calling the
+    object zooms an image on its own grid.
     """
 
     max_factor: float = 1.15
 
-    def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def draw(self, rng: np.random.Generator) -> float:
+        """One zoom factor (> 1 magnifies)."""
         lim = math.log(self.max_factor)
-        s = math.exp(rng.uniform(-lim, lim))
+        return math.exp(rng.uniform(-lim, lim))
+
+    def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        s = self.draw(rng)
         h, w = rgb.shape[:2]
         if h != w:
             raise ValueError(f"ScaleJitter expects a square image, got {h} x {w}")

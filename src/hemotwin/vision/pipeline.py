@@ -105,21 +105,28 @@ def prepare(dataset: Dataset, geometry: Geometry, *, working: bool, um_per_px: f
     return Prepared(images, kept, ums, srcs, failures)
 
 
-def to_model_geometry(work: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """A working-resolution image brought to the model's input geometry."""
-    return to_canonical(work, um_per_px=geometry.work_um_per_px, canonical_um_per_px=geometry.um_per_px,
+def to_model_geometry(work: np.ndarray, geometry: Geometry, *, zoom: float = 1.0) -> np.ndarray:
+    """A working-resolution image brought to the model's input geometry, magnified by ``zoom``."""
+    # Zooming is reading the working pixels as ``zoom`` times larger: it rides on the resampling
+    # that happens anyway, so it costs nothing (a separate zoom pass cost ~3 ms a sample).
+    return to_canonical(work, um_per_px=geometry.work_um_per_px * zoom, canonical_um_per_px=geometry.um_per_px,
                         size=geometry.input_size)
 
 
 # ------------------------------------------------------------------------------ augmentation
 
 
+def _draw_zoom(zoom: ScaleJitter | None, rng: np.random.Generator) -> float:
+    return 1.0 if zoom is None else zoom.draw(rng)
+
+
 @dataclass
 class _ToModel:
     geometry: Geometry
+    zoom: ScaleJitter | None = None
 
     def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return to_model_geometry(rgb, self.geometry)
+        return to_model_geometry(rgb, self.geometry, zoom=_draw_zoom(self.zoom, rng))
 
 
 @dataclass
@@ -131,15 +138,21 @@ class _TwinReimage:
     p_reimage: float
     target_style: Any = None  #: a fitted TargetStyle, or None
     p_target: float = 0.0
+    zoom: ScaleJitter | None = None
 
     def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         u = rng.random()
+        s = _draw_zoom(self.zoom, rng)
+        work_um = self.geometry.work_um_per_px
         if self.target_style is not None and u < self.p_target:
-            return to_model_geometry(self.target_style(rgb, self.geometry.work_um_per_px, rng), self.geometry)
+            # The zoom stands for an error in the pixel size read after imaging, so the target's
+            # optics act at the true scale and the result is then read at the wrong one.
+            return to_model_geometry(self.target_style(rgb, work_um, rng), self.geometry, zoom=s)
         if u >= self.p_target + (1.0 - self.p_target) * self.p_reimage:
-            return to_model_geometry(rgb, self.geometry)
+            return to_model_geometry(rgb, self.geometry, zoom=s)
         r = self.reimagers[int(rng.integers(len(self.reimagers)))]
-        return r(rgb, self.geometry.work_um_per_px, rng)
+        # A cell read as s times larger is re-imaged as one that is: its pixels are s times wider.
+        return r(rgb, work_um * s, rng)
 
 
 def make_augment(mode: str, geometry: Geometry, *, basis=None, strength: float = 0.3, p_reimage: float = 0.5,
@@ -159,14 +172,16 @@ def make_augment(mode: str, geometry: Geometry, *, basis=None, strength: float =
     mode, the fraction of samples cut to a box around the white cell first (:class:`BoxCrop`);
     ``scale_jitter`` > 1: every sample is then zoomed by up to that factor (:class:`ScaleJitter`).
     """
-    to_model = _ToModel(geometry)
     first: tuple = (BoxCrop(um_per_px=geometry.work_um_per_px, p=box_crop),) if box_crop > 0 else ()
-    if scale_jitter > 1.0:
-        first = (*first, ScaleJitter(scale_jitter))
+    zoom = ScaleJitter(scale_jitter) if scale_jitter > 1.0 else None
+    to_model = _ToModel(geometry, zoom)
+    # Flips and rotations act on the model-sized image, after any re-imaging: the twin's optics are
+    # isotropic, so the order does not matter physically, and the re-imaging then always sees the
+    # stored orientation of a training image (which its unmixing cache relies on).
     if mode == "none":
-        return Compose((*first, Geometric(), to_model))
+        return Compose((*first, to_model, Geometric()))
     if mode == "color":
-        return Compose((*first, Geometric(), to_model, ColorJitter()))
+        return Compose((*first, to_model, Geometric(), ColorJitter()))
     if mode == "twin":
         if basis is None:
             raise InputError("augment", "twin", "a fitted StainBasis (basis=...)")
@@ -177,8 +192,9 @@ def make_augment(mode: str, geometry: Geometry, *, basis=None, strength: float =
                      for k, p in enumerate(profiles)]
         # The physical re-imaging is followed by the same colour jitter as the baseline, so the
         # comparison measures what the twin adds on top of it.
-        return Compose((*first, Geometric(), _TwinReimage(reimagers, geometry, p_reimage, target_style,
-                                                  p_target if target_style is not None else 0.0), ColorJitter()))
+        return Compose((*first, _TwinReimage(reimagers, geometry, p_reimage, target_style,
+                                             p_target if target_style is not None else 0.0, zoom),
+                        Geometric(), ColorJitter()))
     raise InputError("--augment", mode, "one of none, color, twin")
 
 
