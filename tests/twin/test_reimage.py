@@ -255,6 +255,30 @@ def test_basis_serialises():
         StainBasis.from_dict({"schema": "other"})
 
 
+def test_memoized_unmixing_is_identical_bounded_and_refreshed_by_fit():
+    """Remembering unmixings changes no result; the budget bounds it; a new fit forgets them."""
+    _, cells = _cells("analyzer-100x")
+    imgs = [r.image for r in cells[:3]]
+    plain = StainBasis().fit(imgs[:2])
+    memo = StainBasis.from_dict(plain.to_dict()).memoize(2 * 3 * 128 * 128 * 4)  # room for two crops
+    for _ in range(2):  # first call fills, second reads the memo
+        for img in imgs:
+            np.testing.assert_array_equal(memo.transform(img, um_per_px=0.1).absorbers,
+                                          plain.transform(img, um_per_px=0.1).absorbers)
+    assert len(memo._memo) == 2  # the third crop did not fit the budget
+    # The key includes the pixel size, and the memo never hands out something writable.
+    assert memo.transform(imgs[0], um_per_px=0.2).um_per_px == 0.2
+    assert len(memo._memo) == 2
+    # A refit moves the vectors: the remembered amounts would be stale, so they are dropped.
+    memo.fit(imgs[1:])
+    plain.fit(imgs[1:])  # the same refit (a fit starts from the current vectors)
+    assert len(memo._memo) == 0 and memo._memo_budget > 0
+    np.testing.assert_array_equal(memo.transform(imgs[0], um_per_px=0.1).absorbers,
+                                  plain.transform(imgs[0], um_per_px=0.1).absorbers)
+    with pytest.raises(InputError, match="max_bytes"):
+        memo.memoize(-1)
+
+
 def test_bad_input():
     basis = StainBasis()
     white = np.full((32, 32, 3), 235, np.uint8)

@@ -131,6 +131,7 @@ def test_augmentations_end_in_the_model_geometry(twin_cells):
     for img in outs.values():
         assert img.shape == (GEOM.input_size, GEOM.input_size, 3) and img.dtype == np.uint8
     assert not np.array_equal(outs["twin"], outs["none"])
+    assert basis._memo_budget == 0  # the augmentation memoizes on its own copy of the basis
     # The geometric options (a box crop around the cell, a zoom) keep the model geometry too.
     for m in ("none", "color", "twin"):
         img = make_augment(m, GEOM, basis=basis, pool_size=2, box_crop=1.0, scale_jitter=1.2)(work.images[0], rng)

@@ -330,7 +330,44 @@ class StainBasis:
             self._raw = _RawModel(prof, self.hb_per_eosin)
             self.vectors_ = self._raw.secant()
         self.n_fit_pixels_ = 0
+        self._memo_budget = 0
         self._set_cache()
+
+    def memoize(self, max_bytes: int) -> StainBasis:
+        """Remember the unmixing of up to ``max_bytes`` of distinct images (0 turns it off).
+
+        A training run re-images the same crops every epoch, and unmixing is a deterministic
+        function of the pixels: remembering it (keyed by the image's content and pixel size)
+        takes ~10 ms off each re-imaging of a 258² working crop. The first images seen are kept
+        until the budget is spent; results are identical with or without it.
+        """
+        if not (isinstance(max_bytes, int | np.integer) and max_bytes >= 0):
+            raise InputError("StainBasis.memoize(max_bytes)", max_bytes, "a non-negative integer")
+        self._memo_budget = int(max_bytes)
+        self._memo: dict[bytes, np.ndarray] = {}
+        self._memo_used = 0
+        return self
+
+    def _unmixed(self, rgb: np.ndarray, um_per_px: float) -> np.ndarray:
+        """``3 x N`` amounts of an image's pixels (from the memo when it holds them)."""
+        if self._memo_budget <= 0:
+            od, _ = self.optical_density(rgb)
+            return nnls3(self.vectors_, od.reshape(3, -1))[0]
+        import hashlib
+
+        rgb = _check_rgb(rgb)
+        h = hashlib.blake2b(np.ascontiguousarray(rgb).data, digest_size=16)
+        h.update(np.asarray([*rgb.shape, float(um_per_px)], dtype=np.float64).tobytes())
+        key = h.digest()
+        x = self._memo.get(key)
+        if x is None:
+            od, _ = self.optical_density(rgb)
+            x = nnls3(self.vectors_, od.reshape(3, -1))[0]
+            if self._memo_used + x.nbytes <= self._memo_budget:
+                x.setflags(write=False)
+                self._memo[key] = x
+                self._memo_used += x.nbytes
+        return x
 
     def _set_cache(self) -> None:
         self.vectors_ = np.asarray(self.vectors_, dtype=np.float64)
@@ -338,6 +375,8 @@ class StainBasis:
         if self.vectors_.shape != (3, 3) or np.linalg.matrix_rank(self.vectors_) < 3:
             raise InputError("StainBasis.vectors", self.vectors_.tolist(), "a non-singular 3 x 3 matrix")
         self._lut = _od_lut(self.gamma)
+        if getattr(self, "_memo_budget", 0) > 0:  # new vectors: remembered unmixings are stale
+            self.memoize(self._memo_budget)
 
     # -- optical density ------------------------------------------------------------------------
     def optical_density(self, rgb: np.ndarray, *,
@@ -418,9 +457,14 @@ class StainBasis:
         """
         if not (isinstance(um_per_px, (int, float, np.floating)) and 0.0 < float(um_per_px) <= 50.0):
             raise InputError("um_per_px", um_per_px, "a pixel size in µm, in (0, 50]")
-        od, bg = self.optical_density(rgb, background=background)
-        h, w = od.shape[1:]
-        x, res2 = nnls3(self.vectors_, od.reshape(3, -1))
+        if background is None and not return_info:
+            rgb = _check_rgb(rgb)
+            h, w = rgb.shape[:2]
+            x = self._unmixed(rgb, float(um_per_px))
+        else:
+            od, bg = self.optical_density(rgb, background=background)
+            h, w = od.shape[1:]
+            x, res2 = nnls3(self.vectors_, od.reshape(3, -1))
         ab = np.empty((len(ABSORBERS), h, w), dtype=np.float32)
         for j, name in enumerate(UNMIXED):
             ab[ABSORBERS.index(name)] = x[j].reshape(h, w)
@@ -471,6 +515,7 @@ class StainBasis:
         if list(data.get("components", [])) != list(UNMIXED):
             raise InputError("stain basis components", data.get("components"), f"{list(UNMIXED)}")
         obj = cls.__new__(cls)
+        obj._memo_budget = 0
         obj.source = str(data.get("source", ""))
         obj.gamma = float(data["gamma"])
         obj.hb_per_eosin = float(data["hb_per_eosin"])

@@ -32,6 +32,10 @@ Progress = Callable[[int, int], None]
 WORK_FACTOR = 2.0  #: working pixels are this much finer than the model's
 WORK_MARGIN = 1.15  #: and the working field this much wider
 
+#: Memory each augmentation process may spend remembering the unmixing of training crops
+#: (:meth:`~hemotwin.twin.reimage.StainBasis.memoize`): ~0.8 MB a working crop, so a 1,300-crop set.
+UNMIX_CACHE_BYTES = 1 << 30
+
 #: Scanner presets the twin augmentation re-images through (one drawn per sample).
 TWIN_PROFILES: tuple[str, ...] = ("analyzer-100x", "wsi-40x", "wsi-20x", "phone-40x")
 
@@ -185,8 +189,15 @@ def make_augment(mode: str, geometry: Geometry, *, basis=None, strength: float =
     if mode == "twin":
         if basis is None:
             raise InputError("augment", "twin", "a fitted StainBasis (basis=...)")
+        import copy
+
         from hemotwin.twin.reimage import ReImager
 
+        # Copies that remember their unmixings; the caller's objects are left as they were.
+        basis = copy.copy(basis).memoize(UNMIX_CACHE_BYTES)
+        if target_style is not None:
+            target_style = copy.copy(target_style)
+            target_style.source_ = copy.copy(target_style.source_).memoize(UNMIX_CACHE_BYTES)
         reimagers = [ReImager(basis, profile=p, strength=strength, pool_size=pool_size, pool_seed=seed + k,
                               out_um_per_px=geometry.um_per_px, out_size=geometry.input_size)
                      for k, p in enumerate(profiles)]
