@@ -214,6 +214,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--p-target", type=float, default=0.3, help="fraction of samples re-imaged as the target")
     ap.add_argument("--box-crop", type=float, default=0.0,
                     help="fraction of samples cut to a box around the white cell (every arm)")
+    ap.add_argument("--ema-epochs", type=float, default=0.0,
+                    help="time constant (epochs) of the weight average validated and kept (0 = off)")
     ap.add_argument("--scale-jitter", type=float, default=1.0,
                     help="zoom every sample by up to this factor (1 = off; every arm)")
     ap.add_argument("--save-models", default=None, help="folder to keep each arm's model file in (for rescoring)")
@@ -269,7 +271,8 @@ def main(argv: list[str] | None = None) -> dict:
                            strength=args.twin_strength, p_reimage=args.p_reimage,
                            target_style=style if base_mode == "twin-target" else None, p_target=args.p_target,
                            box_crop=args.box_crop, scale_jitter=args.scale_jitter)
-        cfg = TrainConfig(epochs=args.epochs, seed=args.seed, num_threads=args.threads, num_workers=args.workers)
+        cfg = TrainConfig(epochs=args.epochs, seed=args.seed, num_threads=args.threads, num_workers=args.workers,
+                          ema_epochs=args.ema_epochs)
         t = time.perf_counter()
         res = fit(ModelConfig(n_classes=len(WBC5), input_size=geom.input_size),
                   CellArrayDataset(x_tr, target_masks(y_tr, WBC5), aug=aug, seed=args.seed),
@@ -321,7 +324,7 @@ def main(argv: list[str] | None = None) -> dict:
                    "audit": {"file": str(AUDIT.relative_to(AUDIT.parents[2])), "consistent": int(audited.sum()),
                              "of": len(audited)}},
            "epochs_max": args.epochs, "seed": args.seed, "results": results,
-           "box_crop": args.box_crop, "scale_jitter": args.scale_jitter,
+           "box_crop": args.box_crop, "scale_jitter": args.scale_jitter, "ema_epochs": args.ema_epochs,
            "twin": {"strength": args.twin_strength, "p_reimage": args.p_reimage, "tone": args.tone},
            "target_style": None if style is None else {"fields": style_fields, "p_target": args.p_target,
                                                        **style.to_dict()},

@@ -95,6 +95,47 @@ def test_early_stopping_restores_best_epoch(shapes):
     assert restored["loss"] < losses[-1]
 
 
+def test_weight_average_is_the_exponential_average_of_the_trajectory():
+    """The average follows w_avg <- d w_avg + (1 - d) w: the plain mean until d reaches exp(-1/tau)."""
+    from hemotwin.vision.train import _WeightAverage
+
+    net = torch.nn.Linear(2, 1)
+    avg = _WeightAverage(net, tau_steps=10.0)
+    d_full = np.exp(-1 / 10)
+    expect = net.weight.detach().clone()
+    for n in range(1, 40):
+        with torch.no_grad():
+            net.weight.fill_(float(n))  # a trajectory 1, 2, 3, ...
+        avg.update(net)
+        d = min(d_full, (n - 1) / n)
+        expect = d * expect + (1 - d) * net.weight.detach()
+        torch.testing.assert_close(avg.model.weight, expect)
+        if n == 5:
+            assert float(avg.model.weight[0, 0]) == pytest.approx(3.0)  # mean of 1..5
+    assert not avg.model.weight.requires_grad
+    # An exponential average of a ramp lags it by d / (1 - d) = 9.5 steps once the mean phase
+    # (first ~10 steps) has been forgotten: by step 39 it weighs e^-3 = 5 % (lag 5 then), so 9.5 ± 0.5.
+    assert 39 - float(avg.model.weight[0, 0]) == pytest.approx(d_full / (1 - d_full), abs=0.5)
+
+
+def test_fit_with_a_weight_average_validates_and_keeps_the_average(shapes):
+    """With ``ema_epochs`` the kept model is the average: its validation loss is the history's."""
+    x, y, xv, yv = shapes
+    val = CellArrayDataset(xv, yv)
+    cfg = TrainConfig(epochs=4, batch_size=32, lr=1e-2, patience=None, seed=1, **T1)
+    plain = fit(SMALL, CellArrayDataset(x, y, aug=_flip), val, config=cfg)
+    avg = fit(SMALL, CellArrayDataset(x, y, aug=_flip), val, config=cfg.model_copy(update={"ema_epochs": 1.0}))
+    # Same seed, same trajectory: only what is validated and kept differs.
+    assert [h["train_loss"] for h in avg.history] == [h["train_loss"] for h in plain.history]
+    assert not all(torch.equal(a, b) for a, b in zip(_params(avg.model).values(), _params(plain.model).values(),
+                                                      strict=True))
+    kept = evaluate(avg.model, val)
+    assert kept["loss"] == pytest.approx(avg.history[avg.best_epoch]["val_loss"], rel=1e-6)
+    assert avg.best_metrics["val_accuracy"] >= 0.9  # the average of a learning net has learned too
+    with pytest.raises(ValueError):
+        TrainConfig(ema_epochs=-1)
+
+
 def test_class_weights_and_weighted_loss():
     w = class_weights([0] * 90 + [1] * 10, 3)
     np.testing.assert_allclose(w, [100 / (2 * 90), 100 / (2 * 10), 1.0], rtol=1e-6)  # class 2 absent -> 1
