@@ -297,5 +297,7 @@ def test_bad_input():
         basis.transform(white, um_per_px=-1.0)
     with pytest.raises(InputError):
         ReImager(basis)(white, 0.1, 3)
+    with pytest.raises(InputError, match="zoom"):
+        ReImager(basis)(white, 0.1, np.random.default_rng(0), zoom=0.0)
     # float input in [0, 1] is accepted and matches its uint8 version
     np.testing.assert_allclose(basis.transform(white / 255.0, um_per_px=0.1).absorbers, maps.absorbers, atol=1e-6)

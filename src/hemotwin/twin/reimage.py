@@ -633,14 +633,19 @@ class ReImager:
         for s in self.pool or []:
             reimage(img, um_per_px=um_per_px, basis=self.basis, profile=s, seed=0)
 
-    def __call__(self, rgb: np.ndarray, um_per_px: float, rng: np.random.Generator) -> np.ndarray:
+    def __call__(self, rgb: np.ndarray, um_per_px: float, rng: np.random.Generator, *,
+                 zoom: float = 1.0) -> np.ndarray:
+        """Re-image ``rgb``; ``zoom`` magnifies the result (its pixels are read as ``zoom`` times
+        smaller, as a wrong pixel size would), at no cost and without touching the optics' caches."""
         if not isinstance(rng, np.random.Generator):
             raise InputError("ReImager rng", type(rng).__name__, "a numpy.random.Generator")
+        if not (isinstance(zoom, int | float) and 0.1 <= zoom <= 10.0):
+            raise InputError("ReImager zoom", zoom, "a magnification in [0.1, 10]")
         rgb = _check_rgb(rgb)
         prof = self.draw_profile(rng)
         seed = int(rng.integers(2**32))
         pos = tuple(rng.uniform(-1.0, 1.0, 2)) if self.vary_field_position else (0.0, 0.0)
-        out_um = um_per_px if self.out_um_per_px is None else self.out_um_per_px
+        out_um = (um_per_px if self.out_um_per_px is None else self.out_um_per_px) / zoom
         out_size = rgb.shape[:2] if self.out_size is None else self.out_size
         return reimage(rgb, um_per_px=um_per_px, basis=self.basis, profile=prof, seed=seed,
                        out_um_per_px=out_um, out_size=out_size, field_position=pos)

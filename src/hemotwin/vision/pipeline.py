@@ -155,8 +155,7 @@ class _TwinReimage:
         if u >= self.p_target + (1.0 - self.p_target) * self.p_reimage:
             return to_model_geometry(rgb, self.geometry, zoom=s)
         r = self.reimagers[int(rng.integers(len(self.reimagers)))]
-        # A cell read as s times larger is re-imaged as one that is: its pixels are s times wider.
-        return r(rgb, work_um * s, rng)
+        return r(rgb, work_um, rng, zoom=s)
 
 
 def make_augment(mode: str, geometry: Geometry, *, basis=None, strength: float = 0.3, p_reimage: float = 0.5,
@@ -175,9 +174,9 @@ def make_augment(mode: str, geometry: Geometry, *, basis=None, strength: float =
     above (0.3 measured best of 0.3 / 0.5 / 0.7 on BCCD, one seed each). ``box_crop``: in every
     mode, the fraction of samples cut to a box around the white cell first (:class:`BoxCrop`);
     ``scale_jitter`` > 1: every sample is then zoomed by up to that factor (:class:`ScaleJitter`,
-    drawn per sample and applied while resampling to the model grid, or as the pixel size the
-    twin re-images at). The twin's unmixing of each training crop is remembered across epochs
-    (:data:`UNMIX_CACHE_BYTES` per process), which does not change any result.
+    drawn per sample and applied while resampling to the model grid). The twin's unmixing of
+    each training crop is remembered across epochs (:data:`UNMIX_CACHE_BYTES` per process),
+    which does not change any result.
     """
     first: tuple = (BoxCrop(um_per_px=geometry.work_um_per_px, p=box_crop),) if box_crop > 0 else ()
     zoom = ScaleJitter(scale_jitter) if scale_jitter > 1.0 else None
