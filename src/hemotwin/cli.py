@@ -243,6 +243,8 @@ def train(
                                                            "images (default: metadata, else red cells).")] = None,
     scale_jitter: Annotated[float | None, typer.Option("--scale-jitter", help="Zoom each training cell by up to this "
                                                        "factor (1 = off; default 1.2 with --target, else 1).")] = None,
+    ema_epochs: Annotated[float, typer.Option("--ema-epochs", help="Validate and keep a moving average of the weights "
+                                              "with this time constant in epochs (0 = off).")] = 0.0,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Train a white-cell classifier (CPU), with early stopping and a full provenance record."""
@@ -254,7 +256,8 @@ def train(
             res = train_model([str(d) for d in data], out, labels=label_spec, augment=augment, epochs=epochs,
                               seed=seed, um_per_px=um_per_px, norm=norm, num_threads=threads, overwrite=overwrite,
                               target=target, target_um_per_px=target_um_per_px, scale_jitter=scale_jitter,
-                              progress=lambda done, total, info=None: bar(done, total), log=console.print)
+                              ema_epochs=ema_epochs, progress=lambda done, total, info=None: bar(done, total),
+                              log=console.print)
     except (HemotwinError, ValueError) as exc:
         raise _fail(exc) from None
     m = res["best_metrics"]

@@ -150,10 +150,12 @@ def test_train_with_a_target_scanner_records_it(twin_cells, tmp_path):
                                  classes=["LYT", "NGS"], seed=9), target, workers=1)
     out = tmp_path / "t.hemo"
     res = train_model([twin_cells], out, augment="twin", epochs=1, seed=0, geometry=GEOM, num_threads=1,
-                      batch_size=8, patience=1, target=target)
+                      batch_size=8, patience=1, target=target, ema_epochs=0.5)
     assert out.exists() and res["n_train"] > 0
     with zipfile.ZipFile(out) as z:
-        aug = json.loads(z.read("manifest.json"))["provenance"]["augmentation"]
+        prov = json.loads(z.read("manifest.json"))["provenance"]
+    aug = prov["augmentation"]
+    assert prov["config"]["training"]["ema_epochs"] == 0.5
     tgt = aug["target"]
     assert tgt["n_images"] == 6 and tgt["um_per_px_source"] == "image metadata"
     assert tgt["um_per_px"] == pytest.approx(load_profile("phone-40x").camera.um_per_px, rel=1e-3)
@@ -163,6 +165,8 @@ def test_train_with_a_target_scanner_records_it(twin_cells, tmp_path):
     assert aug["p_reimage"] == 0.0 and aug["box_crop"] == 0.0 and aug["scale_jitter"] == 1.2
     with pytest.raises(InputError, match="--scale-jitter"):
         train_model([twin_cells], tmp_path / "z.hemo", augment="twin", epochs=1, geometry=GEOM, scale_jitter=0.5)
+    with pytest.raises(InputError, match="--ema-epochs"):
+        train_model([twin_cells], tmp_path / "z.hemo", augment="twin", epochs=1, geometry=GEOM, ema_epochs=-1.0)
     with pytest.raises(InputError, match="--augment twin"):
         train_model([twin_cells], tmp_path / "c.hemo", augment="color", epochs=1, geometry=GEOM, target=target)
     empty = tmp_path / "empty"

@@ -338,7 +338,7 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
                 batch_size: int = 64, patience: int = 6, num_threads: int | None = None, num_workers: int = 0,
                 twin_strength: float = 0.3, target: str | Path | None = None, target_um_per_px: float | None = None,
                 p_target: float = 0.3, p_reimage: float | None = None, box_crop: float = 0.0,
-                scale_jitter: float | None = None,
+                scale_jitter: float | None = None, ema_epochs: float = 0.0,
                 overwrite: bool = False, progress: Callable | None = None,
                 log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """Train a classifier on one or more data folders and save it as a ``.hemo`` model file.
@@ -353,7 +353,8 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
     target's and the training scanner's accuracy: docs/benchmarks.md). ``scale_jitter``: the
     largest zoom of a training cell (:class:`~hemotwin.vision.augment.ScaleJitter`); by default
     1.2 with a target (a second scanner's pixel size is an estimate; measured on BCCD) and 1 (off)
-    without one.
+    without one. ``ema_epochs``: validate and keep a moving average of the weights with this time
+    constant (:class:`~hemotwin.vision.train.TrainConfig`; 0 = the best epoch's own weights).
     """
     from hemotwin.vision.datasets import split
     from hemotwin.vision.modelfile import save_model
@@ -367,6 +368,8 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
         raise OutputExistsError(out)
     if scale_jitter is not None and not (isinstance(scale_jitter, int | float) and 1.0 <= scale_jitter <= 2.0):
         raise InputError("--scale-jitter", scale_jitter, "a zoom factor between 1 (off) and 2")
+    if not (isinstance(ema_epochs, int | float) and 0.0 <= ema_epochs <= epochs):
+        raise InputError("--ema-epochs", ema_epochs, f"a time constant in epochs, 0 (off) to --epochs ({epochs})")
     datasets, notes = load_training_data(data, um_per_px=um_per_px)
     model_labels = model_labels_for(datasets, labels)
     mapped = []
@@ -415,7 +418,7 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
     # model) early stopping watches the set accuracy instead.
     monitor = "macro_f1" if len(y_va) and bool((y_va.sum(axis=1) == 1).all()) else "accuracy"
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, patience=patience, num_threads=num_threads,
-                      num_workers=num_workers, monitor=monitor)
+                      num_workers=num_workers, monitor=monitor, ema_epochs=ema_epochs)
     mcfg = ModelConfig(n_classes=len(model_labels), input_size=geometry.input_size, norm=norm)
     res = fit(mcfg, CellArrayDataset(tr.images, y_tr, aug=aug, seed=seed),
               CellArrayDataset(va.images, y_va) if len(va.images) else None, config=cfg, progress=progress)
