@@ -81,11 +81,11 @@ def test_scale_jitter_zooms_within_its_range():
 
 
 @pytest.mark.parametrize("mode", ["none", "twin"])
-def test_training_zoom_is_folded_into_the_resampling(mode):
+def test_training_zoom_magnifies_on_every_path(mode):
     """With ``scale_jitter`` the training pipeline magnifies the cell by 1/1.2 to 1.2, on both paths.
 
-    The pipeline draws the factor and reads the working pixels as that much larger (a plain
-    resample), or, when it re-images, tells the twin the pixels are that much wider. A dark disc
+    The pipeline zooms the working image before resampling it to the model grid, or, when it
+    re-images through a preset, resamples the twin's output by the factor. A dark disc
     of 8 µm at the working grid is measured by its area below mid-grey: area-resampling to the
     coarser model grid and the twin's optics (a pupil-limited blur of ~0.3 µm, symmetric about the
     threshold) move the measured radius by well under a model pixel (~5 % of 18 px), so the
@@ -100,7 +100,9 @@ def test_training_zoom_is_folded_into_the_resampling(mode):
     r_px = 4.0 / geom.work_um_per_px
     inside = (yy - (n - 1) / 2) ** 2 + (xx - (n - 1) / 2) ** 2 < r_px**2
     disc = np.where(inside[..., None], np.array([90, 60, 150]), np.array([225, 220, 228])).astype(np.uint8)
-    kw = {"basis": StainBasis(), "p_reimage": 1.0, "pool_size": 2, "strength": 0.0} if mode == "twin" else {}
+    # One preset at strength 0, so the threshold sees the same rendering at every zoom.
+    kw = ({"basis": StainBasis(), "p_reimage": 1.0, "pool_size": 2, "strength": 0.0, "profiles": ("analyzer-100x",)}
+          if mode == "twin" else {})
     plain = make_augment(mode, geom, **kw)(disc, np.random.default_rng(0))
     area0 = (plain.mean(axis=2) < 150).sum()
     aug = make_augment(mode, geom, scale_jitter=1.2, **kw)

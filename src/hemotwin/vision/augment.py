@@ -150,9 +150,12 @@ class ScaleJitter:
     estimate (a manifest value, or the red-cell ruler, whose two readings of BCCD differ by 20 %);
     this teaches the model that the same cell may arrive some 10-15 % larger or smaller.
 
-    The training pipeline only calls :meth:`draw` and folds the factor into the resampling to the
-    model's grid (:func:`~hemotwin.vision.pipeline.to_model_geometry`), which is free; calling the
-    object zooms an image on its own grid.
+    The zoom resamples the image on its own grid (area-averaging when shrinking, bilinear when
+    enlarging, :func:`~hemotwin.vision.datasets.to_canonical`) and the training pipeline then
+    resamples it to the model's grid. Doing both in one resampling, or zooming with one bilinear
+    pass, is cheaper but scored about 4 points lower on BCCD over six seeds each
+    (docs/benchmarks.md): the second resampling's slight softening is part of what this step
+    teaches.
     """
 
     max_factor: float = 1.15
@@ -163,20 +166,13 @@ class ScaleJitter:
         return math.exp(rng.uniform(-lim, lim))
 
     def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        from hemotwin.vision.datasets import to_canonical
+
         s = self.draw(rng)
         h, w = rgb.shape[:2]
         if h != w:
             raise ValueError(f"ScaleJitter expects a square image, got {h} x {w}")
-        # Bilinear zoom about the centre, one pass over the uint8 image (a third of the cost of
-        # an area resample and re-crop, which the training worker felt); outside the source the
-        # border's median colour, as to_canonical pads.
-        c = (h - 1) / 2.0
-        fill = border_colour(rgb)
-        out = np.empty_like(rgb)
-        for k in range(rgb.shape[2]):
-            ndi.affine_transform(rgb[..., k], [1.0 / s, 1.0 / s], offset=[c - c / s] * 2, order=1,
-                                 mode="constant", cval=float(fill[k]), output=out[..., k])
-        return out
+        return to_canonical(rgb, um_per_px=s, canonical_um_per_px=1.0, size=h)
 
 
 @dataclass(frozen=True)

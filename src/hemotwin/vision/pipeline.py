@@ -109,19 +109,13 @@ def prepare(dataset: Dataset, geometry: Geometry, *, working: bool, um_per_px: f
     return Prepared(images, kept, ums, srcs, failures)
 
 
-def to_model_geometry(work: np.ndarray, geometry: Geometry, *, zoom: float = 1.0) -> np.ndarray:
-    """A working-resolution image brought to the model's input geometry, magnified by ``zoom``."""
-    # Zooming is reading the working pixels as ``zoom`` times larger: it rides on the resampling
-    # that happens anyway, so it costs nothing (a separate zoom pass cost ~3 ms a sample).
-    return to_canonical(work, um_per_px=geometry.work_um_per_px * zoom, canonical_um_per_px=geometry.um_per_px,
+def to_model_geometry(work: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """A working-resolution image brought to the model's input geometry."""
+    return to_canonical(work, um_per_px=geometry.work_um_per_px, canonical_um_per_px=geometry.um_per_px,
                         size=geometry.input_size)
 
 
 # ------------------------------------------------------------------------------ augmentation
-
-
-def _draw_zoom(zoom: ScaleJitter | None, rng: np.random.Generator) -> float:
-    return 1.0 if zoom is None else zoom.draw(rng)
 
 
 @dataclass
@@ -130,7 +124,7 @@ class _ToModel:
     zoom: ScaleJitter | None = None
 
     def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return to_model_geometry(rgb, self.geometry, zoom=_draw_zoom(self.zoom, rng))
+        return to_model_geometry(rgb if self.zoom is None else self.zoom(rgb, rng), self.geometry)
 
 
 @dataclass
@@ -146,16 +140,17 @@ class _TwinReimage:
 
     def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         u = rng.random()
-        s = _draw_zoom(self.zoom, rng)
         work_um = self.geometry.work_um_per_px
+        to_model = _ToModel(self.geometry, self.zoom)
         if self.target_style is not None and u < self.p_target:
-            # The zoom stands for an error in the pixel size read after imaging, so the target's
-            # optics act at the true scale and the result is then read at the wrong one.
-            return to_model_geometry(self.target_style(rgb, work_um, rng), self.geometry, zoom=s)
+            # The target style works on the stored crop (so its unmixing is remembered across
+            # epochs) and the zoom follows: both act locally, so the order barely matters.
+            return to_model(self.target_style(rgb, work_um, rng), rng)
         if u >= self.p_target + (1.0 - self.p_target) * self.p_reimage:
-            return to_model_geometry(rgb, self.geometry, zoom=s)
+            return to_model(rgb, rng)
         r = self.reimagers[int(rng.integers(len(self.reimagers)))]
-        return r(rgb, work_um, rng, zoom=s)
+        # The preset re-imaging resamples to the model grid itself: the zoom rides on that resampling.
+        return r(rgb, work_um, rng) if self.zoom is None else r(rgb, work_um, rng, zoom=self.zoom.draw(rng))
 
 
 def make_augment(mode: str, geometry: Geometry, *, basis=None, strength: float = 0.3, p_reimage: float = 0.5,
@@ -174,7 +169,7 @@ def make_augment(mode: str, geometry: Geometry, *, basis=None, strength: float =
     above (0.3 measured best of 0.3 / 0.5 / 0.7 on BCCD, one seed each). ``box_crop``: in every
     mode, the fraction of samples cut to a box around the white cell first (:class:`BoxCrop`);
     ``scale_jitter`` > 1: every sample is then zoomed by up to that factor (:class:`ScaleJitter`,
-    drawn per sample and applied while resampling to the model grid). The twin's unmixing of
+    after any re-imaging as the target). The twin's unmixing of
     each training crop is remembered across epochs (:data:`UNMIX_CACHE_BYTES` per process),
     which does not change any result.
     """
