@@ -153,9 +153,9 @@ class ScaleJitter:
     The zoom resamples the image on its own grid (area-averaging when shrinking, bilinear when
     enlarging, :func:`~hemotwin.vision.datasets.to_canonical`) and the training pipeline then
     resamples it to the model's grid. Doing both in one resampling, or zooming with one bilinear
-    pass, is cheaper but scored about 4 points lower on BCCD over six seeds each
-    (docs/benchmarks.md): the second resampling's slight softening is part of what this step
-    teaches.
+    pass, is cheaper, but over six seeds each they scored 3-4 points lower on BCCD than this
+    version's first runs, and the single resampling 1.2 points lower than this version re-run
+    (docs/benchmarks.md): the second resampling's slight softening may be part of what it teaches.
     """
 
     max_factor: float = 1.15
