@@ -110,3 +110,21 @@ def test_training_zoom_magnifies_on_every_path(mode):
                       for s in range(12)])
     assert zooms.min() >= 1 / (1.2 * 1.06) and zooms.max() <= 1.2 * 1.06
     assert zooms.max() / zooms.min() > 1.15  # it does vary
+
+
+@pytest.mark.parametrize("zoom", [1 / 1.2, 0.93, 1.0, 1.07, 1.2])
+def test_composed_zoom_equals_zooming_then_resampling(zoom):
+    """The training zoom is applied as one composed resampling; it must give the image of the two
+    steps it replaces (zoom the working crop, pad with its border colour; then the model grid).
+    The two-step path rounds its intermediate to 8 bits, so pixels may differ by one grey level."""
+    from hemotwin.vision.datasets import to_canonical
+    from hemotwin.vision.pipeline import Geometry, to_model_geometry, zoom_to_model
+
+    geom = Geometry()
+    work = render_cell("NGS", load_profile("analyzer-100x"), size_px=geom.work_size, seed=1).image
+    keep = work.copy()
+    two = to_model_geometry(to_canonical(work, um_per_px=zoom, canonical_um_per_px=1.0, size=geom.work_size), geom)
+    one = zoom_to_model(work, geom, zoom)
+    np.testing.assert_array_equal(work, keep)
+    assert one.shape == two.shape == (geom.input_size, geom.input_size, 3) and one.dtype == np.uint8
+    assert np.abs(one.astype(int) - two.astype(int)).max() <= 1

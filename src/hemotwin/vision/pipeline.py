@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from hemotwin import taxonomy
 from hemotwin.errors import HemotwinError, InputError
 from hemotwin.io.images import read_image
 from hemotwin.vision.augment import Augment, BoxCrop, ColorJitter, Compose, Geometric, ScaleJitter
-from hemotwin.vision.datasets import Dataset, estimate_dataset_um_per_px, load_dataset, to_canonical
+from hemotwin.vision.datasets import Dataset, _centre, estimate_dataset_um_per_px, load_dataset, to_canonical
 
 Progress = Callable[[int, int], None]
 
@@ -118,13 +119,64 @@ def to_model_geometry(work: np.ndarray, geometry: Geometry) -> np.ndarray:
 # ------------------------------------------------------------------------------ augmentation
 
 
+@lru_cache(maxsize=256)
+def _zoom_operator(n: int, zoomed: int, geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """One axis of "zoom a working crop of ``n`` px to ``zoomed`` px and centre it in ``n``, then
+    bring it to the model grid" as one ``input_size x n`` matrix, and the share (``input_size``)
+    of each output pixel that comes from the crop rather than from the padding."""
+    from hemotwin.twin.resample import resample_weights
+
+    place = np.zeros((n, zoomed), np.float32)  # centre crop or pad (padding rows stay zero)
+    src, dst, length = _centre(zoomed, n)
+    place[np.arange(dst, dst + length), np.arange(src, src + length)] = 1.0
+    a = place @ resample_weights(n, zoomed)
+    m = max(1, round(n * geometry.work_um_per_px / geometry.um_per_px))
+    b = np.zeros((geometry.input_size, m), np.float32)
+    src, dst, length = _centre(m, geometry.input_size)
+    b[np.arange(dst, dst + length), np.arange(src, src + length)] = 1.0
+    b = b @ resample_weights(n, m)
+    inside = np.zeros(n, np.float32)
+    inside[_centre(zoomed, n)[1]:_centre(zoomed, n)[1] + _centre(zoomed, n)[2]] = 1.0
+    k, share = b @ a, b @ inside
+    k.setflags(write=False)
+    share.setflags(write=False)
+    return k, share
+
+
+def zoom_to_model(work: np.ndarray, geometry: Geometry, zoom: float) -> np.ndarray:
+    """:class:`ScaleJitter`'s zoom of a square working crop followed by :func:`to_model_geometry`,
+    as one linear map per axis (the two resamplings composed): the same image to within one
+    grey level (the intermediate is not rounded to 8 bits), at a fraction of the cost."""
+    from hemotwin.twin.resample import resample_weights
+
+    n = work.shape[0]
+    if work.shape[1] != n or geometry.input_size > round(n * geometry.work_um_per_px / geometry.um_per_px):
+        # Not the training layout (square, and wide enough for the model field): do it in two steps.
+        return to_model_geometry(to_canonical(work, um_per_px=zoom, canonical_um_per_px=1.0, size=n), geometry)
+    zoomed = max(1, round(n * zoom))
+    k, share = _zoom_operator(n, zoomed, geometry)
+    f = work.astype(np.float32) / 255.0
+    out = np.einsum("ij,jlc,kl->ikc", k, f, k, optimize=True)
+    if zoomed < n:
+        # Zoomed out: the padding is the zoomed crop's border colour, as to_canonical pads; only
+        # the zoomed crop's outer rows and columns are needed for it.
+        r = resample_weights(n, zoomed)
+        rows = np.einsum("ij,jlc,kl->ikc", r[[0, -1]], f, r, optimize=True)  # 2 x zoomed x 3
+        cols = np.einsum("ij,jlc,kl->ikc", r, f, r[[0, -1]], optimize=True)  # zoomed x 2 x 3
+        bg = np.median(np.concatenate([rows[0], rows[1], cols[:, 0], cols[:, 1]]), axis=0)
+        out += bg.astype(np.float32) * (1.0 - share[:, None] * share[None, :])[..., None]
+    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+
+
 @dataclass
 class _ToModel:
     geometry: Geometry
     zoom: ScaleJitter | None = None
 
     def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return to_model_geometry(rgb if self.zoom is None else self.zoom(rgb, rng), self.geometry)
+        if self.zoom is None:
+            return to_model_geometry(rgb, self.geometry)
+        return zoom_to_model(rgb, self.geometry, self.zoom.draw(rng))
 
 
 @dataclass
