@@ -152,10 +152,12 @@ class ScaleJitter:
 
     The zoom resamples the image on its own grid (area-averaging when shrinking, bilinear when
     enlarging, :func:`~hemotwin.vision.datasets.to_canonical`) and the training pipeline then
-    resamples it to the model's grid. Doing both in one resampling, or zooming with one bilinear
-    pass, is cheaper, but over six seeds each they scored 3-4 points lower on BCCD than this
-    version's first runs, and the single resampling 1.2 points lower than this version re-run
-    (docs/benchmarks.md): the second resampling's slight softening may be part of what it teaches.
+    resamples it to the model's grid (in training, both as one composed map:
+    :func:`~hemotwin.vision.pipeline.zoom_to_model`, with the factor from :meth:`draw`). A zoom
+    folded into the single resampling to the model grid, or one bilinear pass, scored 3-4 points
+    lower on BCCD than this version's first six runs, and the folded one 1.2 points lower than
+    this version re-run (docs/benchmarks.md): the second resampling's slight softening may be
+    part of what the zoom teaches.
     """
 
     max_factor: float = 1.15
