@@ -349,13 +349,12 @@ class StainBasis:
         return self
 
     def _unmixed(self, rgb: np.ndarray, um_per_px: float) -> np.ndarray:
-        """``3 x N`` amounts of an image's pixels (from the memo when it holds them)."""
+        """``3 x N`` amounts of a checked uint8 image's pixels (from the memo when it holds them)."""
         if self._memo_budget <= 0:
             od, _ = self.optical_density(rgb)
             return nnls3(self.vectors_, od.reshape(3, -1))[0]
         import hashlib
 
-        rgb = _check_rgb(rgb)
         h = hashlib.blake2b(np.ascontiguousarray(rgb).data, digest_size=16)
         h.update(np.asarray([*rgb.shape, float(um_per_px)], dtype=np.float64).tobytes())
         key = h.digest()

@@ -126,18 +126,16 @@ def _zoom_operator(n: int, zoomed: int, geometry: Geometry) -> tuple[np.ndarray,
     of each output pixel that comes from the crop rather than from the padding."""
     from hemotwin.twin.resample import resample_weights
 
-    place = np.zeros((n, zoomed), np.float32)  # centre crop or pad (padding rows stay zero)
-    src, dst, length = _centre(zoomed, n)
-    place[np.arange(dst, dst + length), np.arange(src, src + length)] = 1.0
-    a = place @ resample_weights(n, zoomed)
+    def placement(n_in: int, n_out: int) -> np.ndarray:  # centre crop or pad (padding rows stay zero)
+        src, dst, length = _centre(n_in, n_out)
+        out = np.zeros((n_out, n_in), np.float32)
+        out[np.arange(dst, dst + length), np.arange(src, src + length)] = 1.0
+        return out
+
+    zoom_place = placement(zoomed, n)
     m = max(1, round(n * geometry.work_um_per_px / geometry.um_per_px))
-    b = np.zeros((geometry.input_size, m), np.float32)
-    src, dst, length = _centre(m, geometry.input_size)
-    b[np.arange(dst, dst + length), np.arange(src, src + length)] = 1.0
-    b = b @ resample_weights(n, m)
-    inside = np.zeros(n, np.float32)
-    inside[_centre(zoomed, n)[1]:_centre(zoomed, n)[1] + _centre(zoomed, n)[2]] = 1.0
-    k, share = b @ a, b @ inside
+    b = placement(m, geometry.input_size) @ resample_weights(n, m)
+    k, share = b @ zoom_place @ resample_weights(n, zoomed), b @ zoom_place.sum(axis=1)
     k.setflags(write=False)
     share.setflags(write=False)
     return k, share
@@ -190,10 +188,13 @@ class _TwinReimage:
     p_target: float = 0.0
     zoom: ScaleJitter | None = None
 
+    def __post_init__(self) -> None:
+        self._to_model = _ToModel(self.geometry, self.zoom)
+
     def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         u = rng.random()
         work_um = self.geometry.work_um_per_px
-        to_model = _ToModel(self.geometry, self.zoom)
+        to_model = self._to_model
         if self.target_style is not None and u < self.p_target:
             # The target style works on the stored crop (so its unmixing is remembered across
             # epochs) and the zoom follows: both act locally, so the order barely matters.
