@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.color import hed2rgb, hsv2rgb, rgb2hed, rgb2hsv
 
-from hemotwin.vision.datasets import border_colour
+from hemotwin.vision.datasets import border_colour, to_canonical
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -168,13 +168,15 @@ class ScaleJitter:
         return math.exp(rng.uniform(-lim, lim))
 
     def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        from hemotwin.vision.datasets import to_canonical
+        return self.zoom(rgb, self.draw(rng))
 
-        s = self.draw(rng)
+    @staticmethod
+    def zoom(rgb: np.ndarray, factor: float) -> np.ndarray:
+        """``rgb`` (square) magnified by ``factor`` about its centre, on its own grid."""
         h, w = rgb.shape[:2]
         if h != w:
             raise ValueError(f"ScaleJitter expects a square image, got {h} x {w}")
-        return to_canonical(rgb, um_per_px=s, canonical_um_per_px=1.0, size=h)
+        return to_canonical(rgb, um_per_px=factor, canonical_um_per_px=1.0, size=h)
 
 
 @dataclass(frozen=True)

@@ -150,7 +150,7 @@ def zoom_to_model(work: np.ndarray, geometry: Geometry, zoom: float) -> np.ndarr
     n = work.shape[0]
     if work.shape[1] != n or geometry.input_size > round(n * geometry.work_um_per_px / geometry.um_per_px):
         # Not the training layout (square, and wide enough for the model field): do it in two steps.
-        return to_model_geometry(to_canonical(work, um_per_px=zoom, canonical_um_per_px=1.0, size=n), geometry)
+        return to_model_geometry(ScaleJitter.zoom(work, zoom), geometry)
     zoomed = max(1, round(n * zoom))
     k, share = _zoom_operator(n, zoomed, geometry)
     f = work.astype(np.float32) / 255.0
