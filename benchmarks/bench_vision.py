@@ -212,6 +212,11 @@ def main(argv: list[str] | None = None) -> dict:
                     help="BCCD fields the twin-target mode fits the target scanner on: 0 = the 23 fields with no "
                          "scored cell; N = N drawn from all fields")
     ap.add_argument("--p-target", type=float, default=0.3, help="fraction of samples re-imaged as the target")
+    ap.add_argument("--target-val", action="store_true",
+                    help="twin-target: validate (early stopping) on the PBC validation cells plus the same cells "
+                         "re-imaged as the target")
+    ap.add_argument("--no-target-jitter", action="store_true",
+                    help="twin-target: no colour jitter on the samples re-imaged as the target")
     ap.add_argument("--box-crop", type=float, default=0.0,
                     help="fraction of samples cut to a box around the white cell (every arm)")
     ap.add_argument("--ema-epochs", type=float, default=0.0,
@@ -261,6 +266,15 @@ def main(argv: list[str] | None = None) -> dict:
     if any(m.startswith("twin-target") for m in modes):
         style, style_fields = fit_target_style(tr.images, um_b, geom, n_fields=args.target_fields, seed=args.seed)
         print(f"target style: {style!r}", file=sys.stderr, flush=True)
+    # The PBC validation and test cells re-imaged as the target (one fixed draw each): a
+    # label-free check of how well a model reads the target's look (no BCCD label is used).
+    styled_val = styled_test = None
+    if style is not None:
+        rng_v = np.random.default_rng(args.seed + 7919)
+        styled_val = np.stack([to_model_geometry(style(im, geom.work_um_per_px, rng_v), geom)
+                               for im in prepare(parts.val, geom, working=True).images])
+        styled_test = np.stack([to_model_geometry(style(im, geom.work_um_per_px, rng_v), geom)
+                                for im in prepare(parts.test, geom, working=True).images])
     results = {}
     for mode in modes:
         base_mode = mode.removesuffix("+synth")
@@ -270,13 +284,17 @@ def main(argv: list[str] | None = None) -> dict:
         aug = make_augment(base_mode.removesuffix("-target"), geom, basis=basis, seed=args.seed,
                            strength=args.twin_strength, p_reimage=args.p_reimage,
                            target_style=style if base_mode == "twin-target" else None, p_target=args.p_target,
-                           box_crop=args.box_crop, scale_jitter=args.scale_jitter)
+                           box_crop=args.box_crop, scale_jitter=args.scale_jitter,
+                           jitter_target=not args.no_target_jitter)
         cfg = TrainConfig(epochs=args.epochs, seed=args.seed, num_threads=args.threads, num_workers=args.workers,
                           ema_epochs=args.ema_epochs)
         t = time.perf_counter()
+        x_va, y_va = va.images, y["val"]
+        if args.target_val and base_mode == "twin-target":
+            x_va, y_va = np.concatenate([x_va, styled_val]), y_va + y["val"]
         res = fit(ModelConfig(n_classes=len(WBC5), input_size=geom.input_size),
                   CellArrayDataset(x_tr, target_masks(y_tr, WBC5), aug=aug, seed=args.seed),
-                  CellArrayDataset(va.images, target_masks(y["val"], WBC5)), config=cfg)
+                  CellArrayDataset(x_va, target_masks(y_va, WBC5)), config=cfg)
         train_s = time.perf_counter() - t
         if args.save_models:
             from hemotwin.vision.modelfile import save_model
@@ -285,7 +303,9 @@ def main(argv: list[str] | None = None) -> dict:
             save_model(Path(args.save_models) / f"{mode}.hemo", res.model, labels=list(WBC5), um_per_px=geom.um_per_px,
                        seed=args.seed, augmentation=mode, metrics=res.best_metrics, overwrite=True)
         scores = {}
-        sets = (("pbc_test", te.images, y["test"]), ("bccd", bc.images, y["bccd"]),
+        sets = (("pbc_test", te.images, y["test"]),
+                *((("pbc_test_as_target", styled_test, y["test"]),) if styled_test is not None else ()),
+                ("bccd", bc.images, y["bccd"]),
                 ("bccd_in_field_context", bcx_images, bcx_labels),
                 ("bccd_harmonised", harmonised["bccd"], y["bccd"]),
                 ("bccd_in_field_context_harmonised", harmonised["bccd_in_field_context"], bcx_labels))
@@ -325,6 +345,7 @@ def main(argv: list[str] | None = None) -> dict:
                              "of": len(audited)}},
            "epochs_max": args.epochs, "seed": args.seed, "results": results,
            "box_crop": args.box_crop, "scale_jitter": args.scale_jitter, "ema_epochs": args.ema_epochs,
+           "target_val": args.target_val, "target_jitter": not args.no_target_jitter,
            "twin": {"strength": args.twin_strength, "p_reimage": args.p_reimage, "tone": args.tone},
            "target_style": None if style is None else {"fields": style_fields, "p_target": args.p_target,
                                                        **style.to_dict()},

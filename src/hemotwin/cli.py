@@ -280,6 +280,10 @@ def predict(
                                             "space first (twin harmonisation; one scanner per run).")] = False,
     tta: Annotated[bool, typer.Option("--tta", help="Average each cell over its 8 rotations and mirror images "
                                       "(8x slower).")] = False,
+    scale_tta: Annotated[str | None, typer.Option("--scale-tta", help="Also average each cell over zooms 1/F, 1 "
+                                                  "and F: a factor F (1-2), or 'model' for the zoom the model was "
+                                                  "trained with; for a scanner whose pixel size is an estimate "
+                                                  "(3x slower).")] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Classify cell images: path, predicted label and the probability of every class."""
@@ -301,7 +305,7 @@ def predict(
         dest = prepare_output_file(out, overwrite=overwrite)
         with _Bar("classifying") as bar:
             res = predict_files(paths, model=model, um_per_px=um_per_px, labels=labels, backend=backend,
-                                harmonise=harmonise, tta=tta, progress=bar)
+                                harmonise=harmonise, tta=tta, scale_tta=scale_tta, progress=bar)
     except (HemotwinError, ValueError) as exc:
         raise _fail(exc) from None
     rows = res["rows"]
@@ -329,6 +333,10 @@ def evaluate(
                                             "space first (twin harmonisation; one scanner per run).")] = False,
     tta: Annotated[bool, typer.Option("--tta", help="Average each cell over its 8 rotations and mirror images "
                                       "(8x slower).")] = False,
+    scale_tta: Annotated[str | None, typer.Option("--scale-tta", help="Also average each cell over zooms 1/F, 1 "
+                                                  "and F: a factor F (1-2), or 'model' for the zoom the model was "
+                                                  "trained with; for a scanner whose pixel size is an estimate "
+                                                  "(3x slower).")] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Accuracy, macro-F1, per-class scores, confusion matrix, calibration and referral curve."""
@@ -339,7 +347,7 @@ def evaluate(
         dest = prepare_output_dir(out, overwrite=overwrite)
         with _Bar("evaluating") as bar:
             res = evaluate_model(data, dest, model=model, um_per_px=um_per_px, exclude=exclude or (), backend=backend,
-                                 harmonise=harmonise, tta=tta, progress=bar)
+                                 harmonise=harmonise, tta=tta, scale_tta=scale_tta, progress=bar)
     except (HemotwinError, ValueError) as exc:
         raise _fail(exc) from None
     m = res["metrics"]

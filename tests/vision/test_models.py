@@ -9,7 +9,7 @@ import torch
 
 from hemotwin.errors import InputError
 from hemotwin.vision.export import INPUT_NAME, export_onnx
-from hemotwin.vision.infer import InferenceEngine, dihedral_views
+from hemotwin.vision.infer import InferenceEngine, dihedral_views, scale_tta_zooms, zoom_views
 from hemotwin.vision.models import (
     DEFAULT_INPUT_SIZE,
     ModelConfig,
@@ -122,6 +122,62 @@ def test_tta_is_orientation_free_and_matches_the_mean_of_views():
     assert len(views) == 8 and len({v.tobytes() for v in views}) == 8  # a random crop has no symmetry
     np.testing.assert_allclose(np.mean([plain.run(v) for v in views], axis=0), p, atol=1e-4)
     assert np.abs(plain.run(np.ascontiguousarray(np.rot90(x, 1, axes=(1, 2)))) - plain.run(x)).max() > 1e-4
+
+
+def test_zoom_views_magnify_about_the_centre():
+    # A dark disk on a flat background: the view at zoom z holds z^2 times the disk's absorbance
+    # (area scales as z^2; area-averaging and bilinear interpolation both keep the integral, so 2 %
+    # covers the rim's resampling) and its centroid stays at the crop centre: within 0.55 px, since
+    # the resampling places an even-sized crop's centre on a whole pixel (half a pixel, 0.1 µm at
+    # the model's grid, well under the zoom's own 2 px at the rim).
+    yy, xx = np.mgrid[:64, :64] - 31.5
+    img = np.full((64, 64, 3), 220, np.uint8)
+    img[np.hypot(yy, xx) < 12] = (90, 60, 140)
+    batch = np.stack([img, img[::-1]])
+    views = zoom_views(batch, (1 / 1.25, 1.0, 1.25))
+    assert views[1] is batch and all(v.shape == batch.shape and v.dtype == np.uint8 for v in views)
+
+    def mass(v):
+        return (1.0 - v[0, ..., 0] / 220.0).sum()
+
+    for z, v in zip((1 / 1.25, 1.25), (views[0], views[2]), strict=True):
+        assert mass(v) / mass(batch) == pytest.approx(z * z, rel=0.02)
+        w = 1.0 - v[0, ..., 0] / 220.0
+        assert abs((w * yy).sum() / w.sum()) < 0.55 and abs((w * xx).sum() / w.sum()) < 0.55
+    assert batch[0, 0, 0, 0] == 220  # the input is not modified
+    assert [len(v) for v in zoom_views(batch[:0], (1.2, 1.0))] == [0, 0]
+
+
+def test_scale_tta_is_the_mean_over_zoomed_views():
+    # The engine's answer with zooms must be the plain answer averaged over the zoomed views
+    # (float32 sums in another order: 1e-5); with tta as well, over all 3 x 8 views (1e-4, as above).
+    torch.manual_seed(7)
+    net = build_model(ModelConfig(n_classes=3, input_size=40, **SMALL))
+    x = np.random.default_rng(8).integers(0, 256, (5, 40, 40, 3), dtype=np.uint8)
+    zooms = scale_tta_zooms(1.2)
+    assert zooms == pytest.approx((1 / 1.2, 1.0, 1.2)) and scale_tta_zooms(1.0) == (1.0,)
+    plain = InferenceEngine(net, backend="torch", num_threads=1)
+    views = zoom_views(x, zooms)
+    want = np.mean([plain.run(v) for v in views], axis=0)
+    got = InferenceEngine(net, backend="torch", batch_size=2, num_threads=1, zooms=zooms).run(x)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert np.abs(got - plain.run(x)).max() > 1e-4  # the zoom changes the answer of a random net
+    both = InferenceEngine(net, backend="onnxruntime", num_threads=1, zooms=zooms, tta=True).run(x)
+    want_both = np.mean([plain.run(d) for v in views for d in dihedral_views(v)], axis=0)
+    np.testing.assert_allclose(both, want_both, atol=1e-4)
+
+
+@pytest.mark.parametrize("zooms", [(), (0.2,), (1.0, 3.0), ("big",), (float("nan"),)])
+def test_bad_zooms_are_rejected(zooms):
+    net = build_model(ModelConfig(n_classes=2, input_size=40, **SMALL))
+    with pytest.raises(InputError, match="zooms"):
+        InferenceEngine(net, backend="torch", zooms=zooms)
+
+
+@pytest.mark.parametrize("factor", [0.9, 2.5, float("inf")])
+def test_bad_scale_tta_factor_is_rejected(factor):
+    with pytest.raises(InputError, match="scale TTA factor"):
+        scale_tta_zooms(factor)
 
 
 def test_engine_rejects_wrong_images():

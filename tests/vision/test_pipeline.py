@@ -45,7 +45,7 @@ def test_simulated_cells_carry_their_pixel_size(twin_cells):
 def test_train_predict_evaluate(twin_cells, tmp_path):
     out = tmp_path / "m.hemo"
     res = train_model([twin_cells], out, augment="color", epochs=3, seed=0, geometry=GEOM, num_threads=1,
-                      batch_size=8, patience=3)
+                      batch_size=8, patience=3, scale_jitter=1.2)
     assert res["labels"] == ["NGS", "EOS", "LYT"] and out.exists()
     with zipfile.ZipFile(out) as z:
         manifest = json.loads(z.read("manifest.json"))
@@ -77,6 +77,18 @@ def test_train_predict_evaluate(twin_cells, tmp_path):
     t = predict_files(files[:4], model=out, tta=True)
     assert t["tta"] and [r["path"] for r in t["rows"]] == [r["path"] for r in pred["rows"][:4]]
     assert sum(t["rows"][0][f"p_{lab}"] for lab in res["labels"]) == pytest.approx(1.0, abs=1e-3)
+    # Scale TTA at the model's own training zoom (1.2, read from the file) or a given factor.
+    z = predict_files(files[:4], model=out, scale_tta="model")
+    assert z["scale_tta_zooms"] == pytest.approx([1 / 1.2, 1.0, 1.2]) and len(z["rows"]) == 4
+    assert predict_files(files[:1], model=out, scale_tta=1.1)["scale_tta_zooms"] == pytest.approx([1 / 1.1, 1.0, 1.1])
+    assert pred["scale_tta_zooms"] == [1.0]
+    ev_z = evaluate_model(twin_cells, rep, model=out, scale_tta="1.2")
+    assert ev_z["metrics"]["n"] == 30
+    rep_json = json.loads((rep / "report.json").read_text())
+    assert rep_json["provenance"]["config"]["scale_tta_zooms"] == pytest.approx([1 / 1.2, 1.0, 1.2])
+    for bad in ("3", "wide", 0.5, True):
+        with pytest.raises(InputError, match="--scale-tta"):
+            predict_files(files[:1], model=out, scale_tta=bad)
 
 
 def test_harmonise_needs_a_stain_reference(tmp_path):
@@ -95,6 +107,9 @@ def test_harmonise_needs_a_stain_reference(tmp_path):
     write_png(img, np.full((40, 40, 3), 200, np.uint8), um_per_px=0.25)
     with pytest.raises(InputError, match=r"old\.hemo"):
         predict_files([img], model=path, harmonise=True, backend="torch")
+    # Nor does it record a training zoom, so scale TTA needs an explicit factor.
+    with pytest.raises(InputError, match=r"old\.hemo.*scale-jitter"):
+        predict_files([img], model=path, scale_tta="model", backend="torch")
 
 
 def test_auto_labels_lift_fine_codes_to_coarse_groups_present(twin_cells):

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from hemotwin.errors import InputError
+from hemotwin.vision.augment import ScaleJitter
 from hemotwin.vision.export import INPUT_NAME, export_onnx
 from hemotwin.vision.modelfile import LoadedModel, load_model
 from hemotwin.vision.models import HemoNet
@@ -43,6 +44,13 @@ class InferenceEngine:
         Test-time augmentation: average the probabilities over the eight rotations and mirror
         images of each crop (a cell on a slide has no preferred orientation, so the average is
         the model's orientation-free answer). Costs eight forward passes per cell.
+    zooms
+        Test-time scale augmentation: also average over each crop magnified by these factors
+        about its centre (:func:`zoom_views`; 1 is the crop as given). A second scanner's pixel
+        size is an estimate; a model trained with a zoom of up to ``F``
+        (:class:`~hemotwin.vision.augment.ScaleJitter`) answers for the whole range when its
+        answers at ``1/F``, 1 and ``F`` (:func:`scale_tta_zooms`) are averaged. Multiplies the cost
+        by ``len(zooms)`` (and by eight more with ``tta``).
 
     Examples
     --------
@@ -53,7 +61,8 @@ class InferenceEngine:
 
     def __init__(self, model: LoadedModel | HemoNet | str | Path, *, backend: Backend = "onnxruntime",
                  batch_size: int = 64, num_threads: int | None = None,
-                 labels: Sequence[str] | None = None, tta: bool = False) -> None:
+                 labels: Sequence[str] | None = None, tta: bool = False,
+                 zooms: Sequence[float] = (1.0,)) -> None:
         if backend not in ("onnxruntime", "torch"):
             raise InputError("backend", backend, "'onnxruntime' or 'torch'")
         if batch_size < 1:
@@ -72,6 +81,7 @@ class InferenceEngine:
         self.backend: Backend = backend
         self.batch_size = int(batch_size)
         self.tta = bool(tta)
+        self.zooms = _checked_zooms(zooms)
         self.num_threads = int(num_threads or available_cores())
         self.input_size = self.net.config.input_size
         self._session: Any = None
@@ -132,10 +142,10 @@ class InferenceEngine:
         try:
             for i in range(0, n, self.batch_size):
                 chunk = batch[i:i + self.batch_size]
+                views = zoom_views(chunk, self.zooms)
                 if self.tta:
-                    out[i:i + len(chunk)] = np.mean([self._forward(v) for v in dihedral_views(chunk)], axis=0)
-                else:
-                    out[i:i + len(chunk)] = self._forward(chunk)
+                    views = [d for v in views for d in dihedral_views(v)]
+                out[i:i + len(chunk)] = np.mean([self._forward(v) for v in views], axis=0)
                 if progress is not None:
                     progress(min(i + self.batch_size, n), n, {"backend": self.backend})
         finally:
@@ -161,3 +171,41 @@ def dihedral_views(batch: np.ndarray) -> list[np.ndarray]:
         for k in range(4):
             views.append(np.ascontiguousarray(np.rot90(flipped, k, axes=(1, 2))))
     return views
+
+
+def zoom_views(batch: np.ndarray, zooms: Sequence[float]) -> list[np.ndarray]:
+    """``batch`` (``N x S x S x 3``) magnified about each crop's centre by each of ``zooms``.
+
+    The same resampling as the training zoom (:meth:`~hemotwin.vision.augment.ScaleJitter.zoom`:
+    area-averaging when shrinking, bilinear when enlarging, the border colour outside the crop),
+    so a view at zoom ``z`` is what the model saw of a cell drawn at that zoom in training.
+    """
+    if not len(batch):
+        return [batch for _ in zooms]
+    return [batch if z == 1.0 else np.stack([ScaleJitter.zoom(im, z) for im in batch]) for z in zooms]
+
+
+def scale_tta_zooms(factor: float) -> tuple[float, ...]:
+    """The test-time zooms for a scale uncertainty of ``factor``: ``(1/factor, 1, factor)``.
+
+    Three views span the log-uniform training zoom of :class:`~hemotwin.vision.augment.ScaleJitter`
+    (its two ends and its centre); five views scored no better on BCCD (docs/benchmarks.md).
+    ``factor`` 1 gives ``(1.0,)``: no scale augmentation.
+    """
+    if not (isinstance(factor, int | float) and np.isfinite(factor) and 1.0 <= factor <= MAX_TTA_ZOOM):
+        raise InputError("scale TTA factor", factor, f"a zoom factor between 1 (off) and {MAX_TTA_ZOOM}")
+    return (1.0,) if factor == 1.0 else (1.0 / float(factor), 1.0, float(factor))
+
+
+#: Largest test-time magnification (and smallest, as its inverse) an engine accepts.
+MAX_TTA_ZOOM = 2.0
+
+
+def _checked_zooms(zooms: Sequence[float]) -> tuple[float, ...]:
+    try:
+        out = tuple(float(z) for z in zooms)
+    except (TypeError, ValueError):
+        raise InputError("zooms", zooms, "a sequence of zoom factors") from None
+    if not out or not all(np.isfinite(z) and 1.0 / MAX_TTA_ZOOM <= z <= MAX_TTA_ZOOM for z in out):
+        raise InputError("zooms", zooms, f"one or more zoom factors between {1 / MAX_TTA_ZOOM} and {MAX_TTA_ZOOM}")
+    return out

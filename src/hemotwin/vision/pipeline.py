@@ -187,6 +187,8 @@ class _TwinReimage:
     target_style: Any = None  #: a fitted TargetStyle, or None
     p_target: float = 0.0
     zoom: ScaleJitter | None = None
+    jitter: Augment | None = None  #: the colour jitter that follows (the baseline's)
+    jitter_target: bool = True  #: also jitter the samples re-imaged as the target
 
     def __post_init__(self) -> None:
         self._to_model = _ToModel(self.geometry, self.zoom)
@@ -198,18 +200,21 @@ class _TwinReimage:
         if self.target_style is not None and u < self.p_target:
             # The target style works on the stored crop (so its unmixing is remembered across
             # epochs) and the zoom follows: both act locally, so the order barely matters.
-            return to_model(self.target_style(rgb, work_um, rng), rng)
+            out = to_model(self.target_style(rgb, work_um, rng), rng)
+            return self.jitter(out, rng) if self.jitter is not None and self.jitter_target else out
         if u >= self.p_target + (1.0 - self.p_target) * self.p_reimage:
-            return to_model(rgb, rng)
-        r = self.reimagers[int(rng.integers(len(self.reimagers)))]
-        # The preset re-imaging resamples to the model grid itself: the zoom rides on that resampling.
-        return r(rgb, work_um, rng) if self.zoom is None else r(rgb, work_um, rng, zoom=self.zoom.draw(rng))
+            out = to_model(rgb, rng)
+        else:
+            r = self.reimagers[int(rng.integers(len(self.reimagers)))]
+            # The preset re-imaging resamples to the model grid itself: the zoom rides on that resampling.
+            out = r(rgb, work_um, rng) if self.zoom is None else r(rgb, work_um, rng, zoom=self.zoom.draw(rng))
+        return self.jitter(out, rng) if self.jitter is not None else out
 
 
 def make_augment(mode: str, geometry: Geometry, *, basis=None, strength: float = 0.3, p_reimage: float = 0.5,
                  profiles: Sequence[str] = TWIN_PROFILES, pool_size: int = 12, seed: int = 0,
                  target_style=None, p_target: float = 0.3, box_crop: float = 0.0,
-                 scale_jitter: float = 1.0) -> Augment:
+                 scale_jitter: float = 1.0, jitter_target: bool = True) -> Augment:
     """The training augmentation of ``mode`` (``none``, ``color``, ``twin``): working -> model geometry.
 
     ``twin`` needs a fitted :class:`~hemotwin.twin.reimage.StainBasis` (the training images'
@@ -253,9 +258,11 @@ def make_augment(mode: str, geometry: Geometry, *, basis=None, strength: float =
                      for k, p in enumerate(profiles)]
         # The physical re-imaging is followed by the same colour jitter as the baseline, so the
         # comparison measures what the twin adds on top of it.
+        # (The jitter is pixel-wise or isotropic, so it commutes with the flips that follow.)
         return Compose((*first, _TwinReimage(reimagers, geometry, p_reimage, target_style,
-                                             p_target if target_style is not None else 0.0, zoom),
-                        Geometric(), ColorJitter()))
+                                             p_target if target_style is not None else 0.0, zoom,
+                                             jitter=ColorJitter(), jitter_target=jitter_target),
+                        Geometric()))
     raise InputError("--augment", mode, "one of none, color, twin")
 
 
@@ -599,9 +606,13 @@ def default_model_path() -> Path:
 
 
 def open_engine(model: str | Path | None = None, *, backend: str = "onnxruntime", num_threads: int | None = None,
-                tta: bool = False):
-    """Load a model file (default: the shipped model) into an inference engine (``tta``: see InferenceEngine)."""
-    from hemotwin.vision.infer import InferenceEngine
+                tta: bool = False, scale_tta: float | str | None = None):
+    """Load a model file (default: the shipped model) into an inference engine.
+
+    ``tta`` and ``scale_tta``: see :class:`~hemotwin.vision.infer.InferenceEngine` and
+    :func:`scale_tta_factor`.
+    """
+    from hemotwin.vision.infer import InferenceEngine, scale_tta_zooms
     from hemotwin.vision.modelfile import load_model
 
     path = Path(model) if model is not None else default_model_path()
@@ -609,21 +620,52 @@ def open_engine(model: str | Path | None = None, *, backend: str = "onnxruntime"
         raise InputError("--model", str(path), "an existing .hemo model file"
                          + ("" if model is not None else " (the default model is not installed)"))
     loaded = load_model(path, require_onnx=backend == "onnxruntime")
-    return loaded, InferenceEngine(loaded, backend=backend, num_threads=num_threads, tta=tta)
+    zooms = scale_tta_zooms(scale_tta_factor(loaded, scale_tta))
+    return loaded, InferenceEngine(loaded, backend=backend, num_threads=num_threads, tta=tta, zooms=zooms)
+
+
+def scale_tta_factor(loaded: Any, scale_tta: float | str | None) -> float:
+    """The test-time zoom factor of ``scale_tta`` for ``loaded`` (1 = no scale augmentation).
+
+    ``None`` (off) gives 1; a number is used as given (1 to 2); ``"model"`` is the zoom the model
+    was trained with (``train --scale-jitter``, stored in its model file): averaging its answers
+    at ``1/F``, 1 and ``F`` marginalises the pixel-size uncertainty the training taught it to
+    tolerate, without choosing a direction from the test data.
+    """
+    if scale_tta is None:
+        return 1.0
+    if isinstance(scale_tta, str):
+        text = scale_tta.strip().lower()
+        if text == "model":
+            aug = loaded.provenance.get("augmentation")
+            factor = aug.get("scale_jitter") if isinstance(aug, dict) else None
+            if not isinstance(factor, int | float) or factor <= 1.0:
+                raise InputError("--scale-tta", scale_tta,
+                                 f"a zoom factor: {loaded.path} was not trained with a zoom (train --scale-jitter)")
+            return float(factor)
+        try:
+            scale_tta = float(text)
+        except ValueError:
+            raise InputError("--scale-tta", scale_tta, "'model' or a zoom factor between 1 and 2") from None
+    if isinstance(scale_tta, bool) or not (isinstance(scale_tta, int | float) and np.isfinite(scale_tta)
+                                           and 1.0 <= scale_tta <= 2.0):
+        raise InputError("--scale-tta", scale_tta, "'model' or a zoom factor between 1 (off) and 2")
+    return float(scale_tta)
 
 
 def predict_files(paths: Sequence[str | Path], *, model: str | Path | None = None, um_per_px: float | None = None,
                   labels: str | Sequence[str] | None = None, backend: str = "onnxruntime", harmonise: bool = False,
-                  tta: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+                  tta: bool = False, scale_tta: float | str | None = None,
+                  progress: Progress | None = None) -> dict[str, Any]:
     """Classify image files; unreadable files and files of unknown pixel size are listed and skipped.
 
     ``harmonise`` maps the images into the model's training stain space first
     (:func:`harmonise_arrays`; the files should come from one scanner); ``tta`` averages each cell
-    over its eight rotations and mirror images.
+    over its eight rotations and mirror images; ``scale_tta`` over zooms (:func:`scale_tta_factor`).
     """
     from hemotwin.vision.datasets import estimate_um_per_px
 
-    loaded, engine = open_engine(model, backend=backend, tta=tta)
+    loaded, engine = open_engine(model, backend=backend, tta=tta, scale_tta=scale_tta)
     geom = Geometry(loaded.preprocessing.um_per_px, loaded.preprocessing.input_size)
     imgs, rows, failures = [], [], []
     for k, p in enumerate(paths):
@@ -661,12 +703,13 @@ def predict_files(paths: Sequence[str | Path], *, model: str | Path | None = Non
         for lab, v in zip(out_labels, p, strict=True):
             row[f"p_{lab}"] = round(float(v), 5)
     return {"rows": rows, "labels": list(out_labels), "failures": failures, "model": str(loaded.path),
-            "harmonisation": harmonisation, "tta": tta}
+            "harmonisation": harmonisation, "tta": tta, "scale_tta_zooms": list(engine.zooms)}
 
 
 def evaluate_model(data: str | Path, out_dir: str | Path, *, model: str | Path | None = None,
                    um_per_px: float | None = None, exclude: Sequence[str] = (), backend: str = "onnxruntime",
-                   harmonise: bool = False, tta: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+                   harmonise: bool = False, tta: bool = False, scale_tta: float | str | None = None,
+                   progress: Progress | None = None) -> dict[str, Any]:
     """Score a model on a labelled data set; writes report.json, report.html and figures.
 
     The model's probabilities are collapsed to the data set's labels (e.g. 15 classes -> the five
@@ -675,7 +718,7 @@ def evaluate_model(data: str | Path, out_dir: str | Path, *, model: str | Path |
     from hemotwin.io.provenance import file_sha256, provenance
     from hemotwin.vision.evaluate import evaluate_predictions, write_report
 
-    loaded, engine = open_engine(model, backend=backend, tta=tta)
+    loaded, engine = open_engine(model, backend=backend, tta=tta, scale_tta=scale_tta)
     geom = Geometry(loaded.preprocessing.um_per_px, loaded.preprocessing.input_size)
     (ds,), notes = load_training_data([data], um_per_px=um_per_px)
     ds, skipped = map_items_to(ds, _coarsest_common(ds, loaded.labels))
@@ -689,7 +732,8 @@ def evaluate_model(data: str | Path, out_dir: str | Path, *, model: str | Path |
     metrics["read"] = summary_of(prep)
     prov = provenance(command="evaluate", config={"data": str(data), "model": str(loaded.path),
                                                   "exclude": list(exclude), "um_per_px": um_per_px,
-                                                  "harmonise": harmonise, "tta": tta},
+                                                  "harmonise": harmonise, "tta": tta,
+                                                  "scale_tta": scale_tta, "scale_tta_zooms": list(engine.zooms)},
                       inputs={"model_sha256": file_sha256(loaded.path)},
                       extra={"model_provenance": loaded.provenance, "notes": notes + skipped[:20],
                              "failures": prep.failures, "harmonisation": harmonisation})
