@@ -153,6 +153,27 @@ def test_augmentations_end_in_the_model_geometry(twin_cells):
         assert img.shape == (GEOM.input_size, GEOM.input_size, 3) and img.dtype == np.uint8
 
 
+def test_target_samples_can_skip_the_colour_jitter(twin_cells):
+    # jitter_target=False leaves the samples re-imaged as the target as the twin drew them: the
+    # baseline's brightness jitter alone (x0.85-1.15) spreads the mean grey level of 16 draws by
+    # ~8 %, the target style's own draws (texture smoothing, noise) by well under 2 %.
+    from hemotwin.twin.reimage import StainBasis
+    from hemotwin.twin.target_style import TargetStyle
+
+    work = prepare(load_dataset(twin_cells).subset(range(6)), GEOM, working=True)
+    basis = StainBasis().fit(list(work.images))
+    um = GEOM.work_um_per_px
+    style = TargetStyle().fit(list(work.images), list(work.images), source_um_per_px=um, target_um_per_px=um)
+    spread = {}
+    for jitter in (True, False):
+        aug = make_augment("twin", GEOM, basis=basis, pool_size=2, target_style=style, p_target=1.0, p_reimage=0.0,
+                           jitter_target=jitter)
+        rng = np.random.default_rng(3)
+        means = [aug(work.images[0], rng).mean() for _ in range(16)]
+        spread[jitter] = np.std(means) / np.mean(means)
+    assert spread[False] < 0.02 < spread[True]
+
+
 def test_train_with_a_target_scanner_records_it(twin_cells, tmp_path):
     """``--target``: unlabelled images of another scanner calibrate part of the twin re-imaging.
 
