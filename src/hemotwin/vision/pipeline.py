@@ -228,9 +228,10 @@ def make_augment(mode: str, geometry: Geometry, *, basis=None, strength: float =
     mode, the fraction of samples cut to a box around the white cell first (:class:`BoxCrop`);
     ``scale_jitter`` > 1: every sample is then zoomed by up to that factor (:class:`ScaleJitter`,
     after any re-imaging as the target). ``jitter_target`` False spares the samples re-imaged as
-    the target the colour jitter: the model then reads the twin's rendering of the target better
-    (PBC test cells so rendered: 94 / 76 % against 80 / 66 %) but real BCCD cells worse (-5 and -9
-    points, seeds 0 / 1; docs/benchmarks.md), so the default keeps it. The twin's unmixing of
+    the target the colour jitter. Together with early stopping on validation cells rendered as the
+    target too, the model then read the twin's rendering of the target better (PBC test cells so
+    rendered: 94 / 76 % against 80 / 66 %) but real BCCD cells worse (-5 and -9 points, seeds 0 /
+    1; docs/benchmarks.md), so the default keeps the jitter. The twin's unmixing of
     each training crop is remembered across epochs (:data:`UNMIX_CACHE_BYTES` per process),
     which does not change any result.
     """
