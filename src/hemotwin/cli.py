@@ -272,7 +272,8 @@ def train(
 def predict(
     images: Annotated[list[Path], typer.Argument(help="Image files (or folders: every image inside).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")],
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="Model file (default: shipped model).")] = None,
+    model: Annotated[list[Path] | None, typer.Option("--model", "-m", help="Model file (default: shipped model); "
+                                                     "repeat for a seed ensemble (mean probabilities).")] = None,
     labels: Annotated[str | None, typer.Option("--labels", help="Report in another label set: pbc | wbc5")] = None,
     um_per_px: Annotated[float | None, typer.Option("--um-per-px", help="Pixel size of the images.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="onnxruntime | torch")] = "onnxruntime",
@@ -304,7 +305,7 @@ def predict(
             raise InputError("IMAGES", [str(p) for p in images], "image files or folders holding images")
         dest = prepare_output_file(out, overwrite=overwrite)
         with _Bar("classifying") as bar:
-            res = predict_files(paths, model=model, um_per_px=um_per_px, labels=labels, backend=backend,
+            res = predict_files(paths, model=model or None, um_per_px=um_per_px, labels=labels, backend=backend,
                                 harmonise=harmonise, tta=tta, scale_tta=scale_tta, progress=bar)
     except (HemotwinError, ValueError) as exc:
         raise _fail(exc) from None
@@ -325,7 +326,8 @@ def predict(
 def evaluate(
     data: Annotated[Path, typer.Option("--data", "-d", help="Labelled ImageFolder or manifest.csv.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")],
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="Model file (default: shipped model).")] = None,
+    model: Annotated[list[Path] | None, typer.Option("--model", "-m", help="Model file (default: shipped model); "
+                                                     "repeat for a seed ensemble (mean probabilities).")] = None,
     um_per_px: Annotated[float | None, typer.Option("--um-per-px", help="Pixel size when data lack one.")] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="True labels not scored (repeat).")] = None,
     backend: Annotated[str, typer.Option("--backend", help="onnxruntime | torch")] = "onnxruntime",
@@ -346,8 +348,8 @@ def evaluate(
     try:
         dest = prepare_output_dir(out, overwrite=overwrite)
         with _Bar("evaluating") as bar:
-            res = evaluate_model(data, dest, model=model, um_per_px=um_per_px, exclude=exclude or (), backend=backend,
-                                 harmonise=harmonise, tta=tta, scale_tta=scale_tta, progress=bar)
+            res = evaluate_model(data, dest, model=model or None, um_per_px=um_per_px, exclude=exclude or (),
+                                 backend=backend, harmonise=harmonise, tta=tta, scale_tta=scale_tta, progress=bar)
     except (HemotwinError, ValueError) as exc:
         raise _fail(exc) from None
     m = res["metrics"]

@@ -9,7 +9,7 @@ import torch
 
 from hemotwin.errors import InputError
 from hemotwin.vision.export import INPUT_NAME, export_onnx
-from hemotwin.vision.infer import InferenceEngine, dihedral_views, scale_tta_zooms, zoom_views
+from hemotwin.vision.infer import EnsembleEngine, InferenceEngine, dihedral_views, scale_tta_zooms, zoom_views
 from hemotwin.vision.models import (
     DEFAULT_INPUT_SIZE,
     ModelConfig,
@@ -191,3 +191,27 @@ def test_engine_rejects_wrong_images():
         eng.run([np.zeros((40, 40, 3), np.uint8), np.zeros((40, 40, 4), np.uint8)])
     with pytest.raises(InputError, match="backend"):
         InferenceEngine(net, backend="tensorflow")  # type: ignore[arg-type]
+
+
+def test_ensemble_is_the_mean_of_its_members():
+    # Two differently initialised nets: the ensemble's probabilities are the mean of theirs
+    # (float32 rounding: 1e-6), it differs from each member, and its progress counts both passes.
+    x = np.random.default_rng(9).integers(0, 256, (7, 40, 40, 3), dtype=np.uint8)
+    members = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        members.append(InferenceEngine(build_model(ModelConfig(n_classes=3, input_size=40, **SMALL)),
+                                       backend="torch", batch_size=4, num_threads=1))
+    ens = EnsembleEngine(members)
+    seen = []
+    p = ens.run(x, progress=lambda d, t, i: seen.append((d, t, i["member"])))
+    a, b = members[0].run(x), members[1].run(x)
+    np.testing.assert_allclose(p, (a + b) / 2, atol=1e-6)
+    assert np.abs(a - b).max() > 1e-3 and ens.labels is None and ens.n_classes == 3
+    assert seen[-1] == (14, 14, 1) and [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)
+    np.testing.assert_array_equal(ens.predict(x), p.argmax(1))
+    other = InferenceEngine(build_model(ModelConfig(n_classes=3, input_size=48, **SMALL)), backend="torch")
+    with pytest.raises(InputError, match="input size 48"):
+        EnsembleEngine([members[0], other], names=["a.hemo", "b.hemo"])
+    with pytest.raises(InputError, match="engines"):
+        EnsembleEngine([])

@@ -14,6 +14,7 @@ from hemotwin.io.images import read_image
 from hemotwin.twin.datasets import CellSetConfig, simulate_cells
 from hemotwin.twin.profiles import load_profile
 from hemotwin.vision.datasets import load_dataset
+from hemotwin.vision.models import build_model
 from hemotwin.vision.pipeline import (
     Geometry,
     evaluate_model,
@@ -89,6 +90,33 @@ def test_train_predict_evaluate(twin_cells, tmp_path):
     for bad in ("3", "wide", 0.5, True):
         with pytest.raises(InputError, match="--scale-tta"):
             predict_files(files[:1], model=out, scale_tta=bad)
+    # A seed ensemble: another model file with the same labels and geometry (random weights
+    # here); its probabilities are the mean of the two files' (CSV rounding: 1e-5).
+    import torch
+
+    from hemotwin.vision.modelfile import load_model, save_model
+
+    torch.manual_seed(11)
+    first = load_model(out)
+    other = save_model(tmp_path / "other.hemo", build_model(first.model.config), labels=res["labels"],
+                       um_per_px=GEOM.um_per_px)
+    solo = predict_files(files[:3], model=other)
+    ens = predict_files(files[:3], model=[out, other])
+    assert ens["models"] == [str(out), str(other)]
+    for r_e, r_a, r_b in zip(ens["rows"], pred["rows"][:3], solo["rows"], strict=True):
+        for lab in res["labels"]:
+            assert r_e[f"p_{lab}"] == pytest.approx((r_a[f"p_{lab}"] + r_b[f"p_{lab}"]) / 2, abs=2e-5)
+    ev_e = evaluate_model(twin_cells, rep, model=[out, other])
+    assert ev_e["metrics"]["n"] == 30
+    assert json.loads((rep / "report.json").read_text())["provenance"]["config"]["models"] == [str(out), str(other)]
+    wrong = save_model(tmp_path / "wrong.hemo", build_model(first.model.config), labels=["LYT", "NGS", "EOS"],
+                       um_per_px=GEOM.um_per_px)
+    with pytest.raises(InputError, match=r"wrong\.hemo"):
+        predict_files(files[:1], model=[out, wrong])
+    coarse = save_model(tmp_path / "coarse.hemo", build_model(first.model.config), labels=res["labels"],
+                        um_per_px=0.3)
+    with pytest.raises(InputError, match=r"coarse\.hemo.*geometry"):
+        predict_files(files[:1], model=[out, coarse])
 
 
 def test_harmonise_needs_a_stain_reference(tmp_path):

@@ -609,23 +609,49 @@ def default_model_path() -> Path:
         return Path(p)
 
 
-def open_engine(model: str | Path | None = None, *, backend: str = "onnxruntime", num_threads: int | None = None,
-                tta: bool = False, scale_tta: float | str | None = None):
+def open_engine(model: str | Path | Sequence[str | Path] | None = None, *, backend: str = "onnxruntime",
+                num_threads: int | None = None, tta: bool = False, scale_tta: float | str | None = None):
     """Load a model file (default: the shipped model) into an inference engine.
 
+    Several files give an :class:`~hemotwin.vision.infer.EnsembleEngine` (the mean of their
+    probabilities; they must share labels and input geometry), returned with the first file's
+    :class:`~hemotwin.vision.modelfile.LoadedModel`, whose geometry and labels the callers use.
     ``tta`` and ``scale_tta``: see :class:`~hemotwin.vision.infer.InferenceEngine` and
-    :func:`scale_tta_factor`.
+    :func:`scale_tta_factor` (``"model"``: each member's own training zoom).
     """
-    from hemotwin.vision.infer import InferenceEngine, scale_tta_zooms
+    from hemotwin.vision.infer import EnsembleEngine, InferenceEngine, scale_tta_zooms
     from hemotwin.vision.modelfile import load_model
 
-    path = Path(model) if model is not None else default_model_path()
-    if not path.exists():
-        raise InputError("--model", str(path), "an existing .hemo model file"
-                         + ("" if model is not None else " (the default model is not installed)"))
-    loaded = load_model(path, require_onnx=backend == "onnxruntime")
-    zooms = scale_tta_zooms(scale_tta_factor(loaded, scale_tta))
-    return loaded, InferenceEngine(loaded, backend=backend, num_threads=num_threads, tta=tta, zooms=zooms)
+    if model is None or isinstance(model, str | Path):
+        paths = [Path(model) if model is not None else default_model_path()]
+    else:
+        paths = [Path(m) for m in model]
+        if not paths:
+            raise InputError("--model", "[]", "one or more .hemo model files")
+    loaded_all, engines = [], []
+    for path in paths:
+        if not path.exists():
+            raise InputError("--model", str(path), "an existing .hemo model file"
+                             + ("" if model is not None else " (the default model is not installed)"))
+        loaded = load_model(path, require_onnx=backend == "onnxruntime")
+        if loaded_all and (loaded.preprocessing.um_per_px != loaded_all[0].preprocessing.um_per_px
+                           or loaded.preprocessing.input_size != loaded_all[0].preprocessing.input_size):
+            raise InputError("--model", str(path), f"the input geometry of {paths[0]} "
+                             f"({loaded_all[0].preprocessing.um_per_px} µm/px, "
+                             f"{loaded_all[0].preprocessing.input_size} px) to join it in an ensemble")
+        zooms = scale_tta_zooms(scale_tta_factor(loaded, scale_tta))
+        loaded_all.append(loaded)
+        engines.append(InferenceEngine(loaded, backend=backend, num_threads=num_threads, tta=tta, zooms=zooms))
+    if len(engines) == 1:
+        return loaded_all[0], engines[0]
+    return loaded_all[0], EnsembleEngine(engines, names=[str(p) for p in paths])
+
+
+def ensemble_paths(model: str | Path | Sequence[str | Path] | None) -> list[str]:
+    """The model file(s) of ``model`` as strings, for provenance (the default model's path when None)."""
+    if model is None:
+        return [str(default_model_path())]
+    return [str(model)] if isinstance(model, str | Path) else [str(m) for m in model]
 
 
 def scale_tta_factor(loaded: Any, scale_tta: float | str | None) -> float:
@@ -657,7 +683,8 @@ def scale_tta_factor(loaded: Any, scale_tta: float | str | None) -> float:
     return float(scale_tta)
 
 
-def predict_files(paths: Sequence[str | Path], *, model: str | Path | None = None, um_per_px: float | None = None,
+def predict_files(paths: Sequence[str | Path], *, model: str | Path | Sequence[str | Path] | None = None,
+                  um_per_px: float | None = None,
                   labels: str | Sequence[str] | None = None, backend: str = "onnxruntime", harmonise: bool = False,
                   tta: bool = False, scale_tta: float | str | None = None,
                   progress: Progress | None = None) -> dict[str, Any]:
@@ -666,6 +693,7 @@ def predict_files(paths: Sequence[str | Path], *, model: str | Path | None = Non
     ``harmonise`` maps the images into the model's training stain space first
     (:func:`harmonise_arrays`; the files should come from one scanner); ``tta`` averages each cell
     over its eight rotations and mirror images; ``scale_tta`` over zooms (:func:`scale_tta_factor`).
+    Several ``model`` files: their mean (a seed ensemble, :func:`open_engine`).
     """
     from hemotwin.vision.datasets import estimate_um_per_px
 
@@ -707,10 +735,11 @@ def predict_files(paths: Sequence[str | Path], *, model: str | Path | None = Non
         for lab, v in zip(out_labels, p, strict=True):
             row[f"p_{lab}"] = round(float(v), 5)
     return {"rows": rows, "labels": list(out_labels), "failures": failures, "model": str(loaded.path),
+            "models": ensemble_paths(model),
             "harmonisation": harmonisation, "tta": tta, "scale_tta_zooms": list(engine.zooms)}
 
 
-def evaluate_model(data: str | Path, out_dir: str | Path, *, model: str | Path | None = None,
+def evaluate_model(data: str | Path, out_dir: str | Path, *, model: str | Path | Sequence[str | Path] | None = None,
                    um_per_px: float | None = None, exclude: Sequence[str] = (), backend: str = "onnxruntime",
                    harmonise: bool = False, tta: bool = False, scale_tta: float | str | None = None,
                    progress: Progress | None = None) -> dict[str, Any]:
@@ -718,6 +747,7 @@ def evaluate_model(data: str | Path, out_dir: str | Path, *, model: str | Path |
 
     The model's probabilities are collapsed to the data set's labels (e.g. 15 classes -> the five
     WBC classes of BCCD); probability on classes with no counterpart is dropped and reported.
+    Several ``model`` files are scored as one seed ensemble (the mean of their probabilities).
     """
     from hemotwin.io.provenance import file_sha256, provenance
     from hemotwin.vision.evaluate import evaluate_predictions, write_report
@@ -734,11 +764,14 @@ def evaluate_model(data: str | Path, out_dir: str | Path, *, model: str | Path |
     metrics = evaluate_predictions(truth, np.nan_to_num(probs, nan=0.0), target, exclude=exclude)
     metrics["unmapped_probability_mean"] = float(np.mean(dropped)) if len(dropped) else 0.0
     metrics["read"] = summary_of(prep)
-    prov = provenance(command="evaluate", config={"data": str(data), "model": str(loaded.path),
+    models = ensemble_paths(model)
+    prov = provenance(command="evaluate", config={"data": str(data), "model": str(loaded.path), "models": models,
                                                   "exclude": list(exclude), "um_per_px": um_per_px,
                                                   "harmonise": harmonise, "tta": tta,
                                                   "scale_tta": scale_tta, "scale_tta_zooms": list(engine.zooms)},
-                      inputs={"model_sha256": file_sha256(loaded.path)},
+                      inputs={"model_sha256": file_sha256(loaded.path),
+                              **({f"model_sha256[{i}]": file_sha256(m) for i, m in enumerate(models)}
+                                 if len(models) > 1 else {})},
                       extra={"model_provenance": loaded.provenance, "notes": notes + skipped[:20],
                              "failures": prep.failures, "harmonisation": harmonisation})
     paths = write_report(metrics, out_dir, title=f"hemotwin evaluation: {Path(data).name}", provenance=prov)
