@@ -230,7 +230,7 @@ def make_augment(mode: str, geometry: Geometry, *, basis=None, strength: float =
     after any re-imaging as the target). ``jitter_target`` False spares the samples re-imaged as
     the target the colour jitter. Together with early stopping on validation cells rendered as the
     target too, the model then read the twin's rendering of the target better (PBC test cells so
-    rendered: 94 / 76 % against 80 / 66 %) but real BCCD cells worse (-5 and -9 points, seeds 0 /
+    rendered: 94 / 76 % against 84 / 74 %) but real BCCD cells worse (-4 and -8 points, seeds 0 /
     1; docs/benchmarks.md), so the default keeps the jitter. The twin's unmixing of
     each training crop is remembered across epochs (:data:`UNMIX_CACHE_BYTES` per process),
     which does not change any result.
