@@ -225,11 +225,13 @@ def main(argv: list[str] | None = None) -> dict:
                     help="zoom every sample by up to this factor (1 = off; every arm)")
     ap.add_argument("--save-models", default=None, help="folder to keep each arm's model file in (for rescoring)")
     ap.add_argument("--tta", action="store_true", help="also score with 8-view test-time augmentation")
+    ap.add_argument("--scale-tta", type=float, default=1.0,
+                    help="also score averaged over zooms 1/F, 1, F (and with --tta, over all 24 views)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     from hemotwin.twin.harmonise import StainHarmoniser
     from hemotwin.twin.reimage import StainBasis
-    from hemotwin.vision.infer import InferenceEngine
+    from hemotwin.vision.infer import InferenceEngine, scale_tta_zooms
     from hemotwin.vision.models import ModelConfig
     from hemotwin.vision.train import CellArrayDataset, TrainConfig, fit, target_masks
 
@@ -309,8 +311,15 @@ def main(argv: list[str] | None = None) -> dict:
                 ("bccd_in_field_context", bcx_images, bcx_labels),
                 ("bccd_harmonised", harmonised["bccd"], y["bccd"]),
                 ("bccd_in_field_context_harmonised", harmonised["bccd_in_field_context"], bcx_labels))
-        for tta in (False, True) if args.tta else (False,):
-            eng = InferenceEngine(res.model, backend="torch", labels=list(WBC5), tta=tta)
+        scorings = [("", False, (1.0,))]
+        if args.tta:
+            scorings.append(("_tta", True, (1.0,)))
+        if args.scale_tta > 1.0:
+            scorings.append(("_scale_tta", False, scale_tta_zooms(args.scale_tta)))
+        if args.tta and args.scale_tta > 1.0:
+            scorings.append(("_tta_scale_tta", True, scale_tta_zooms(args.scale_tta)))
+        for suffix, tta, zooms in scorings:
+            eng = InferenceEngine(res.model, backend="torch", labels=list(WBC5), tta=tta, zooms=zooms)
             for name, imgs, truth in sets:
                 probs = eng.run(imgs)
                 subsets = [(name, probs, truth)]
@@ -319,7 +328,7 @@ def main(argv: list[str] | None = None) -> dict:
                     subsets.append((f"{name}_audited", probs[audited], kept))
                 for key, pr, tr_ in subsets:
                     m = evaluate_predictions(tr_, pr, WBC5, exclude=("basophil",) if "bccd" in key else ())
-                    scores[key + ("_tta" if tta else "")] = {
+                    scores[key + suffix] = {
                         "accuracy": m["accuracy"], "ci95": m["accuracy_ci95_exact"], "macro_f1": m["macro_f1"],
                         "n": m["n"], "per_class_recall": {k: v["recall"] for k, v in m["per_class"].items()},
                         "ece": m["calibration"]["ece"],
@@ -345,7 +354,8 @@ def main(argv: list[str] | None = None) -> dict:
                              "of": len(audited)}},
            "epochs_max": args.epochs, "seed": args.seed, "results": results,
            "box_crop": args.box_crop, "scale_jitter": args.scale_jitter, "ema_epochs": args.ema_epochs,
-           "target_val": args.target_val, "target_jitter": not args.no_target_jitter,
+           "target_val": args.target_val, "target_jitter": not args.no_target_jitter, "tta": args.tta,
+           "scale_tta": args.scale_tta,
            "twin": {"strength": args.twin_strength, "p_reimage": args.p_reimage, "tone": args.tone},
            "target_style": None if style is None else {"fields": style_fields, "p_target": args.p_target,
                                                        **style.to_dict()},
