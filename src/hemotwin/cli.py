@@ -355,7 +355,8 @@ def evaluate(
     m = res["metrics"]
     lo, hi = m["accuracy_ci95_exact"]
     console.print(f"accuracy {m['accuracy']:.3f} (95 % CI {lo:.3f}-{hi:.3f}, n={m['n']}), macro-F1 "
-                  f"{m['macro_f1']:.3f}, ECE {m['calibration']['ece']:.3f} -> [bold]{res['report']['html']}[/]")
+                  f"{m['macro_f1']:.3f}, ECE {m['calibration']['ece']:.3f} -> [bold]{res['report']['html']}[/] "
+                  f"(cell by cell: {res['report']['predictions']})")
 
 
 @app.command()

@@ -68,6 +68,22 @@ def test_train_predict_evaluate(twin_cells, tmp_path):
     ev = evaluate_model(twin_cells, rep, model=out)
     assert (rep / "report.html").exists() and 0.0 <= ev["metrics"]["accuracy"] <= 1.0
     assert ev["metrics"]["n"] == 30
+    # Cell by cell: one row per scored cell, whose calls give back the report's accuracy.
+    import csv
+
+    with open(ev["report"]["predictions"], newline="") as fh:
+        cells = list(csv.DictReader(fh))
+    assert len(cells) == 30 and {c["truth"] for c in cells} == {"NGS", "EOS", "LYT"}
+    assert np.mean([c["predicted"] == c["truth"] for c in cells]) == pytest.approx(ev["metrics"]["accuracy"])
+    assert all(c["correct"] == str(c["predicted"] == c["truth"]) for c in cells)
+    assert sum(float(cells[0][f"p_{lab}"]) for lab in ("NGS", "EOS", "LYT")) == pytest.approx(1.0, abs=1e-3)
+    rep_x = tmp_path / "report_x"
+    rep_x.mkdir()
+    ev_x = evaluate_model(twin_cells, rep_x, model=out, exclude=["EOS"])
+    with open(ev_x["report"]["predictions"], newline="") as fh:
+        cells_x = list(csv.DictReader(fh))
+    assert ev_x["metrics"]["n"] == 20 and len(cells_x) == 30  # every cell listed, the excluded ones unscored
+    assert {c["truth"] for c in cells_x if c["scored"] == "False"} == {"EOS"}
     # The training scanner's stain reference travels with the model, so --harmonise works on it.
     assert manifest["provenance"]["stain_reference"]["level"] > 0
     harm = predict_files(files[:4], model=out, harmonise=True)

@@ -775,7 +775,30 @@ def evaluate_model(data: str | Path, out_dir: str | Path, *, model: str | Path |
                       extra={"model_provenance": loaded.provenance, "notes": notes + skipped[:20],
                              "failures": prep.failures, "harmonisation": harmonisation})
     paths = write_report(metrics, out_dir, title=f"hemotwin evaluation: {Path(data).name}", provenance=prov)
+    paths["predictions"] = _write_cell_predictions(Path(out_dir) / "predictions.csv", ds, prep, truth, probs,
+                                                   target, exclude)
     return {"metrics": metrics, "report": {k: str(v) for k, v in paths.items()}, "failures": prep.failures}
+
+
+def _write_cell_predictions(path: Path, ds: Dataset, prep: Prepared, truth: Sequence[str], probs: np.ndarray,
+                            labels: Sequence[str], exclude: Sequence[str]) -> Path:
+    """One row per scored cell: file, truth, call, confidence, every class's probability.
+
+    What a reader needs to check the metrics cell by cell, or to pair two models (or two scorings)
+    on the same cells (McNemar); ``scored`` is False for the cells ``--exclude`` left out.
+    """
+    import csv
+
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "truth", "predicted", "confidence", "correct", "scored", "um_per_px", "um_per_px_source",
+                    *(f"p_{lab}" for lab in labels)])
+        for k, (i, t, p) in enumerate(zip(prep.kept, truth, probs, strict=True)):
+            p = np.nan_to_num(p, nan=0.0)
+            call = labels[int(np.argmax(p))]
+            w.writerow([str(ds.items[i].path), t, call, f"{float(p.max()):.5f}", call == t, t not in set(exclude),
+                        f"{prep.um_per_px[k]:.5f}", prep.um_source[k], *(f"{float(v):.5f}" for v in p)])
+    return path
 
 
 def _coarsest_common(ds: Dataset, model_labels: Sequence[str]) -> tuple[str, ...]:
