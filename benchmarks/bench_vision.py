@@ -270,6 +270,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"target style: {style!r}", file=sys.stderr, flush=True)
     # The PBC validation and test cells re-imaged as the target (one fixed draw each): a
     # label-free check of how well a model reads the target's look (no BCCD label is used).
+    # The validation cells are drawn even without --target-val, so that the test cells' draw (and
+    # pbc_test_as_target) is the same in every run of a seed.
     styled_val = styled_test = None
     if style is not None:
         rng_v = np.random.default_rng(args.seed + 7919)

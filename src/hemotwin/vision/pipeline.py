@@ -657,11 +657,14 @@ def ensemble_paths(model: str | Path | Sequence[str | Path] | None) -> list[str]
 def scale_tta_factor(loaded: Any, scale_tta: float | str | None) -> float:
     """The test-time zoom factor of ``scale_tta`` for ``loaded`` (1 = no scale augmentation).
 
-    ``None`` (off) gives 1; a number is used as given (1 to 2); ``"model"`` is the zoom the model
-    was trained with (``train --scale-jitter``, stored in its model file): averaging its answers
-    at ``1/F``, 1 and ``F`` marginalises the pixel-size uncertainty the training taught it to
-    tolerate, without choosing a direction from the test data.
+    ``None`` (off) gives 1; a number is used as given (1 to ``MAX_TTA_ZOOM``); ``"model"`` is the
+    zoom the model was trained with (``train --scale-jitter``, stored in its model file):
+    averaging its answers at ``1/F``, 1 and ``F`` marginalises the pixel-size uncertainty the
+    training taught it to tolerate, without choosing a direction from the test data.
     """
+    from hemotwin.vision.infer import MAX_TTA_ZOOM
+
+    expected = f"'model' or a zoom factor between 1 (off) and {MAX_TTA_ZOOM}"
     if scale_tta is None:
         return 1.0
     if isinstance(scale_tta, str):
@@ -676,10 +679,10 @@ def scale_tta_factor(loaded: Any, scale_tta: float | str | None) -> float:
         try:
             scale_tta = float(text)
         except ValueError:
-            raise InputError("--scale-tta", scale_tta, "'model' or a zoom factor between 1 and 2") from None
+            raise InputError("--scale-tta", scale_tta, expected) from None
     if isinstance(scale_tta, bool) or not (isinstance(scale_tta, int | float) and np.isfinite(scale_tta)
-                                           and 1.0 <= scale_tta <= 2.0):
-        raise InputError("--scale-tta", scale_tta, "'model' or a zoom factor between 1 (off) and 2")
+                                           and 1.0 <= scale_tta <= MAX_TTA_ZOOM):
+        raise InputError("--scale-tta", scale_tta, expected)
     return float(scale_tta)
 
 
@@ -761,7 +764,8 @@ def evaluate_model(data: str | Path, out_dir: str | Path, *, model: str | Path |
     target = tuple(lab for lab in taxonomy.canonical_labels() if lab in set(truth))
     images, harmonisation = harmonise_arrays(loaded, prep.images) if harmonise else (prep.images, {"harmonised": False})
     probs, target, dropped = collapse_to(predict_arrays(engine, images), loaded.labels, target)
-    metrics = evaluate_predictions(truth, np.nan_to_num(probs, nan=0.0), target, exclude=exclude)
+    probs = np.nan_to_num(probs, nan=0.0)  # classes with no counterpart in the data set's labels
+    metrics = evaluate_predictions(truth, probs, target, exclude=exclude)
     metrics["unmapped_probability_mean"] = float(np.mean(dropped)) if len(dropped) else 0.0
     metrics["read"] = summary_of(prep)
     models = ensemble_paths(model)
@@ -789,14 +793,14 @@ def _write_cell_predictions(path: Path, ds: Dataset, prep: Prepared, truth: Sequ
     """
     import csv
 
+    unscored = set(exclude)
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["path", "truth", "predicted", "confidence", "correct", "scored", "um_per_px", "um_per_px_source",
                     *(f"p_{lab}" for lab in labels)])
         for k, (i, t, p) in enumerate(zip(prep.kept, truth, probs, strict=True)):
-            p = np.nan_to_num(p, nan=0.0)
             call = labels[int(np.argmax(p))]
-            w.writerow([str(ds.items[i].path), t, call, f"{float(p.max()):.5f}", call == t, t not in set(exclude),
+            w.writerow([str(ds.items[i].path), t, call, f"{float(p.max()):.5f}", call == t, t not in unscored,
                         f"{prep.um_per_px[k]:.5f}", prep.um_source[k], *(f"{float(v):.5f}" for v in p)])
     return path
 
