@@ -223,6 +223,12 @@ def main(argv: list[str] | None = None) -> dict:
                     help="time constant (epochs) of the weight average validated and kept (0 = off)")
     ap.add_argument("--scale-jitter", type=float, default=1.0,
                     help="zoom every sample by up to this factor (1 = off; every arm)")
+    ap.add_argument("--teachers", nargs="*", default=[],
+                    help="model files to distil from (train --teacher): every arm is also trained towards their "
+                         "mean probabilities. Teachers trained with other seeds saw other PBC splits, so the PBC "
+                         "hold-out is then not clean; BCCD is (no BCCD label is used by any model)")
+    ap.add_argument("--distill-weight", type=float, default=0.5)
+    ap.add_argument("--distill-temperature", type=float, default=2.0)
     ap.add_argument("--save-models", default=None, help="folder to keep each arm's model file in (for rescoring)")
     ap.add_argument("--tta", action="store_true", help="also score with 8-view test-time augmentation")
     ap.add_argument("--scale-tta", type=float, default=1.0,
@@ -279,6 +285,11 @@ def main(argv: list[str] | None = None) -> dict:
                                for im in prepare(parts.val, geom, working=True).images])
         styled_test = np.stack([to_model_geometry(style(im, geom.work_um_per_px, rng_v), geom)
                                 for im in prepare(parts.test, geom, working=True).images])
+    teacher_nets, teacher_info = [], []
+    if args.teachers:
+        from hemotwin.vision.pipeline import load_teachers
+
+        teacher_nets, teacher_info = load_teachers(args.teachers, WBC5, geom)
     results = {}
     for mode in modes:
         base_mode = mode.removesuffix("+synth")
@@ -291,14 +302,15 @@ def main(argv: list[str] | None = None) -> dict:
                            box_crop=args.box_crop, scale_jitter=args.scale_jitter,
                            jitter_target=not args.no_target_jitter)
         cfg = TrainConfig(epochs=args.epochs, seed=args.seed, num_threads=args.threads, num_workers=args.workers,
-                          ema_epochs=args.ema_epochs)
+                          ema_epochs=args.ema_epochs, distill_weight=args.distill_weight if teacher_nets else 0.0,
+                          distill_temperature=args.distill_temperature)
         t = time.perf_counter()
         x_va, y_va = va.images, y["val"]
         if args.target_val and base_mode == "twin-target":
             x_va, y_va = np.concatenate([x_va, styled_val]), y_va + y["val"]
         res = fit(ModelConfig(n_classes=len(WBC5), input_size=geom.input_size),
                   CellArrayDataset(x_tr, target_masks(y_tr, WBC5), aug=aug, seed=args.seed),
-                  CellArrayDataset(x_va, target_masks(y_va, WBC5)), config=cfg)
+                  CellArrayDataset(x_va, target_masks(y_va, WBC5)), config=cfg, teachers=teacher_nets)
         train_s = time.perf_counter() - t
         if args.save_models:
             from hemotwin.vision.modelfile import save_model
@@ -358,6 +370,8 @@ def main(argv: list[str] | None = None) -> dict:
            "box_crop": args.box_crop, "scale_jitter": args.scale_jitter, "ema_epochs": args.ema_epochs,
            "target_val": args.target_val, "target_jitter": not args.no_target_jitter, "tta": args.tta,
            "scale_tta": args.scale_tta,
+           "distillation": {"teachers": teacher_info, "weight": args.distill_weight,
+                            "temperature": args.distill_temperature} if teacher_nets else None,
            "twin": {"strength": args.twin_strength, "p_reimage": args.p_reimage, "tone": args.tone},
            "target_style": None if style is None else {"fields": style_fields, "p_target": args.p_target,
                                                        **style.to_dict()},

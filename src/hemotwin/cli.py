@@ -245,6 +245,15 @@ def train(
                                                        "factor (1 = off; default 1.2 with --target, else 1).")] = None,
     ema_epochs: Annotated[float, typer.Option("--ema-epochs", help="Validate and keep a moving average of the weights "
                                               "with this time constant in epochs (0 = off).")] = 0.0,
+    teacher: Annotated[list[Path] | None, typer.Option("--teacher", help="Model file to distil from (repeat for a "
+                                                       "seed ensemble; same labels and geometry): the model also "
+                                                       "learns the teachers' mean answer on every augmented "
+                                                       "cell.")] = None,
+    distill_weight: Annotated[float | None, typer.Option("--distill-weight", help="Weight of the teachers' answer "
+                                                         "against the labels (0-1; default 0.5 with "
+                                                         "--teacher).")] = None,
+    distill_temperature: Annotated[float, typer.Option("--distill-temperature", help="Softening temperature of the "
+                                                       "distillation.")] = 2.0,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Train a white-cell classifier (CPU), with early stopping and a full provenance record."""
@@ -256,7 +265,9 @@ def train(
             res = train_model([str(d) for d in data], out, labels=label_spec, augment=augment, epochs=epochs,
                               seed=seed, um_per_px=um_per_px, norm=norm, num_threads=threads, overwrite=overwrite,
                               target=target, target_um_per_px=target_um_per_px, scale_jitter=scale_jitter,
-                              ema_epochs=ema_epochs, progress=lambda done, total, info=None: bar(done, total),
+                              ema_epochs=ema_epochs, teachers=teacher, distill_weight=distill_weight,
+                              distill_temperature=distill_temperature,
+                              progress=lambda done, total, info=None: bar(done, total),
                               log=console.print)
     except (HemotwinError, ValueError) as exc:
         raise _fail(exc) from None

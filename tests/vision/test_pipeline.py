@@ -258,3 +258,40 @@ def test_train_with_a_target_scanner_records_it(twin_cells, tmp_path):
     (broken / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     with pytest.raises(InputError, match=r"readable images \(all 1 failed\)"):
         train_model([twin_cells], tmp_path / "b.hemo", augment="twin", epochs=1, geometry=GEOM, target=broken)
+
+
+def test_train_with_teachers_records_them_and_checks_them(twin_cells, tmp_path):
+    """``train --teacher``: the student's file names its teachers (path, SHA-256, seed) and the weight.
+
+    A teacher must answer in the student's labels and read the student's geometry; anything else is
+    an error that names the teacher's file, before any training.
+    """
+    from hemotwin.io.provenance import file_sha256
+
+    kw = {"augment": "color", "epochs": 1, "geometry": GEOM, "num_threads": 1, "batch_size": 8, "patience": 1}
+    teachers = [tmp_path / f"t{s}.hemo" for s in (0, 1)]
+    for s, t in enumerate(teachers):
+        train_model([twin_cells], t, seed=s, **kw)
+    out = tmp_path / "student.hemo"
+    train_model([twin_cells], out, seed=2, teachers=teachers, **kw)
+    with zipfile.ZipFile(out) as z:
+        prov = json.loads(z.read("manifest.json"))["provenance"]
+    assert [t["sha256"] for t in prov["teachers"]] == [file_sha256(t) for t in teachers]
+    assert [t["seed"] for t in prov["teachers"]] == [0, 1]
+    assert prov["config"]["training"]["distill_weight"] == 0.5
+    assert prov["config"]["training"]["distill_temperature"] == 2.0
+
+    two = tmp_path / "two.hemo"
+    train_model([twin_cells], two, labels=["NGS", "EOS"], **kw)
+    with pytest.raises(InputError, match=r"two\.hemo.*labels being trained"):
+        train_model([twin_cells], tmp_path / "x.hemo", teachers=[two], **kw)
+    with pytest.raises(InputError, match=r"t0\.hemo.*input geometry"):
+        train_model([twin_cells], tmp_path / "x.hemo", teachers=[teachers[0]],
+                    **{**kw, "geometry": Geometry(um_per_px=0.45, input_size=40)})
+    with pytest.raises(InputError, match="--distill-weight"):
+        train_model([twin_cells], tmp_path / "x.hemo", distill_weight=0.5, **kw)
+    with pytest.raises(InputError, match="--distill-weight"):
+        train_model([twin_cells], tmp_path / "x.hemo", teachers=teachers, distill_weight=0.0, **kw)
+    with pytest.raises(InputError, match="--teacher"):
+        train_model([twin_cells], tmp_path / "x.hemo", teachers=[tmp_path / "missing.hemo"], **kw)
+    assert not (tmp_path / "x.hemo").exists()

@@ -14,12 +14,14 @@ from hemotwin.vision.train import (
     CellArrayDataset,
     TrainConfig,
     class_weights,
+    distillation_loss,
     evaluate,
     fit,
     macro_f1,
     make_loss,
     set_nll,
     target_masks,
+    teacher_probabilities,
 )
 
 # One intra-op thread in tests: the suite runs under pytest-xdist (-n 2) on 2 cores, and OpenMP
@@ -359,3 +361,71 @@ def test_augmentation_returns_model_input_size():
             config=TrainConfig(epochs=1, **T1))
     with pytest.raises(InputError, match="32x32"):
         CellArrayDataset(x64[:2], y[:2], aug=_half, output_size=48)[0]
+
+
+def test_distillation_loss_is_the_scaled_kl_divergence():
+    """``T^2 KL(p || softmax(z / T))``, checked against torch's own KL and its two limits."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(6, 4, generator=g)
+    p = torch.softmax(torch.randn(6, 4, generator=g), dim=1)
+    for t in (1.0, 2.0, 4.0):
+        ref = torch.nn.functional.kl_div(torch.log_softmax(z / t, 1), p, reduction="batchmean") * t**2
+        assert float(distillation_loss(z, p, temperature=t)) == pytest.approx(float(ref), rel=1e-5)
+    # A student that already answers as the teacher has nothing to learn (float32 rounding only).
+    assert float(distillation_loss(torch.log(p) * 2.0, p, temperature=2.0)) == pytest.approx(0.0, abs=1e-5)
+    # Row weights: a weighted mean, so weighting one row alone gives that row's term.
+    w = torch.zeros(6)
+    w[2] = 3.0
+    one = distillation_loss(z[2:3], p[2:3], temperature=2.0)
+    assert float(distillation_loss(z, p, temperature=2.0, weights=w)) == pytest.approx(float(one), rel=1e-5)
+    with pytest.raises(InputError, match="teacher probabilities"):
+        distillation_loss(z, p[:, :3], temperature=1.0)
+
+
+def test_teacher_probabilities_are_the_mean_of_the_members():
+    g = torch.Generator().manual_seed(1)
+    nets = [torch.nn.Linear(5, 3) for _ in range(3)]
+    x = torch.randn(4, 5, generator=g)
+    want = sum(torch.softmax(n(x) / 2.0, 1) for n in nets) / 3
+    got = teacher_probabilities(nets, x, temperature=2.0)
+    assert torch.allclose(got, want, atol=1e-6) and torch.allclose(got.sum(1), torch.ones(4))
+
+
+def test_a_student_learns_the_teachers_answer_not_the_labels(shapes):
+    """Distillation transfers what the teacher knows: with weight 1 the labels do not count at all.
+
+    The student is given every label wrong (each shape labelled as the next class). Alone it learns
+    the wrong labels (near 0 % against the truth); distilled from a teacher that learnt the right
+    ones it answers as the teacher does. Chance is 1/3, and the shapes separate cleanly, so the
+    bounds (>= 0.9 and <= 0.1) leave room for a few misses without letting either outcome pass as the other.
+    """
+    x, y, xv, yv = shapes
+    cfg = {"epochs": 6, "batch_size": 32, "lr": 1e-2, "patience": None, "monitor": "val_loss", **T1}
+    teacher = fit(SMALL, CellArrayDataset(x, y), config=TrainConfig(**cfg)).model
+    teacher.train()  # the caller's mode must come back as it was
+    before = _params(teacher)
+    wrong = (y + 1) % 3
+    alone = fit(SMALL, CellArrayDataset(x, wrong), config=TrainConfig(**cfg, seed=1)).model
+    student = fit(SMALL, CellArrayDataset(x, wrong), config=TrainConfig(**cfg, seed=1, distill_weight=1.0),
+                  teachers=[teacher]).model
+    truth = CellArrayDataset(xv, yv)
+    assert evaluate(alone, truth)["accuracy"] <= 0.1
+    assert evaluate(student, truth)["accuracy"] >= 0.9
+    assert teacher.training
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in before.items())
+
+
+def test_distillation_options_are_checked(shapes):
+    x, y, _, _ = shapes
+    data = CellArrayDataset(x[:16], y[:16])
+    teacher = fit(SMALL, data, config=TrainConfig(epochs=1, **T1)).model
+    with pytest.raises(InputError, match="teachers"):
+        fit(SMALL, data, config=TrainConfig(epochs=1, distill_weight=0.5, **T1))
+    with pytest.raises(InputError, match="distill_weight"):
+        fit(SMALL, data, config=TrainConfig(epochs=1, **T1), teachers=[teacher])
+    other = fit(SMALL.model_copy(update={"n_classes": 2}), CellArrayDataset(x[:16], y[:16] % 2),
+                config=TrainConfig(epochs=1, **T1)).model
+    with pytest.raises(InputError, match="teacher probabilities"):
+        fit(SMALL, data, config=TrainConfig(epochs=1, distill_weight=0.5, **T1), teachers=[other])
+    with pytest.raises(ValueError, match="distill_weight"):
+        TrainConfig(distill_weight=1.5)

@@ -398,7 +398,8 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
                 twin_strength: float = 0.3, target: str | Path | None = None, target_um_per_px: float | None = None,
                 p_target: float = 0.3, p_reimage: float | None = None, box_crop: float = 0.0,
                 scale_jitter: float | None = None, ema_epochs: float = 0.0,
-                overwrite: bool = False, progress: Callable | None = None,
+                teachers: Sequence[str | Path] | None = None, distill_weight: float | None = None,
+                distill_temperature: float = 2.0, overwrite: bool = False, progress: Callable | None = None,
                 log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """Train a classifier on one or more data folders and save it as a ``.hemo`` model file.
 
@@ -414,6 +415,10 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
     1.2 with a target (a second scanner's pixel size is an estimate; measured on BCCD) and 1 (off)
     without one. ``ema_epochs``: validate and keep a moving average of the weights with this time
     constant (:class:`~hemotwin.vision.train.TrainConfig`; 0 = the best epoch's own weights).
+    ``teachers``: model files (a seed ensemble, same labels and input geometry as the model trained)
+    whose mean probabilities on each augmented sample the model is also trained towards, with weight
+    ``distill_weight`` (default 0.5 with teachers) at ``distill_temperature``: one model that has
+    learnt what the ensemble knows, at one model's cost.
     """
     from hemotwin.vision.datasets import split
     from hemotwin.vision.modelfile import save_model
@@ -429,8 +434,17 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
         raise InputError("--scale-jitter", scale_jitter, "a zoom factor between 1 (off) and 2")
     if not (isinstance(ema_epochs, int | float) and 0.0 <= ema_epochs <= epochs):
         raise InputError("--ema-epochs", ema_epochs, f"a time constant in epochs, 0 (off) to --epochs ({epochs})")
+    if distill_weight is None:
+        distill_weight = 0.5 if teachers else 0.0
+    if teachers and not (isinstance(distill_weight, int | float) and 0.0 < distill_weight <= 1.0):
+        raise InputError("--distill-weight", distill_weight, "a weight in (0, 1] with --teacher")
+    if not teachers and distill_weight:
+        raise InputError("--distill-weight", distill_weight, "--teacher model files to distil from")
+    if not (isinstance(distill_temperature, int | float) and 0.0 < distill_temperature <= 20.0):
+        raise InputError("--distill-temperature", distill_temperature, "a temperature in (0, 20]")
     datasets, notes = load_training_data(data, um_per_px=um_per_px)
     model_labels = model_labels_for(datasets, labels)
+    teacher_models, teacher_info = load_teachers(teachers or [], model_labels, geometry)
     mapped = []
     for ds in datasets:
         m, dropped = map_items_to(ds, model_labels)
@@ -477,10 +491,12 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
     # model) early stopping watches the set accuracy instead.
     monitor = "macro_f1" if len(y_va) and bool((y_va.sum(axis=1) == 1).all()) else "accuracy"
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, patience=patience, num_threads=num_threads,
-                      num_workers=num_workers, monitor=monitor, ema_epochs=ema_epochs)
+                      num_workers=num_workers, monitor=monitor, ema_epochs=ema_epochs,
+                      distill_weight=distill_weight, distill_temperature=distill_temperature)
     mcfg = ModelConfig(n_classes=len(model_labels), input_size=geometry.input_size, norm=norm)
     res = fit(mcfg, CellArrayDataset(tr.images, y_tr, aug=aug, seed=seed),
-              CellArrayDataset(va.images, y_va) if len(va.images) else None, config=cfg, progress=progress)
+              CellArrayDataset(va.images, y_va) if len(va.images) else None, config=cfg, progress=progress,
+              teachers=teacher_models)
     checksums = {str(d): data_checksum(ds) for d, ds in zip(data, datasets, strict=True)}
     stain_reference = fit_stain_reference(tr.images, geometry, seed=seed, log=log)
     augmentation = {"mode": augment, "box_crop": box_crop, "scale_jitter": scale_jitter,
@@ -494,13 +510,42 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
                seed=seed, augmentation=augmentation, metrics=res.best_metrics,
                training_config=res.config.model_dump(mode="json"), overwrite=overwrite,
                extra={"data": [str(d) for d in data], "notes": notes, "stain_reference": stain_reference,
-                      "train_read": summary_of(tr),
+                      "train_read": summary_of(tr), "teachers": teacher_info,
                       "val_read": summary_of(va), "best_epoch": res.best_epoch,
                       "train_images_per_s": res.train_images_per_s})
     return {"model": str(out), "labels": list(model_labels), "best_epoch": res.best_epoch,
             "best_metrics": res.best_metrics, "seconds": res.seconds, "train_images_per_s": res.train_images_per_s,
             "n_train": len(tr.kept), "n_val": len(va.kept), "failures": tr.failures + va.failures, "notes": notes,
             "history": res.history}
+
+
+def load_teachers(paths: Sequence[str | Path], labels: Sequence[str], geometry: Geometry
+                  ) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The torch networks of teacher model files, checked against the student's labels and geometry.
+
+    Returns the networks and, for provenance, each file's path, SHA-256 and seed.
+    """
+    from hemotwin.io.provenance import file_sha256
+    from hemotwin.vision.modelfile import load_model
+
+    nets, info = [], []
+    for p in paths:
+        p = Path(p)
+        if not p.exists():
+            raise InputError("--teacher", str(p), "an existing .hemo model file")
+        loaded = load_model(p)
+        if list(loaded.labels) != list(labels):
+            raise InputError("--teacher", str(p), f"a model of the labels being trained, in order: {list(labels)} "
+                             f"(it has {list(loaded.labels)})")
+        if (loaded.preprocessing.um_per_px != geometry.um_per_px
+                or loaded.preprocessing.input_size != geometry.input_size):
+            raise InputError("--teacher", str(p), f"the input geometry being trained ({geometry.um_per_px} µm/px, "
+                             f"{geometry.input_size} px; it has {loaded.preprocessing.um_per_px} µm/px, "
+                             f"{loaded.preprocessing.input_size} px)")
+        nets.append(loaded.model)
+        seed = (loaded.provenance.get("seeds") or {}).get("seed")
+        info.append({"path": str(p), "sha256": file_sha256(p), "seed": seed})
+    return nets, info
 
 
 def load_target_images(folder: str | Path, geometry: Geometry, *, um_per_px: float | None = None,

@@ -32,6 +32,11 @@ Design choices (and why)
   Generator seeded by ``(seed, epoch)``; each augmentation call gets
   ``numpy.random.default_rng([seed, epoch, index])``. So results do not depend on the number of workers
   or on which worker handled which sample. Deterministic algorithms are switched on during the fit.
+- **Distillation** (optional): with ``teachers`` (trained models of the same label set, typically a
+  seed ensemble) each batch also pulls the student towards the teachers' mean probabilities on the
+  *same augmented images* (Hinton et al., 2015): ``(1 - a) CE + a T^2 KL(p_teachers^T || p_student^T)``,
+  rows weighted like the cross-entropy. The teachers see every re-imaged training sample, so what an
+  ensemble knows about the re-imaged scanners reaches one model of one model's cost.
 - **Threads**: the main process uses ``num_threads`` intra-op threads (default: all cores this process
   may run on); each worker is limited to one torch/BLAS thread, so workers plus trainer do not
   oversubscribe a 2-core machine. Workers start with ``fork`` (the augmentation callable need not be
@@ -95,6 +100,11 @@ class TrainConfig(BaseModel):
         validation, early stopping and the returned model use the averaged weights: averaging along
         the trajectory finds flatter minima, which transfer better to unseen scanners (SWAD, Cha et
         al., 2021) and vary less with the seed than one epoch's snapshot.
+    distill_weight
+        Weight ``a`` of the distillation term when :func:`fit` is given ``teachers`` (0 = off; must be
+        > 0 with teachers, and needs them).
+    distill_temperature
+        Temperature ``T`` of both distributions in the distillation term (higher: softer).
     num_workers
         DataLoader worker processes for augmentation (0 = in the main process).
     num_threads
@@ -120,6 +130,8 @@ class TrainConfig(BaseModel):
     patience: int | None = Field(default=6, ge=1)
     min_delta: float = Field(default=0.0, ge=0)
     ema_epochs: float = Field(default=0.0, ge=0)
+    distill_weight: float = Field(default=0.0, ge=0, le=1)
+    distill_temperature: float = Field(default=2.0, gt=0, le=20)
     num_workers: int = Field(default=0, ge=0)
     num_threads: int | None = Field(default=None, ge=1)
     seed: int = 0
@@ -443,6 +455,42 @@ def make_loss(weights: np.ndarray | None = None, label_smoothing: float = 0.0) -
     return SetCrossEntropyLoss(weights, label_smoothing)
 
 
+def row_weights(target: torch.Tensor, weight: torch.Tensor | None, n_classes: int) -> torch.Tensor:
+    """Per-row loss weights as :class:`SetCrossEntropyLoss` uses them (mean weight of a row's classes)."""
+    w = torch.ones(n_classes) if weight is None else torch.as_tensor(weight, dtype=torch.float32)
+    if target.dtype == torch.bool:
+        m = target.to(torch.float32)
+        return (m @ w) / m.sum(1)
+    return w[target]
+
+
+@torch.no_grad()
+def teacher_probabilities(teachers: Sequence[nn.Module], images: torch.Tensor, *,
+                          temperature: float = 1.0) -> torch.Tensor:
+    """Mean over ``teachers`` of ``softmax(logits / temperature)`` of ``images`` (``N x K``)."""
+    out = None
+    for t in teachers:
+        p = torch.softmax(t(images) / temperature, dim=1)
+        out = p if out is None else out + p
+    return out / len(teachers)
+
+
+def distillation_loss(logits: torch.Tensor, teacher_probs: torch.Tensor, *, temperature: float,
+                      weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``T^2 KL(teacher || softmax(logits / T))``, the weighted mean over rows (Hinton et al., 2015).
+
+    The ``T^2`` keeps the term's gradients on the scale of the cross-entropy's whatever ``T`` is.
+    """
+    if teacher_probs.shape != logits.shape:
+        raise InputError("teacher probabilities", tuple(teacher_probs.shape), f"the student's {tuple(logits.shape)}")
+    log_q = torch.log_softmax(logits / temperature, dim=1)
+    p = teacher_probs.clamp_min(1e-12)
+    kl = (teacher_probs * (p.log() - log_q)).sum(1) * temperature**2
+    if weights is None:
+        return kl.mean()
+    return (weights * kl).sum() / weights.sum()
+
+
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """``n_classes x n_classes`` counts, rows = true class, columns = predicted class."""
     cm = np.zeros((n_classes, n_classes), dtype=np.int64)
@@ -585,7 +633,7 @@ def available_cores() -> int:
 def fit(model: HemoNet | ModelConfig, train: CellArrayDataset | Sequence[tuple[np.ndarray, int]],
         val: CellArrayDataset | Sequence[tuple[np.ndarray, int]] | None = None, *,
         config: TrainConfig | None = None, aug: Augment | None = None,
-        progress: Progress | None = None) -> FitResult:
+        progress: Progress | None = None, teachers: Sequence[nn.Module] | None = None) -> FitResult:
     """Train a classifier with AdamW + warm-up/cosine, class-weighted loss and early stopping.
 
     Parameters
@@ -609,6 +657,9 @@ def fit(model: HemoNet | ModelConfig, train: CellArrayDataset | Sequence[tuple[n
         ``progress(done, total, info)`` after every batch (``info["phase"] == "train"``, running
         loss) and after every epoch (``info["phase"] == "epoch"``, the epoch's metrics). ``done`` and
         ``total`` count batches; on early stop a last call reports ``done == total``.
+    teachers
+        Trained models with the same outputs (classes, in order) and input, for distillation with
+        ``config.distill_weight``; they are run in eval mode on each augmented batch and never changed.
 
     Returns
     -------
@@ -622,11 +673,19 @@ def fit(model: HemoNet | ModelConfig, train: CellArrayDataset | Sequence[tuple[n
     prev_det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.set_num_threads(cfg.num_threads or available_cores())
     torch.use_deterministic_algorithms(True, warn_only=True)
+    teachers = list(teachers or [])
+    teacher_modes = [t.training for t in teachers]  # restored afterwards: the caller's models are not ours
     try:
         torch.manual_seed(cfg.seed)
         if isinstance(model, ModelConfig):
             model = build_model(model)
         n_classes = model.config.n_classes
+        if teachers and cfg.distill_weight <= 0:
+            raise InputError("distill_weight", cfg.distill_weight, "a weight in (0, 1] when teachers are given")
+        if cfg.distill_weight > 0 and not teachers:
+            raise InputError("teachers", "none", f"one or more teacher models for distill_weight={cfg.distill_weight}")
+        for t in teachers:
+            t.eval()
         size = (model.config.input_size, model.config.input_size)
         # A shallow copy: fit's output-size check must not change the caller's dataset.
         train_ds = copy.copy(as_dataset(train, aug=aug, seed=cfg.seed))
@@ -708,7 +767,13 @@ def fit(model: HemoNet | ModelConfig, train: CellArrayDataset | Sequence[tuple[n
             loss_sum, n_seen = 0.0, 0
             for x, y in loader:
                 opt.zero_grad(set_to_none=True)
-                loss = criterion(model(x), y)
+                logits = model(x)
+                loss = criterion(logits, y)
+                if teachers:
+                    tp = teacher_probabilities(teachers, x, temperature=cfg.distill_temperature)
+                    kd = distillation_loss(logits, tp, temperature=cfg.distill_temperature,
+                                           weights=row_weights(y, criterion.weight, n_classes))
+                    loss = (1.0 - cfg.distill_weight) * loss + cfg.distill_weight * kd
                 loss.backward()
                 opt.step()
                 sched.step()
@@ -748,5 +813,7 @@ def fit(model: HemoNet | ModelConfig, train: CellArrayDataset | Sequence[tuple[n
                          stopped_early=stopped_early, class_weights=[float(w) for w in weights], config=cfg,
                          seconds=time.perf_counter() - t_start, train_images_per_s=float(np.median(rates)))
     finally:
+        for t, was_training in zip(teachers, teacher_modes, strict=True):
+            t.train(was_training)
         torch.set_num_threads(prev_threads)
         torch.use_deterministic_algorithms(prev_det, warn_only=prev_det_warn)
