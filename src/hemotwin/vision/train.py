@@ -36,7 +36,7 @@ Design choices (and why)
   seed ensemble) each batch also pulls the student towards the teachers' mean probabilities on the
   *same augmented images* (Hinton et al., 2015): ``(1 - a) CE + a T^2 KL(p_teachers^T || p_student^T)``,
   rows weighted like the cross-entropy. The teachers see every re-imaged training sample, so what an
-  ensemble knows about the re-imaged scanners reaches one model of one model's cost.
+  ensemble knows about the re-imaged scanners reaches one model, at one model's cost.
 - **Threads**: the main process uses ``num_threads`` intra-op threads (default: all cores this process
   may run on); each worker is limited to one torch/BLAS thread, so workers plus trainer do not
   oversubscribe a 2-core machine. Workers start with ``fork`` (the augmentation callable need not be
