@@ -414,6 +414,15 @@ def set_nll(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(z, dim=1) - inside
 
 
+def row_weights(target: torch.Tensor, weight: torch.Tensor | None, n_classes: int) -> torch.Tensor:
+    """Per-row loss weights as :class:`SetCrossEntropyLoss` uses them (mean weight of a row's classes)."""
+    w = torch.ones(n_classes) if weight is None else torch.as_tensor(weight, dtype=torch.float32)
+    if target.dtype == torch.bool:
+        m = target.to(torch.float32)
+        return (m @ w) / m.sum(1)
+    return w[target]
+
+
 class SetCrossEntropyLoss(nn.Module):
     """Cross-entropy that also takes set-valued targets.
 
@@ -437,10 +446,9 @@ class SetCrossEntropyLoss(nn.Module):
         if target.ndim != 2 or target.shape[1] != k:
             raise InputError("target mask", tuple(target.shape), f"N x {k} booleans")
         nll = set_nll(logits, target)
-        m = target.to(logits.dtype)
-        sizes = m.sum(1)
+        sizes = target.sum(1).to(logits.dtype)
         w_cls = self.weight.to(logits.dtype) if self.weight is not None else torch.ones(k, dtype=logits.dtype)
-        w_row = (m @ w_cls) / sizes
+        w_row = row_weights(target, self.weight, k).to(logits.dtype)
         num = w_row * nll
         if self.label_smoothing > 0:
             eps = self.label_smoothing * (sizes == 1).to(logits.dtype)
@@ -453,15 +461,6 @@ def make_loss(weights: np.ndarray | None = None, label_smoothing: float = 0.0) -
     """Cross-entropy with optional class weights (weighted mean: ``sum w_i l_i / sum w_i``) that also
     accepts boolean target masks (see :class:`SetCrossEntropyLoss`)."""
     return SetCrossEntropyLoss(weights, label_smoothing)
-
-
-def row_weights(target: torch.Tensor, weight: torch.Tensor | None, n_classes: int) -> torch.Tensor:
-    """Per-row loss weights as :class:`SetCrossEntropyLoss` uses them (mean weight of a row's classes)."""
-    w = torch.ones(n_classes) if weight is None else torch.as_tensor(weight, dtype=torch.float32)
-    if target.dtype == torch.bool:
-        m = target.to(torch.float32)
-        return (m @ w) / m.sum(1)
-    return w[target]
 
 
 @torch.no_grad()
