@@ -26,6 +26,13 @@ box or scored cell is used). It answers what a laboratory
 gains by giving the twin a few dozen unlabelled images of its own microscope (``hemotwin train
 --target DIR``); it is not a cross-microscope result in the strict, target-blind sense.
 
+``--unlabelled-fold F`` (with ``--teachers``): what a laboratory gains from its own unlabelled
+*cells* (``hemotwin train --unlabelled``). BCCD's scored crops are split in two folds by seed
+(near-duplicates together, blind to the labels); the crops of fold F join the training set with
+the teachers' prediction sets as labels (no BCCD label is used), and every BCCD score is on the
+other fold only (cells in field context too). Fold 0 and fold 1 runs of a seed together score
+every crop once, each by a model that never saw it: add their confusion matrices.
+
 Usage: ``.venv/bin/python benchmarks/bench_vision.py [--epochs 30] [--modes none,color,twin]
 [--out vision.json]``. Prints JSON; a table on stderr.
 """
@@ -102,7 +109,7 @@ def _bccd_manifest_rows() -> list[list[str]]:
     return [ln.split(",") for ln in (SHARED / "bccd" / "manifest.csv").read_text().splitlines()[1:]]
 
 
-def bccd_context_cells(um_per_px: float, geom: Geometry) -> tuple[np.ndarray, list[str]]:
+def bccd_context_cells(um_per_px: float, geom: Geometry) -> tuple[np.ndarray, list[str], list[str]]:
     """The BCCD crops' cells cut again from their fields with the context a model is trained with.
 
     The distributed crops are tight VOC boxes: brought to the model's 25 µm field they sit in a
@@ -116,7 +123,7 @@ def bccd_context_cells(um_per_px: float, geom: Geometry) -> tuple[np.ndarray, li
 
     rows = _bccd_manifest_rows()
     side = round(geom.input_size * geom.um_per_px / um_per_px)
-    images, labels = [], []
+    images, labels, stems = [], [], []
     for path, label, *_ in rows:
         stem = Path(path).stem
         field, _ = read_image(SHARED / "bccd" / "BCCD" / "JPEGImages" / f"{stem}.jpg")
@@ -135,7 +142,21 @@ def bccd_context_cells(um_per_px: float, geom: Geometry) -> tuple[np.ndarray, li
         images.append(to_canonical(crop, um_per_px=um_per_px, canonical_um_per_px=geom.um_per_px,
                                    size=geom.input_size))
         labels.append(label)
-    return np.stack(images), labels
+        stems.append(stem)
+    return np.stack(images), labels, stems
+
+
+def bccd_folds(bccd, seed: int) -> np.ndarray:
+    """Fold (0 / 1) of every BCCD item: half the groups each, near-duplicates together, label-blind."""
+    from dataclasses import replace
+
+    from hemotwin.vision.datasets import split
+
+    blind = replace(bccd, items=[replace(it, label="cell") for it in bccd.items])
+    parts = split(blind, val_fraction=0.5, test_fraction=0.0, seed=seed)
+    fold = np.zeros(len(bccd.items), np.int64)
+    fold[parts.indices["val"]] = 1
+    return fold
 
 
 def synthetic_training_cells(per_class: int, geom: Geometry, *, seed: int) -> tuple[np.ndarray, list[str]]:
@@ -229,6 +250,11 @@ def main(argv: list[str] | None = None) -> dict:
                          "hold-out is then not clean; BCCD is (no BCCD label is used by any model)")
     ap.add_argument("--distill-weight", type=float, default=0.5)
     ap.add_argument("--distill-temperature", type=float, default=2.0)
+    ap.add_argument("--unlabelled-fold", type=int, default=-1, choices=[-1, 0, 1],
+                    help="with --teachers: train on BCCD fold F's crops without labels (the teachers' prediction "
+                         "sets) and score BCCD on the other fold only (-1 = off)")
+    ap.add_argument("--pseudo-coverage", type=float, default=0.9,
+                    help="probability the teachers' class set for an unlabelled cell must hold")
     ap.add_argument("--save-models", default=None, help="folder to keep each arm's model file in (for rescoring)")
     ap.add_argument("--tta", action="store_true", help="also score with 8-view test-time augmentation")
     ap.add_argument("--scale-tta", type=float, default=1.0,
@@ -257,8 +283,21 @@ def main(argv: list[str] | None = None) -> dict:
     va = prepare(parts.val, geom, working=False)
     te = prepare(parts.test, geom, working=False)
     bc = prepare(bccd, geom, working=False)
-    bcx_images, bcx_labels = bccd_context_cells(um_b, geom)
+    bcx_images, bcx_labels, bcx_stems = bccd_context_cells(um_b, geom)
     audited = audit_mask([bccd.items[i].path for i in bc.kept])
+    if args.unlabelled_fold >= 0 and not args.teachers:
+        raise SystemExit("--unlabelled-fold needs --teachers (they label the unlabelled cells)")
+    # Which BCCD crops a run may score: all of them, or with --unlabelled-fold the other fold only.
+    scored_bc = np.ones(len(bc.kept), bool)
+    scored_bcx = np.ones(len(bcx_labels), bool)
+    unl_work = None
+    if args.unlabelled_fold >= 0:
+        fold = bccd_folds(bccd, args.seed)
+        scored_bc = fold[bc.kept] != args.unlabelled_fold
+        fold_of_stem = {Path(bccd.items[i].path).stem: int(fold[i]) for i in range(len(bccd.items))}
+        scored_bcx = np.array([fold_of_stem[st] != args.unlabelled_fold for st in bcx_stems])
+        unl_items = np.flatnonzero(fold == args.unlabelled_fold)
+        unl_work = prepare(bccd.subset(unl_items), geom, working=True).images
     y = {k: [d.items[i].label for i in p.kept] for k, d, p in
          (("train", parts.train, tr), ("val", parts.val, va), ("test", parts.test, te), ("bccd", bccd, bc))}
     basis = StainBasis(tone=args.tone).fit(list(tr.images[:: max(1, len(tr.images) // 64)]))
@@ -290,6 +329,22 @@ def main(argv: list[str] | None = None) -> dict:
         from hemotwin.vision.pipeline import load_teachers
 
         teacher_nets, teacher_info = load_teachers(args.teachers, WBC5, geom)
+    unl_masks, unl_summary = None, None
+    if unl_work is not None:
+        from hemotwin.vision.pipeline import teacher_prediction_sets
+        from hemotwin.vision.pseudo import set_summary
+
+        unl_probs, unl_masks = teacher_prediction_sets(
+            teacher_nets, teacher_info, np.stack([to_model_geometry(c, geom) for c in unl_work]),
+            coverage=args.pseudo_coverage, num_threads=args.threads)
+        unl_summary = set_summary(unl_masks, WBC5)
+        # Label-free to the model; here (after the fact) how often the set holds the BCCD label.
+        unl_truth = [bccd.items[i].label for i in unl_items]
+        unl_summary["set_holds_label"] = float(np.mean([unl_masks[k, WBC5.index(t)]
+                                                        for k, t in enumerate(unl_truth)]))
+        unl_summary["teacher_top1_accuracy"] = float(np.mean([WBC5[int(unl_probs[k].argmax())] == t
+                                                              for k, t in enumerate(unl_truth)]))
+        print(f"unlabelled fold {args.unlabelled_fold}: {unl_summary}", file=sys.stderr, flush=True)
     results = {}
     for mode in modes:
         base_mode = mode.removesuffix("+synth")
@@ -308,8 +363,15 @@ def main(argv: list[str] | None = None) -> dict:
         x_va, y_va = va.images, y["val"]
         if args.target_val and base_mode == "twin-target":
             x_va, y_va = np.concatenate([x_va, styled_val]), y_va + y["val"]
-        res = fit(ModelConfig(n_classes=len(WBC5), input_size=geom.input_size),
-                  CellArrayDataset(x_tr, target_masks(y_tr, WBC5), aug=aug, seed=args.seed),
+        train_ds = CellArrayDataset(x_tr, target_masks(y_tr, WBC5), aug=aug, seed=args.seed)
+        if unl_work is not None:
+            # As train_model does: the real cells get the colour jitter and zoom, never the re-imaging.
+            cell_aug = make_augment("color", geom, box_crop=args.box_crop, scale_jitter=args.scale_jitter)
+            train_ds = CellArrayDataset(np.concatenate([x_tr, unl_work]),
+                                        np.concatenate([target_masks(y_tr, WBC5), unl_masks]),
+                                        aug=[aug, cell_aug], aug_index=np.repeat([0, 1], [len(x_tr), len(unl_work)]),
+                                        seed=args.seed)
+        res = fit(ModelConfig(n_classes=len(WBC5), input_size=geom.input_size), train_ds,
                   CellArrayDataset(x_va, target_masks(y_va, WBC5)), config=cfg, teachers=teacher_nets)
         train_s = time.perf_counter() - t
         if args.save_models:
@@ -319,12 +381,17 @@ def main(argv: list[str] | None = None) -> dict:
             save_model(Path(args.save_models) / f"{mode}.hemo", res.model, labels=list(WBC5), um_per_px=geom.um_per_px,
                        seed=args.seed, augmentation=mode, metrics=res.best_metrics, overwrite=True)
         scores = {}
+        def only(truth, keep):
+            return [t for t, k in zip(truth, keep, strict=True) if k]
+
         sets = (("pbc_test", te.images, y["test"]),
                 *((("pbc_test_as_target", styled_test, y["test"]),) if styled_test is not None else ()),
-                ("bccd", bc.images, y["bccd"]),
-                ("bccd_in_field_context", bcx_images, bcx_labels),
-                ("bccd_harmonised", harmonised["bccd"], y["bccd"]),
-                ("bccd_in_field_context_harmonised", harmonised["bccd_in_field_context"], bcx_labels))
+                ("bccd", bc.images[scored_bc], only(y["bccd"], scored_bc)),
+                ("bccd_in_field_context", bcx_images[scored_bcx], only(bcx_labels, scored_bcx)),
+                ("bccd_harmonised", np.asarray(harmonised["bccd"])[scored_bc], only(y["bccd"], scored_bc)),
+                ("bccd_in_field_context_harmonised", np.asarray(harmonised["bccd_in_field_context"])[scored_bcx],
+                 only(bcx_labels, scored_bcx)))
+        audited_scored = audited[scored_bc]
         scorings = [("", False, (1.0,))]
         if args.tta:
             scorings.append(("_tta", True, (1.0,)))
@@ -338,8 +405,8 @@ def main(argv: list[str] | None = None) -> dict:
                 probs = eng.run(imgs)
                 subsets = [(name, probs, truth)]
                 if name in ("bccd", "bccd_harmonised"):  # the audit is per crop, in bc.kept order
-                    kept = [t for t, a in zip(truth, audited, strict=True) if a]
-                    subsets.append((f"{name}_audited", probs[audited], kept))
+                    kept = [t for t, a in zip(truth, audited_scored, strict=True) if a]
+                    subsets.append((f"{name}_audited", probs[audited_scored], kept))
                 for key, pr, tr_ in subsets:
                     m = evaluate_predictions(tr_, pr, WBC5, exclude=("basophil",) if "bccd" in key else ())
                     scores[key + suffix] = {
@@ -372,6 +439,10 @@ def main(argv: list[str] | None = None) -> dict:
            "scale_tta": args.scale_tta,
            "distillation": {"teachers": teacher_info, "weight": args.distill_weight,
                             "temperature": args.distill_temperature} if teacher_nets else None,
+           "unlabelled": None if unl_work is None else {
+               "fold": args.unlabelled_fold, "n": len(unl_work), "coverage": args.pseudo_coverage,
+               "bccd_scored": int(scored_bc.sum()), "in_field_context_scored": int(scored_bcx.sum()),
+               "prediction_sets": unl_summary},
            "twin": {"strength": args.twin_strength, "p_reimage": args.p_reimage, "tone": args.tone},
            "target_style": None if style is None else {"fields": style_fields, "p_target": args.p_target,
                                                        **style.to_dict()},

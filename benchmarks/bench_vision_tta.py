@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
     bc = prepare(bccd, geom, working=False)
     y_bc = np.array([bccd.items[i].label for i in bc.kept])
     audited = audit_mask([bccd.items[i].path for i in bc.kept])
-    bcx, y_bcx = bccd_context_cells(um_b, geom)
+    bcx, y_bcx, _ = bccd_context_cells(um_b, geom)
     y_bcx = np.array(y_bcx)
     (pbc_all,), _ = load_training_data([SHARED / "pbc"])
     pbc, _ = map_items_to(pbc_all, WBC5)

@@ -295,3 +295,42 @@ def test_train_with_teachers_records_them_and_checks_them(twin_cells, tmp_path):
     with pytest.raises(InputError, match="--teacher"):
         train_model([twin_cells], tmp_path / "x.hemo", teachers=[tmp_path / "missing.hemo"], **kw)
     assert not (tmp_path / "x.hemo").exists()
+
+
+def test_train_with_unlabelled_target_cells_records_them_and_checks_them(twin_cells, tmp_path):
+    """``train --unlabelled``: a scanner's unlabelled cells join the training set, labelled by the teachers.
+
+    The cells are twin cells of the phone-40x preset (their pixel size from their metadata); the
+    file records how many, where from, the coverage and what the teachers' sets said. Without
+    teachers, with a bad coverage or an unusable folder, the error names the option, and nothing
+    is written.
+    """
+    kw = {"augment": "twin", "epochs": 1, "geometry": GEOM, "num_threads": 1, "batch_size": 8, "patience": 1}
+    cells = tmp_path / "phone"
+    simulate_cells(CellSetConfig(profile=load_profile("phone-40x"), per_class=3, size_px=96,
+                                 classes=["EOS", "LYT", "NGS"], seed=9), cells, workers=1)
+    teacher = tmp_path / "t0.hemo"
+    train_model([twin_cells], teacher, seed=0, scale_jitter=1.2, **kw)
+    out = tmp_path / "student.hemo"
+    res = train_model([twin_cells], out, seed=1, teachers=[teacher], unlabelled=[cells], pseudo_coverage=0.8, **kw)
+    assert res["n_unlabelled"] == 9
+    with zipfile.ZipFile(out) as z:
+        prov = json.loads(z.read("manifest.json"))["provenance"]
+    unl = prov["unlabelled"]
+    assert unl["coverage"] == 0.8 and unl["folders"][0]["n_images"] == 9
+    assert unl["folders"][0]["um_per_px_source"] == "image metadata"
+    assert unl["folders"][0]["um_per_px"] == pytest.approx(load_profile("phone-40x").camera.um_per_px, rel=1e-3)
+    sets = unl["prediction_sets"]
+    # Every cell gets a set of 1-3 classes, and the counts by class add up.
+    assert sets["n"] == 9 and 1.0 <= sets["mean_set_size"] <= 3.0
+    assert sum(sets["single_class_by_label"].values()) == sets["single_class"]
+    assert sum(sets["in_a_set_by_label"].values()) == pytest.approx(sets["mean_set_size"] * 9)
+    assert prov["teachers"][0]["scale_jitter"] == 1.2  # the teachers label with their own zoom average
+
+    with pytest.raises(InputError, match=r"--unlabelled.*--teacher"):
+        train_model([twin_cells], tmp_path / "x.hemo", unlabelled=[cells], **kw)
+    with pytest.raises(InputError, match="--pseudo-coverage"):
+        train_model([twin_cells], tmp_path / "x.hemo", teachers=[teacher], unlabelled=[cells], pseudo_coverage=0, **kw)
+    with pytest.raises(InputError, match=r"--unlabelled.*missing"):
+        train_model([twin_cells], tmp_path / "x.hemo", teachers=[teacher], unlabelled=[tmp_path / "missing"], **kw)
+    assert not (tmp_path / "x.hemo").exists()

@@ -399,7 +399,9 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
                 p_target: float = 0.3, p_reimage: float | None = None, box_crop: float = 0.0,
                 scale_jitter: float | None = None, ema_epochs: float = 0.0,
                 teachers: Sequence[str | Path] | None = None, distill_weight: float | None = None,
-                distill_temperature: float = 2.0, overwrite: bool = False, progress: Callable | None = None,
+                distill_temperature: float = 2.0, unlabelled: Sequence[str | Path] | None = None,
+                unlabelled_um_per_px: float | None = None, pseudo_coverage: float = 0.9,
+                overwrite: bool = False, progress: Callable | None = None,
                 log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """Train a classifier on one or more data folders and save it as a ``.hemo`` model file.
 
@@ -418,7 +420,12 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
     ``teachers``: model files (a seed ensemble, same labels and input geometry as the model trained)
     whose mean probabilities on each augmented sample the model is also trained towards, with weight
     ``distill_weight`` (default 0.5 with teachers) at ``distill_temperature``: one model that has
-    learnt what the ensemble knows, at one model's cost.
+    learnt what the ensemble knows, at one model's cost. ``unlabelled`` (with ``teachers``):
+    folders of unlabelled cell crops from the scanner the model will be used on (pixel size
+    ``unlabelled_um_per_px``, else ``target_um_per_px``, else the files' metadata). They join the
+    training set with the teachers' prediction sets at ``pseudo_coverage`` as set-valued labels
+    (:mod:`hemotwin.vision.pseudo`) and the colour jitter and zoom, never the re-imaging: they
+    already are that scanner's images.
     """
     from hemotwin.vision.datasets import split
     from hemotwin.vision.modelfile import save_model
@@ -442,6 +449,12 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
         raise InputError("--distill-weight", distill_weight, "--teacher model files to distil from")
     if not (isinstance(distill_temperature, int | float) and 0.0 < distill_temperature <= 20.0):
         raise InputError("--distill-temperature", distill_temperature, "a temperature in (0, 20]")
+    if unlabelled and not teachers:
+        raise InputError("--unlabelled", [str(u) for u in unlabelled],
+                         "--teacher model files to label them (the teachers' prediction sets)")
+    if isinstance(pseudo_coverage, bool) or not (isinstance(pseudo_coverage, int | float)
+                                                 and 0.0 < pseudo_coverage <= 1.0):
+        raise InputError("--pseudo-coverage", pseudo_coverage, "a probability in (0, 1]")
     datasets, notes = load_training_data(data, um_per_px=um_per_px)
     model_labels = model_labels_for(datasets, labels)
     teacher_models, teacher_info = load_teachers(teachers or [], model_labels, geometry)
@@ -487,6 +500,37 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
 
     aug = make_augment(augment, geometry, basis=basis, strength=twin_strength, seed=seed, target_style=style,
                        p_target=p_target, p_reimage=p_reimage, box_crop=box_crop, scale_jitter=scale_jitter)
+    train_ds = CellArrayDataset(tr.images, y_tr, aug=aug, seed=seed)
+    unlabelled_record: dict[str, Any] | None = None
+    if unlabelled:
+        from hemotwin.vision.pseudo import set_summary
+
+        cells, infos = [], []
+        for folder in unlabelled:
+            imgs, info = load_target_images(folder, geometry, um_per_px=unlabelled_um_per_px or target_um_per_px,
+                                            max_images=None, seed=seed, option="--unlabelled",
+                                            um_option="--unlabelled-um-per-px")
+            for f in info["failures"]:
+                log(f"skipped unlabelled image {f['path']}: {f['error']}")
+            cells.append(imgs)
+            infos.append(info)
+        cells_w = np.concatenate(cells)
+        _, masks = teacher_prediction_sets(teacher_models, teacher_info,
+                                           np.stack([to_model_geometry(c, geometry) for c in cells_w]),
+                                           coverage=pseudo_coverage, num_threads=num_threads)
+        summary = set_summary(masks, model_labels)
+        log(f"{len(cells_w)} unlabelled cells labelled by the teachers: {summary['single_class']} with one class "
+            f"({summary['single_class_by_label']}), mean set size {summary['mean_set_size']:.2f}")
+        # The real cells get the colour jitter and zoom only: re-imaging them *as* their own scanner
+        # (or through presets) would move them away from the look they are there to teach.
+        cell_aug = aug if augment != "twin" else make_augment("color", geometry, box_crop=box_crop,
+                                                              scale_jitter=scale_jitter)
+        train_ds = CellArrayDataset(np.concatenate([tr.images, cells_w]), np.concatenate([y_tr, masks]),
+                                    aug=[aug, cell_aug], seed=seed,
+                                    aug_index=np.repeat([0, 1], [len(tr.images), len(cells_w)]))
+        unlabelled_record = {"folders": [{**{k: v for k, v in info.items() if k != "failures"},
+                                          "failures": len(info["failures"])} for info in infos],
+                             "coverage": pseudo_coverage, "prediction_sets": summary}
     # Macro-F1 needs fine validation labels; with coarse ones (PBC "neutrophil" for a 15-class
     # model) early stopping watches the set accuracy instead.
     monitor = "macro_f1" if len(y_va) and bool((y_va.sum(axis=1) == 1).all()) else "accuracy"
@@ -494,9 +538,8 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
                       num_workers=num_workers, monitor=monitor, ema_epochs=ema_epochs,
                       distill_weight=distill_weight, distill_temperature=distill_temperature)
     mcfg = ModelConfig(n_classes=len(model_labels), input_size=geometry.input_size, norm=norm)
-    res = fit(mcfg, CellArrayDataset(tr.images, y_tr, aug=aug, seed=seed),
-              CellArrayDataset(va.images, y_va) if len(va.images) else None, config=cfg, progress=progress,
-              teachers=teacher_models)
+    res = fit(mcfg, train_ds, CellArrayDataset(va.images, y_va) if len(va.images) else None, config=cfg,
+              progress=progress, teachers=teacher_models)
     checksums = {str(d): data_checksum(ds) for d, ds in zip(data, datasets, strict=True)}
     stain_reference = fit_stain_reference(tr.images, geometry, seed=seed, log=log)
     augmentation = {"mode": augment, "box_crop": box_crop, "scale_jitter": scale_jitter,
@@ -511,11 +554,13 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
                training_config=res.config.model_dump(mode="json"), overwrite=overwrite,
                extra={"data": [str(d) for d in data], "notes": notes, "stain_reference": stain_reference,
                       "train_read": summary_of(tr), "teachers": teacher_info,
+                      "unlabelled": unlabelled_record,
                       "val_read": summary_of(va), "best_epoch": res.best_epoch,
                       "train_images_per_s": res.train_images_per_s})
     return {"model": str(out), "labels": list(model_labels), "best_epoch": res.best_epoch,
             "best_metrics": res.best_metrics, "seconds": res.seconds, "train_images_per_s": res.train_images_per_s,
-            "n_train": len(tr.kept), "n_val": len(va.kept), "failures": tr.failures + va.failures, "notes": notes,
+            "n_train": len(tr.kept), "n_val": len(va.kept), "n_unlabelled": len(train_ds) - len(tr.kept),
+            "failures": tr.failures + va.failures, "notes": notes,
             "history": res.history}
 
 
@@ -544,29 +589,52 @@ def load_teachers(paths: Sequence[str | Path], labels: Sequence[str], geometry: 
                              f"{loaded.preprocessing.input_size} px)")
         nets.append(loaded.model)
         seed = (loaded.provenance.get("seeds") or {}).get("seed")
-        info.append({"path": str(p), "sha256": file_sha256(p), "seed": seed})
+        aug = loaded.provenance.get("augmentation")
+        zoom = aug.get("scale_jitter") if isinstance(aug, dict) else None
+        info.append({"path": str(p), "sha256": file_sha256(p), "seed": seed,
+                     "scale_jitter": float(zoom) if isinstance(zoom, int | float) and zoom > 1.0 else 1.0})
     return nets, info
 
 
+def teacher_prediction_sets(nets: Sequence[Any], info: Sequence[dict[str, Any]], images: np.ndarray, *,
+                            coverage: float, num_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Teachers' mean probabilities on model-sized ``images`` and their prediction sets at ``coverage``.
+
+    Each teacher answers averaged over its own training zoom (``1/F, 1, F``; see
+    :func:`~hemotwin.vision.infer.scale_tta_zooms`), the scoring that measured best for such models.
+    Returns ``(probs, masks)``; see :func:`hemotwin.vision.pseudo.prediction_sets`.
+    """
+    from hemotwin.vision.infer import EnsembleEngine, InferenceEngine, scale_tta_zooms
+    from hemotwin.vision.pseudo import prediction_sets
+
+    engines = [InferenceEngine(net, backend="torch", num_threads=num_threads,
+                               zooms=scale_tta_zooms(meta.get("scale_jitter", 1.0)))
+               for net, meta in zip(nets, info, strict=True)]
+    engine = EnsembleEngine(engines)
+    probs = engine.run(images)
+    return probs, prediction_sets(probs, coverage=coverage)
+
+
 def load_target_images(folder: str | Path, geometry: Geometry, *, um_per_px: float | None = None,
-                       max_images: int = 64, seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+                       max_images: int | None = 64, seed: int = 0, option: str = "--target",
+                       um_option: str = "--target-um-per-px") -> tuple[np.ndarray, dict[str, Any]]:
     """Unlabelled images of a target scanner (fields or crops), at the working geometry.
 
-    Every image file under ``folder`` counts (no class folders needed); at most ``max_images``,
-    drawn with ``seed``. Pixel size: ``um_per_px``, else each file's metadata, else the red-cell
-    ruler's median over the images (fields hold plenty of red cells). Unreadable files are
-    skipped and listed.
+    Every image file under ``folder`` counts (no class folders needed); at most ``max_images``
+    (``None``: all), drawn with ``seed``. Pixel size: ``um_per_px``, else each file's metadata,
+    else the red-cell ruler's median over the images (fields hold plenty of red cells). Unreadable
+    files are skipped and listed. ``option`` / ``um_option``: the options errors name.
     """
     from hemotwin.io.images import IMAGE_SUFFIXES
     from hemotwin.vision.datasets import estimate_um_per_px
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError("--target", str(folder), "a folder of images from the target scanner")
+        raise InputError(option, str(folder), "a folder of images from the target scanner")
     paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
-        raise InputError("--target", str(folder), "a folder holding image files")
-    if len(paths) > max_images:
+        raise InputError(option, str(folder), "a folder holding image files")
+    if max_images is not None and len(paths) > max_images:
         pick = np.random.default_rng(seed).choice(len(paths), size=max_images, replace=False)
         paths = [paths[i] for i in sorted(pick)]
     read, failures = [], []
@@ -577,7 +645,7 @@ def load_target_images(folder: str | Path, geometry: Geometry, *, um_per_px: flo
         except (HemotwinError, OSError, ValueError) as exc:
             failures.append({"path": str(p), "error": str(exc)})
     if not read:
-        raise InputError("--target", str(folder), f"readable images (all {len(failures)} failed)")
+        raise InputError(option, str(folder), f"readable images (all {len(failures)} failed)")
     source = "option"
     um = um_per_px
     if um is None:
@@ -587,7 +655,7 @@ def load_target_images(folder: str | Path, geometry: Geometry, *, um_per_px: flo
         else:
             est = [e for e in (estimate_um_per_px(rgb)[0] for _, rgb, _ in read) if e is not None]
             if len(est) < 3:
-                raise InputError("--target", str(folder), "a pixel size (--target-um-per-px), or at least 3 "
+                raise InputError(option, str(folder), f"a pixel size ({um_option}), or at least 3 "
                                  f"images with enough red cells to measure one (found {len(est)})")
             um, source = float(np.median(est)), f"red-cell ruler ({len(est)} images)"
     images = np.stack([to_canonical(rgb, um_per_px=um, canonical_um_per_px=geometry.work_um_per_px,

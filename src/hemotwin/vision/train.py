@@ -157,7 +157,10 @@ class CellArrayDataset(Dataset):
         from label names with :func:`target_masks`.
     aug
         ``aug(rgb_uint8, rng) -> rgb_uint8`` returning a uint8 ``H' x W' x 3`` array (any size), or
-        ``None``.
+        ``None``. A sequence of augmentations together with ``aug_index`` gives rows different ones
+        (e.g. real cells of the target scanner must not be re-imaged *as* that scanner again).
+    aug_index
+        With a sequence ``aug``: ``N`` indices into it, the augmentation of each row.
     seed
         Base seed of the augmentation streams.
     output_size
@@ -174,8 +177,9 @@ class CellArrayDataset(Dataset):
     """
 
     def __init__(self, images: np.ndarray | Sequence[np.ndarray], labels: Sequence[int] | np.ndarray, *,
-                 aug: Augment | None = None, seed: int = 0,
-                 output_size: int | tuple[int, int] | None = None) -> None:
+                 aug: Augment | Sequence[Augment] | None = None, seed: int = 0,
+                 output_size: int | tuple[int, int] | None = None,
+                 aug_index: Sequence[int] | np.ndarray | None = None) -> None:
         self.images = _stack_images(images, "images")
         lab = np.asarray(labels)
         self.masks: np.ndarray | None = None
@@ -196,6 +200,19 @@ class CellArrayDataset(Dataset):
             if len(self.labels) and self.labels.min() < 0:
                 raise InputError("labels", int(self.labels.min()), "class indices >= 0")
         self.aug = aug
+        self.aug_index: np.ndarray | None = None
+        if isinstance(aug, list | tuple):
+            if not aug or not all(callable(a) for a in aug):
+                raise InputError("aug", f"a sequence of {len(aug)}", "one or more augmentations (callables)")
+            idx = None if aug_index is None else np.asarray(aug_index).reshape(-1)
+            if (idx is None or len(idx) != len(self.images) or not np.issubdtype(idx.dtype, np.integer)
+                    or (len(idx) and (idx.min() < 0 or idx.max() >= len(aug)))):
+                raise InputError("aug_index", "missing" if idx is None else f"{len(idx)} values",
+                                 f"one index in 0..{len(aug) - 1} per image ({len(self.images)}) with a sequence "
+                                 "of augmentations")
+            self.aug_index = idx.astype(np.int64)
+        elif aug_index is not None:
+            raise InputError("aug_index", "given", "a sequence of augmentations (aug=[...]) to index into")
         self.seed = int(seed)
         self.output_size = _as_size(output_size)
 
@@ -236,7 +253,8 @@ class CellArrayDataset(Dataset):
         img = self.images[index]
         if self.aug is not None:
             rng = np.random.default_rng([self.seed, int(epoch), int(index)])
-            out = self.aug(img.copy(), rng)  # a copy: an augmentation must never alter the stored data
+            aug = self.aug if self.aug_index is None else self.aug[self.aug_index[index]]
+            out = aug(img.copy(), rng)  # a copy: an augmentation must never alter the stored data
             if (not isinstance(out, np.ndarray) or out.ndim != 3 or out.shape[-1] != 3
                     or out.dtype != np.uint8):
                 raise InputError("augmentation output",
@@ -709,7 +727,10 @@ def fit(model: HemoNet | ModelConfig, train: CellArrayDataset | Sequence[tuple[n
         if train_ds.aug is not None and cfg.num_workers > 0:
             # Probe one item here: an InputError raised in a DataLoader worker reaches the caller as a
             # RuntimeError, so a wrong output size or dtype is best reported before the workers start.
-            train_ds[(0, 0)]
+            # (One item per augmentation when rows have different ones.)
+            firsts = [0] if train_ds.aug_index is None else np.unique(train_ds.aug_index, return_index=True)[1]
+            for i in firsts:
+                train_ds[(0, int(i))]
         if val_ds is not None and len(val_ds) == 0:
             val_ds = None
         if val_ds is not None and cfg.monitor == "macro_f1" and not (val_ds.labels >= 0).any():
