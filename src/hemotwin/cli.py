@@ -257,7 +257,8 @@ def train(
     unlabelled: Annotated[list[Path] | None, typer.Option("--unlabelled", help="Folder of unlabelled white-cell crops "
                                                           "from the scanner the model will be used on (repeat; "
                                                           "with --teacher): they join the training set labelled "
-                                                          "by the teachers' prediction sets.")] = None,
+                                                          "by the teachers' prediction sets. Measured worse on "
+                                                          "BCCD (teachers weaker there than the student).")] = None,
     unlabelled_um_per_px: Annotated[float | None, typer.Option("--unlabelled-um-per-px", help="Pixel size of the "
                                                                "--unlabelled cells (default: --target-um-per-px, "
                                                                "else metadata).")] = None,
