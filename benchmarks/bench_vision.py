@@ -62,6 +62,7 @@ from hemotwin.vision.pipeline import (  # noqa: E402
     map_items_to,
     prepare,
     to_model_geometry,
+    with_unlabelled_cells,
 )
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -157,6 +158,11 @@ def bccd_folds(bccd, seed: int) -> np.ndarray:
     fold = np.zeros(len(bccd.items), np.int64)
     fold[parts.indices["val"]] = 1
     return fold
+
+
+def only(truth: list[str], keep: np.ndarray) -> list[str]:
+    """The entries of ``truth`` where ``keep`` is True."""
+    return [t for t, k in zip(truth, keep, strict=True) if k]
 
 
 def synthetic_training_cells(per_class: int, geom: Geometry, *, seed: int) -> tuple[np.ndarray, list[str]]:
@@ -364,13 +370,10 @@ def main(argv: list[str] | None = None) -> dict:
         if args.target_val and base_mode == "twin-target":
             x_va, y_va = np.concatenate([x_va, styled_val]), y_va + y["val"]
         train_ds = CellArrayDataset(x_tr, target_masks(y_tr, WBC5), aug=aug, seed=args.seed)
-        if unl_work is not None:
-            # As train_model does: the real cells get the colour jitter and zoom, never the re-imaging.
-            cell_aug = make_augment("color", geom, box_crop=args.box_crop, scale_jitter=args.scale_jitter)
-            train_ds = CellArrayDataset(np.concatenate([x_tr, unl_work]),
-                                        np.concatenate([target_masks(y_tr, WBC5), unl_masks]),
-                                        aug=[aug, cell_aug], aug_index=np.repeat([0, 1], [len(x_tr), len(unl_work)]),
-                                        seed=args.seed)
+        if unl_work is not None:  # as train_model does
+            train_ds = with_unlabelled_cells(x_tr, target_masks(y_tr, WBC5), aug, unl_work, unl_masks,
+                                             augment=base_mode.removesuffix("-target"), geometry=geom,
+                                             box_crop=args.box_crop, scale_jitter=args.scale_jitter, seed=args.seed)
         res = fit(ModelConfig(n_classes=len(WBC5), input_size=geom.input_size), train_ds,
                   CellArrayDataset(x_va, target_masks(y_va, WBC5)), config=cfg, teachers=teacher_nets)
         train_s = time.perf_counter() - t
@@ -381,9 +384,6 @@ def main(argv: list[str] | None = None) -> dict:
             save_model(Path(args.save_models) / f"{mode}.hemo", res.model, labels=list(WBC5), um_per_px=geom.um_per_px,
                        seed=args.seed, augmentation=mode, metrics=res.best_metrics, overwrite=True)
         scores = {}
-        def only(truth, keep):
-            return [t for t, k in zip(truth, keep, strict=True) if k]
-
         sets = (("pbc_test", te.images, y["test"]),
                 *((("pbc_test_as_target", styled_test, y["test"]),) if styled_test is not None else ()),
                 ("bccd", bc.images[scored_bc], only(y["bccd"], scored_bc)),

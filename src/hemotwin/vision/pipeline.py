@@ -521,13 +521,8 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
         summary = set_summary(masks, model_labels)
         log(f"{len(cells_w)} unlabelled cells labelled by the teachers: {summary['single_class']} with one class "
             f"({summary['single_class_by_label']}), mean set size {summary['mean_set_size']:.2f}")
-        # The real cells get the colour jitter and zoom only: re-imaging them *as* their own scanner
-        # (or through presets) would move them away from the look they are there to teach.
-        cell_aug = aug if augment != "twin" else make_augment("color", geometry, box_crop=box_crop,
-                                                              scale_jitter=scale_jitter)
-        train_ds = CellArrayDataset(np.concatenate([tr.images, cells_w]), np.concatenate([y_tr, masks]),
-                                    aug=[aug, cell_aug], seed=seed,
-                                    aug_index=np.repeat([0, 1], [len(tr.images), len(cells_w)]))
+        train_ds = with_unlabelled_cells(tr.images, y_tr, aug, cells_w, masks, augment=augment, geometry=geometry,
+                                         box_crop=box_crop, scale_jitter=scale_jitter, seed=seed)
         unlabelled_record = {"folders": [{**{k: v for k, v in info.items() if k != "failures"},
                                           "failures": len(info["failures"])} for info in infos],
                              "coverage": pseudo_coverage, "prediction_sets": summary}
@@ -562,6 +557,23 @@ def train_model(data: Sequence[str | Path], out: str | Path, *, labels: str | Se
             "n_train": len(tr.kept), "n_val": len(va.kept), "n_unlabelled": len(train_ds) - len(tr.kept),
             "failures": tr.failures + va.failures, "notes": notes,
             "history": res.history}
+
+
+def with_unlabelled_cells(images: np.ndarray, masks: np.ndarray, aug: Augment, cells: np.ndarray,
+                          cell_masks: np.ndarray, *, augment: str, geometry: Geometry, box_crop: float = 0.0,
+                          scale_jitter: float = 1.0, seed: int = 0) -> Any:
+    """The training set plus a target scanner's unlabelled ``cells`` (working geometry) with set labels.
+
+    The real cells get the colour jitter and zoom only (``augment`` other than ``twin``: the same
+    augmentation as the rest): re-imaging them *as* their own scanner, or through presets, would move
+    them away from the look they are there to teach.
+    """
+    from hemotwin.vision.train import CellArrayDataset
+
+    cell_aug = aug if augment != "twin" else make_augment("color", geometry, box_crop=box_crop,
+                                                          scale_jitter=scale_jitter)
+    return CellArrayDataset(np.concatenate([images, cells]), np.concatenate([masks, cell_masks]),
+                            aug=[aug, cell_aug], seed=seed, aug_index=np.repeat([0, 1], [len(images), len(cells)]))
 
 
 def load_teachers(paths: Sequence[str | Path], labels: Sequence[str], geometry: Geometry
