@@ -15,8 +15,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Real PBC cells beside the twin in the gallery when the development data are next to the clone.
+PBC_DIR := $(wildcard ../shared/data/pbc)
+PBC_OPT := $(if $(PBC_DIR),--pbc $(PBC_DIR))
+
 demo: $(STAMP)
-	$(VENV)/bin/hemotwin demo --out demo_out --overwrite
+	$(VENV)/bin/hemotwin demo --out demo_out --overwrite $(PBC_OPT)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks scripts
@@ -51,7 +55,7 @@ default-model: $(STAMP)
 	$(PY) scripts/train_default_model.py --overwrite
 
 gallery: $(STAMP)
-	$(VENV)/bin/hemotwin gallery --out docs/gallery.png --overwrite
+	$(VENV)/bin/hemotwin gallery --out docs/gallery.png --overwrite $(PBC_OPT)
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache .ruff_cache

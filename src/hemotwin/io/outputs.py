@@ -8,7 +8,7 @@ from pathlib import Path
 from hemotwin.errors import InputError, OutputExistsError
 
 
-def prepare_output_dir(path: str | Path, *, overwrite: bool, option: str = "--out") -> Path:
+def prepare_output_dir(path: str | Path, *, overwrite: bool, option: str = "out") -> Path:
     """Create ``path`` (and parents) or accept an existing folder.
 
     An existing non-empty folder is refused unless ``overwrite``; nothing is deleted here, the
@@ -28,7 +28,7 @@ def prepare_output_dir(path: str | Path, *, overwrite: bool, option: str = "--ou
     return path
 
 
-def prepare_output_file(path: str | Path, *, overwrite: bool, option: str = "--out") -> Path:
+def prepare_output_file(path: str | Path, *, overwrite: bool, option: str = "out") -> Path:
     """Check that a single output file may be written (parent writable, no clobbering)."""
     path = Path(path)
     if path.exists() and not overwrite:

@@ -22,7 +22,7 @@ from hemotwin.errors import InputError
 from hemotwin.io.images import write_png
 from hemotwin.io.outputs import prepare_output_dir
 from hemotwin.io.provenance import provenance, write_json
-from hemotwin.twin.profiles import ScannerProfile, randomize
+from hemotwin.twin.profiles import ScannerProfile, load_profile, randomize
 from hemotwin.twin.render import Rendering, render
 from hemotwin.twin.specimen import (
     CROP_RBC_DENSITY,
@@ -49,10 +49,10 @@ def check_classes(classes: Iterable[str] | None) -> list[str]:
     for c in classes:
         code = str(c).strip().upper()
         if code not in LEUKOCYTE_CLASSES:
-            raise InputError("--classes", c, f"one of {', '.join(LEUKOCYTE_CLASSES)}")
+            raise InputError("classes", c, f"one of {', '.join(LEUKOCYTE_CLASSES)}")
         out.append(code)
     if not out:
-        raise InputError("--classes", classes, "at least one class code")
+        raise InputError("classes", classes, "at least one class code")
     return out
 
 
@@ -73,6 +73,14 @@ class CellSetConfig(BaseModel):
     @classmethod
     def _classes(cls, v: list[str]) -> list[str]:
         return check_classes(v)
+
+    @classmethod
+    def from_options(cls, *, profile: str | ScannerProfile, classes: Iterable[str] | None = None,
+                     **fields: Any) -> CellSetConfig:
+        """The configuration from a profile name or file and class codes given as repeats or comma lists."""
+        codes = [c for item in classes or () for c in str(item).split(",") if c]
+        return cls(profile=load_profile(profile), classes=check_classes(codes) if codes else list(LEUKOCYTE_CLASSES),
+                   **fields)
 
 
 def _item_profile(base: ScannerProfile, strength: float, seed: int) -> ScannerProfile:
@@ -218,6 +226,26 @@ class FieldSetConfig(BaseModel):
     rbc_per_10k_um2: float = Field(180.0, ge=0.0, le=600.0)
     randomize: float = Field(0.0, ge=0.0, le=3.0)
     seed: int = Field(0, ge=0)
+
+    @classmethod
+    def from_options(cls, *, profile: str | ScannerProfile, differential: str | dict[str, float] | None = None,
+                     **fields: Any) -> FieldSetConfig:
+        """The configuration from a profile name or file and a differential ``"NGS=0.6,LYT=0.3"``."""
+        return cls(profile=load_profile(profile), differential=parse_differential(differential), **fields)
+
+
+def parse_differential(text: str | dict[str, float] | None) -> dict[str, float] | None:
+    """``"NGS=0.6,LYT=0.3,MON=0.1"`` as ``{code: fraction}`` (a dict or None passes through)."""
+    if text is None or isinstance(text, dict):
+        return text
+    diff: dict[str, float] = {}
+    for part in text.split(","):
+        key, _, val = part.partition("=")
+        try:
+            diff[key.strip().upper()] = float(val)
+        except ValueError:
+            raise InputError("differential", part, "CODE=fraction pairs") from None
+    return diff
 
 
 def rle_encode(mask: np.ndarray) -> dict[str, Any]:

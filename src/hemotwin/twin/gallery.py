@@ -111,3 +111,22 @@ def make_gallery(
             if progress:
                 progress(done, total)
     return sheet
+
+
+def write_gallery(out: str | Path, *, profiles: Sequence[str | ScannerProfile] | None = None,
+                  pbc_dir: str | Path | None = None, seed: int = 0, overwrite: bool = False,
+                  progress: Callable[[int, int], None] | None = None) -> Path:
+    """Render the contact sheet (all presets by default) and save it as a PNG at ``out``.
+
+    Returns
+    -------
+    Path
+        The file written (refused when it exists and ``overwrite`` is false).
+    """
+    from hemotwin.io.outputs import prepare_output_file
+    from hemotwin.twin.profiles import list_presets
+
+    path = prepare_output_file(out, overwrite=overwrite, option="out")
+    sheet = make_gallery(profiles=profiles or list_presets(), pbc_dir=pbc_dir, seed=seed, progress=progress)
+    sheet.save(path)
+    return path

@@ -1,4 +1,4 @@
-"""``hemotwin`` commands of the diagnosis layer (registered by :mod:`hemotwin.cli`).
+"""Commands of the diagnosis layer.
 
 Heavy imports live inside the command functions so that ``hemotwin --help`` stays fast.
 
@@ -15,16 +15,13 @@ from typing import Annotated
 
 import typer
 
+from hemotwin.cli._common import EXPECTED_ERRORS, Bar, console, err_console, fail, n_workers
 
-def register(app: typer.Typer) -> None:
-    """Add this layer's commands to the top-level hemotwin app."""
-    from hemotwin.cli import simulate_app
-
-    app.command("analyze")(analyze_cmd)
-    app.command("calibrate-chain")(calibrate_chain_cmd)
-    simulate_app.command("sample")(simulate_sample_cmd)
+app = typer.Typer()
+simulate = typer.Typer()
 
 
+@app.command("analyze")
 def analyze_cmd(
     sample: Annotated[Path, typer.Argument(help="Folder of field images, one image, or a large TIFF/OME-TIFF.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.html, report.json).")],
@@ -54,9 +51,7 @@ def analyze_cmd(
 
     from pydantic import ValidationError
 
-    from hemotwin.cli import _Bar, _fail, _workers, console, err_console
     from hemotwin.diagnosis.analyze import AnalysisConfig, analyze
-    from hemotwin.errors import HemotwinError
 
     try:
         cfg = AnalysisConfig(model=str(model) if model else None, um_per_px=um_per_px, min_confidence=min_confidence,
@@ -70,10 +65,10 @@ def analyze_cmd(
                           f"{err.get('msg', 'a valid value').replace('Input should be ', '')}")
         raise typer.Exit(code=2) from None
     try:
-        with _Bar("analysing fields") as bar:
-            res = analyze(sample, out, config=cfg, overwrite=overwrite, workers=_workers(workers), progress=bar)
-    except (HemotwinError, ValueError) as exc:
-        raise _fail(exc) from None
+        with Bar("analysing fields") as bar:
+            res = analyze(sample, out, config=cfg, overwrite=overwrite, workers=n_workers(workers), progress=bar)
+    except EXPECTED_ERRORS as exc:
+        raise fail(exc) from None
     r = res["result"]
     if as_json:
         from hemotwin.diagnosis.report import json_ready
@@ -99,6 +94,7 @@ def analyze_cmd(
         raise typer.Exit(code=1)
 
 
+@simulate.command("sample")
 def simulate_sample_cmd(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")] = None,
     case: Annotated[str, typer.Option("--case", help="Virtual patient (see --list): normal, aml, apl ...")] = "normal",
@@ -117,10 +113,8 @@ def simulate_sample_cmd(
 
     from pydantic import ValidationError
 
-    from hemotwin.cli import _Bar, _fail, _workers, console, err_console
     from hemotwin.diagnosis.cases import load_cases
     from hemotwin.diagnosis.virtual import SampleConfig, render_sample
-    from hemotwin.errors import HemotwinError
 
     if list_cases:
         for c in load_cases().values():
@@ -132,15 +126,15 @@ def simulate_sample_cmd(
     try:
         cfg = SampleConfig(case=case, cells=cells, profile=profile, seed=seed)
         t0 = time.perf_counter()
-        with _Bar("rendering fields") as bar:
-            s = render_sample(cfg, out, overwrite=overwrite, workers=_workers(workers), progress=bar)
+        with Bar("rendering fields") as bar:
+            s = render_sample(cfg, out, overwrite=overwrite, workers=n_workers(workers), progress=bar)
     except ValidationError as exc:
         err = exc.errors()[0]
         err_console.print(f"[bold red]error:[/] --{err['loc'][0]!s}: got {err.get('input')!r}; expected "
                           f"{err.get('msg', 'a valid value').replace('Input should be ', '')}")
         raise typer.Exit(code=2) from None
-    except (HemotwinError, ValueError) as exc:
-        raise _fail(exc) from None
+    except EXPECTED_ERRORS as exc:
+        raise fail(exc) from None
     t = s["truth"]
     console.print(f"[green]{s['fields']}[/] fields, {t['cells']} white cells ({t['case']}: true blasts "
                   f"{t['true_blast_percent']:.1f} %, realised {t['realised_blast_percent']:.1f} %) in "
@@ -151,6 +145,7 @@ def simulate_sample_cmd(
         raise typer.Exit(code=1)
 
 
+@app.command("calibrate-chain")
 def calibrate_chain_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Calibration JSON file to write.")],
     profile: Annotated[str, typer.Option("--profile", "-p", help="Preset name or profile file.")] = "analyzer-100x",
@@ -164,18 +159,16 @@ def calibrate_chain_cmd(
 
     Writes the chain's confusion matrix and per-class detection rates under one scanner profile.
     """
-    from hemotwin.cli import _Bar, _fail, _workers, console
     from hemotwin.diagnosis.calibration import calibrate_chain
-    from hemotwin.errors import HemotwinError
     from hemotwin.io.outputs import prepare_output_file
 
     try:
         dest = prepare_output_file(out, overwrite=overwrite)
-        with _Bar("calibration fields") as bar:
+        with Bar("calibration fields") as bar:
             cal = calibrate_chain(profile, model=model, cells_per_class=per_class, seed=seed,
-                                  workers=_workers(workers), progress=bar)
-    except (HemotwinError, ValueError) as exc:
-        raise _fail(exc) from None
+                                  workers=n_workers(workers), progress=bar)
+    except EXPECTED_ERRORS as exc:
+        raise fail(exc) from None
     dest.write_text(cal.model_dump_json(indent=1) + "\n")
     console.print(f"chain accuracy {cal.accuracy():.1%} on {sum(cal.detected)} detected twin cells "
                   f"({sum(cal.missed)} missed) under {cal.profile} -> [bold]{dest}[/]")

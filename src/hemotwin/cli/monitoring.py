@@ -1,4 +1,4 @@
-"""``hemotwin`` commands of the monitoring layer (registered by :mod:`hemotwin.cli`).
+"""Commands of the monitoring layer: ``monitor``.
 
 Heavy imports live inside the command functions so that ``hemotwin --help`` stays fast; the monitoring
 path itself never imports matplotlib, pandas, torch or the twin.
@@ -11,10 +11,9 @@ from typing import Annotated
 
 import typer
 
+from hemotwin.cli._common import console, err_console, fail
 
-def register(app: typer.Typer) -> None:
-    """Add this layer's commands to the top-level hemotwin app."""
-    app.command("monitor")(monitor)
+app = typer.Typer()
 
 
 def _config(horizon_days: int, thresholds: list[str] | None):
@@ -39,6 +38,7 @@ def _config(horizon_days: int, thresholds: list[str] | None):
     return MonitorConfig(projection_horizon_days=horizon_days, projection_threshold_pct=thr)
 
 
+@app.command("monitor")
 def monitor(
     patient: Annotated[Path | None, typer.Argument(help="Patient timeline (.json, or single-patient .csv).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")] = None,
@@ -63,7 +63,6 @@ def monitor(
 
     from rich.markup import escape
 
-    from hemotwin.cli import _fail, console, err_console
     from hemotwin.errors import HemotwinError, InputError
 
     try:
@@ -84,7 +83,7 @@ def monitor(
             tl, res, outputs, doc = monitor_patient(patient, out, overwrite=overwrite, config=cfg,  # type: ignore[arg-type]
                                                     figure=figures is not False)
     except (HemotwinError, ValueError, OSError) as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
     if cohort is not None:
         if as_json:

@@ -1,0 +1,5 @@
+"""``python -m hemotwin``: the command line."""
+
+from hemotwin.cli import app
+
+app()

@@ -1,0 +1,136 @@
+"""What every ``hemotwin`` command shares: consoles, progress bar, error translation, common options.
+
+The library names its parameters (``um_per_px``, ``scale_tta`` ...); the command line names options
+(``--um-per-px``, ``--scale-tta`` ...). :func:`fail` is the one place that translates a library error
+into the option a user typed, so that no option string lives in the library.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from hemotwin.errors import HemotwinError, InputError
+
+console = Console()
+err_console = Console(stderr=True)
+
+#: Library parameter or configuration field -> the option that sets it (for error messages).
+OPTION_OF: dict[str, str] = {
+    "size_px": "--size", "per_class": "--per-class", "n_fields": "--n", "wbc_per_field": "--wbc",
+    "rbc_per_10k_um2": "--rbc-density", "randomize": "--randomize", "seed": "--seed", "classes": "--classes",
+    "differential": "--differential", "um_per_px": "--um-per-px", "model": "--model", "out": "--out",
+    "scale_tta": "--scale-tta", "tta": "--tta", "harmonise": "--harmonise", "backend": "--backend",
+    "labels": "--labels", "augment": "--augment", "norm": "--norm", "epochs": "--epochs", "data": "--data",
+    "target": "--target", "target_um_per_px": "--target-um-per-px", "scale_jitter": "--scale-jitter",
+    "ema_epochs": "--ema-epochs", "teachers": "--teacher", "distill_weight": "--distill-weight",
+    "distill_temperature": "--distill-temperature", "unlabelled": "--unlabelled",
+    "unlabelled_um_per_px": "--unlabelled-um-per-px", "pseudo_coverage": "--pseudo-coverage",
+    "exclude": "--exclude", "min_confidence": "--min-confidence", "specimen": "--specimen",
+    "calibration": "--calibration", "profile": "--profile", "wbc_1e9_per_l": "--wbc", "case": "--case",
+    "cells": "--cells", "cells_per_class": "--per-class", "regimen": "--regimen", "panel": "--panel",
+    "clinical": "--clinical", "molecular": "--molecular", "cv": "--cv", "folds": "--folds",
+    "models": "--models", "baselines": "--baselines", "cohort": "--cohort", "threshold": "--threshold",
+    "horizon_days": "--horizon-days", "n_estimators": "--n-estimators", "alpha": "--alpha",
+    "min_gene_count": "--min-gene-count", "tau": "--tau", "centers": "--centers", "n": "--n",
+    "workers": "--workers", "threads": "--threads", "num_threads": "--threads",
+}
+
+
+def option_name(where: str) -> str:
+    """The command-line option for a library parameter name (``where`` unchanged when it is not one)."""
+    return OPTION_OF.get(where, where)
+
+
+def fail(exc: Exception) -> typer.Exit:
+    """Print ``exc`` in our words, naming the option, and return the exit (code 2) to raise."""
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err.get("loc") else "(option)"
+        expected = err.get("msg", "a valid value").replace("Input should be ", "")
+        exc = InputError(option_name(field), err.get("input"), expected)
+    elif isinstance(exc, InputError) and exc.where in OPTION_OF:
+        exc = InputError(OPTION_OF[exc.where], exc.value, exc.expected)
+    err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+    return typer.Exit(code=2)
+
+
+#: The errors a command turns into a clear message (anything else is a bug and keeps its traceback).
+EXPECTED_ERRORS = (HemotwinError, ValueError, ValidationError)
+
+
+class Bar:
+    """Rich progress bar exposing the ``progress(done, total)`` callback the library takes."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                           TimeRemainingColumn(), console=err_console, transient=False)
+        self._task: Any = None
+
+    def __enter__(self) -> Callable[..., None]:
+        self._p.__enter__()
+
+        def cb(done: int, total: int, *_info: Any) -> None:
+            if self._task is None:
+                self._task = self._p.add_task(self.label, total=total)
+            self._p.update(self._task, completed=done)
+
+        return cb
+
+    def __exit__(self, *exc: object) -> None:
+        self._p.__exit__(*exc)
+
+
+def n_workers(w: int) -> int:
+    """Worker processes for ``--workers``: 0 means every core."""
+    return max(1, os.cpu_count() or 1) if w <= 0 else w
+
+
+def report_written(summary: dict, what: str, t0: float) -> None:
+    """Print what a batch job wrote and list its failures (exit code 1 when some items failed)."""
+    dt = time.perf_counter() - t0
+    console.print(f"[green]{summary['written']}[/] {what} in {dt:.1f} s -> [bold]{summary['out']}[/]")
+    for f in summary["failures"][:20]:
+        err_console.print(f"[yellow]failed[/] {f['path']}: {f['error']}")
+    if summary["failures"]:
+        err_console.print(f"[yellow]{len(summary['failures'])} item(s) failed[/] (listed in provenance.json)")
+        raise typer.Exit(code=1)
+
+
+# ------------------------------------------------------------------------------ shared options
+# One definition per option: a name means the same thing in every command that takes it.
+
+OutDirOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
+ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="Preset name or JSON/YAML profile file.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Run seed (items derive theirs from it).")]
+WorkersOpt = Annotated[int, typer.Option("--workers", "-w", help="Processes; 0 = all cores.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Allow replacing existing outputs.")]
+RandomizeOpt = Annotated[float, typer.Option("--randomize", help="Strength of per-item profile randomisation "
+                                                                 "(0 = off).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+ModelOpt = Annotated[Path | None, typer.Option("--model", "-m", help="Model file (default: shipped model).")]
+ModelsOpt = Annotated[list[Path] | None, typer.Option("--model", "-m", help="Model file (default: shipped model); "
+                                                      "repeat for a seed ensemble (mean probabilities).")]
+UmPerPxOpt = Annotated[float | None, typer.Option("--um-per-px", help="Pixel size (µm) of images whose files carry "
+                                                  "none (else estimated from red cells).")]
+BackendOpt = Annotated[str, typer.Option("--backend", help="onnxruntime | torch")]
+HarmoniseOpt = Annotated[bool, typer.Option("--harmonise", help="Map the images into the model's training stain "
+                                            "space first (twin harmonisation; one scanner per run).")]
+TtaOpt = Annotated[bool, typer.Option("--tta", help="Average each cell over its 8 rotations and mirror images "
+                                      "(8x slower).")]
+ScaleTtaOpt = Annotated[str | None, typer.Option("--scale-tta", help="Also average each cell over zooms 1/F, 1 and "
+                                                 "F: a factor F (1-2), or 'model' for the zoom the model was "
+                                                 "trained with; for a scanner whose pixel size is an estimate "
+                                                 "(3x slower).")]
+RegimenOpt = Annotated[str, typer.Option("--regimen", help="ELN 2024 context: venetoclax | ivosidenib")]
+ClinicalOpt = Annotated[Path, typer.Option("--clinical", "-c", help="Clinical table (CSV/TSV; docs/prognosis.md).")]
+MolecularOpt = Annotated[Path | None, typer.Option("--molecular", "-m", help="Molecular table (one row per variant).")]

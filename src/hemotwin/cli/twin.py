@@ -1,0 +1,167 @@
+"""Commands of the twin layer: ``simulate cells|fields``, ``gallery``, ``profiles``, ``demo``, ``version``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hemotwin.cli._common import (
+    EXPECTED_ERRORS,
+    Bar,
+    OutDirOpt,
+    OverwriteOpt,
+    ProfileOpt,
+    RandomizeOpt,
+    SeedOpt,
+    WorkersOpt,
+    console,
+    fail,
+    n_workers,
+    report_written,
+)
+
+app = typer.Typer()
+simulate = typer.Typer()
+profiles = typer.Typer(help="Scanner profiles: list and show presets.", no_args_is_help=True)
+app.add_typer(profiles, name="profiles")
+
+RealCellsOpt = Annotated[Path | None, typer.Option("--pbc", help="Folder of real PBC cells (<class>/<image>) to "
+                                                   "show beside the twin.")]
+
+
+@app.command()
+def version() -> None:
+    """Print the package version."""
+    import hemotwin
+
+    console.print(f"hemotwin {hemotwin.__version__}")
+
+
+@simulate.command("cells")
+def simulate_cells_cmd(
+    out: OutDirOpt,
+    profile: ProfileOpt = "analyzer-100x",
+    per_class: Annotated[int, typer.Option("--per-class", "-n", help="Crops per class.")] = 10,
+    size: Annotated[int, typer.Option("--size", help="Crop size in pixels.")] = 256,
+    classes: Annotated[list[str] | None, typer.Option("--classes", help="Class codes (repeat or comma list).")] = None,
+    randomize: RandomizeOpt = 0.0,
+    seed: SeedOpt = 0,
+    workers: WorkersOpt = 0,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """White-cell crops as an ImageFolder (DIR/<CODE>/<id>.png) + manifest.csv + provenance.json."""
+    from hemotwin.twin.datasets import CellSetConfig, simulate_cells
+
+    try:
+        cfg = CellSetConfig.from_options(profile=profile, per_class=per_class, size_px=size, classes=classes,
+                                         randomize=randomize, seed=seed)
+        t0 = time.perf_counter()
+        with Bar("rendering cells") as bar:
+            summary = simulate_cells(cfg, out, overwrite=overwrite, workers=n_workers(workers), progress=bar)
+    except EXPECTED_ERRORS as exc:
+        raise fail(exc) from None
+    report_written(summary, "cell crops", t0)
+    console.print(f"manifest: {summary['manifest']}")
+
+
+@simulate.command("fields")
+def simulate_fields_cmd(
+    out: OutDirOpt,
+    profile: ProfileOpt = "analyzer-100x",
+    n: Annotated[int, typer.Option("--n", "-n", help="Number of fields.")] = 4,
+    size: Annotated[int, typer.Option("--size", help="Field size in pixels (square).")] = 1024,
+    wbc: Annotated[int, typer.Option("--wbc", help="White cells per field.")] = 3,
+    differential: Annotated[str | None, typer.Option(
+        "--differential", help='Target differential, e.g. "NGS=0.6,LYT=0.3,MON=0.1".')] = None,
+    rbc_density: Annotated[float, typer.Option("--rbc-density", help="Red cells per 100x100 µm.")] = 180.0,
+    randomize: RandomizeOpt = 0.0,
+    seed: SeedOpt = 0,
+    workers: WorkersOpt = 0,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Monolayer fields with COCO annotations.json and instance/compartment mask PNGs."""
+    from hemotwin.twin.datasets import FieldSetConfig, simulate_fields
+
+    try:
+        cfg = FieldSetConfig.from_options(profile=profile, n_fields=n, size_px=size, wbc_per_field=wbc,
+                                          differential=differential, rbc_per_10k_um2=rbc_density,
+                                          randomize=randomize, seed=seed)
+        t0 = time.perf_counter()
+        with Bar("rendering fields") as bar:
+            summary = simulate_fields(cfg, out, overwrite=overwrite, workers=n_workers(workers), progress=bar)
+    except EXPECTED_ERRORS as exc:
+        raise fail(exc) from None
+    report_written(summary, "fields", t0)
+    console.print(f"annotations: {summary['annotations']}")
+
+
+@app.command()
+def gallery(
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
+    profile: Annotated[
+        list[str] | None, typer.Option("--profile", "-p", help="Profiles (default: all presets).")
+    ] = None,
+    pbc: RealCellsOpt = None,
+    seed: SeedOpt = 0,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Contact sheet of every class under every profile (and real PBC cells when given)."""
+    from hemotwin.twin.gallery import write_gallery
+
+    try:
+        with Bar("rendering gallery") as bar:
+            path = write_gallery(out, profiles=profile, pbc_dir=pbc, seed=seed, overwrite=overwrite, progress=bar)
+    except EXPECTED_ERRORS as exc:
+        raise fail(exc) from None
+    console.print(f"gallery -> [bold]{path}[/]")
+
+
+@profiles.command("list")
+def profiles_list() -> None:
+    """List the preset scanner profiles."""
+    from hemotwin.twin.profiles import list_presets, load_profile
+
+    for name in list_presets():
+        p = load_profile(name)
+        console.print(f"[bold]{name}[/]  {p.camera.um_per_px:g} µm/px, {p.optics.magnification:g}x/{p.optics.na:g}"
+                      f"  {p.description.strip()}")
+
+
+@profiles.command("show")
+def profiles_show(
+    name: Annotated[str, typer.Argument(help="Preset name or profile file.")],
+    fmt: Annotated[str, typer.Option("--format", help="yaml or json")] = "yaml",
+) -> None:
+    """Print a profile in full (save it, edit it, pass the file to --profile)."""
+    from hemotwin.twin.profiles import load_profile
+
+    try:
+        p = load_profile(name)
+    except EXPECTED_ERRORS as exc:
+        raise fail(exc) from None
+    typer.echo(p.to_json() if fmt == "json" else p.to_yaml())
+
+
+@app.command()
+def demo(
+    out: OutDirOpt = Path("demo_out"),
+    overwrite: OverwriteOpt = False,
+    workers: WorkersOpt = 0,
+    pbc: RealCellsOpt = None,
+) -> None:
+    """Small end-to-end job on embedded defaults: twin cells, fields and gallery, then every clinical layer."""
+    from hemotwin.demo import run_demo
+
+    t0 = time.perf_counter()
+    try:
+        outputs = run_demo(out, overwrite=overwrite, workers=n_workers(workers), real_cells=pbc, bar=Bar,
+                           log=console.print)
+    except EXPECTED_ERRORS as exc:
+        raise fail(exc) from None
+    console.print(f"\n[bold green]demo done[/] in {time.perf_counter() - t0:.0f} s. Outputs:")
+    for k, v in outputs.items():
+        console.print(f"  {k:24s} {Path(v).resolve()}")
+    console.print("For research use only. Not for diagnostic use.")
