@@ -1,0 +1,1 @@
+"""Foundations: image and table readers/writers, pixel size, outputs, provenance, report shell."""
