@@ -131,3 +131,16 @@ def test_the_rules_catch_a_violation(tmp_path):
             test_no_private_names_across_modules(fake)
     finally:
         fake.unlink()
+
+
+SCRIPTS = sorted((SRC.parent / "benchmarks").rglob("*.py")) + sorted((SRC.parent / "scripts").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: str(p.relative_to(SRC.parent)))
+def test_benchmarks_and_scripts_use_public_names(path: Path):
+    # Benchmarks and scripts are users of the library: what they need must be public.
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    bad = [f"line {n.lineno}: {a.name} from {n.module}" for n in ast.walk(tree)
+           if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("hemotwin")
+           for a in n.names if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not bad, "; ".join(bad)

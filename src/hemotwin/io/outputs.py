@@ -7,24 +7,31 @@ from pathlib import Path
 
 from hemotwin.errors import InputError, OutputExistsError
 
+__all__ = ["prepare_output_dir", "prepare_output_file"]
+
+
+def _make_writable_dir(folder: Path, *, shown: Path, option: str, what: str) -> None:
+    """Create ``folder`` (and parents) and check it is writable; errors show ``shown`` and name ``option``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(option, str(shown), f"{what} that can be created ({exc.strerror})") from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(option, str(shown), f"{what} that is writable")
+
 
 def prepare_output_dir(path: str | Path, *, overwrite: bool, option: str = "out") -> Path:
     """Create ``path`` (and parents) or accept an existing folder.
 
     An existing non-empty folder is refused unless ``overwrite``; nothing is deleted here, the
-    caller replaces only the files it writes.
+    caller replaces only the files it writes. ``option`` is the parameter named in errors.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError(option, str(path), "a folder path (a file exists there)")
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise OutputExistsError(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(option, str(path), f"a folder that can be created ({exc.strerror})") from exc
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise InputError(option, str(path), "a writable folder")
+    _make_writable_dir(path, shown=path, option=option, what="a folder")
     return path
 
 
@@ -33,11 +40,5 @@ def prepare_output_file(path: str | Path, *, overwrite: bool, option: str = "out
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(path)
-    parent = path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(option, str(path), f"a path whose folder can be created ({exc.strerror})") from exc
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(option, str(path), "a path in a writable folder")
+    _make_writable_dir(path.parent, shown=path, option=option, what="a path in a folder")
     return path
