@@ -27,8 +27,9 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from hemotwin.monitoring import response
+from hemotwin.monitoring.config import MonitorConfig
 from hemotwin.monitoring.demo import example_paths
-from hemotwin.monitoring.response import MonitorConfig, assess
+from hemotwin.monitoring.response import assess
 from hemotwin.monitoring.timeline import Timeline
 
 TESTS = Path(__file__).resolve().parents[1] / "tests" / "monitoring"

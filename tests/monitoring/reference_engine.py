@@ -1,6 +1,6 @@
 """The monitoring engine as first written (straightforward, slower): the oracle of test_monitoring_fast_path.
 
-A verbatim copy of ``hemotwin.monitoring.response``'s engine before its speed-up (every criterion built
+A verbatim copy of the ``hemotwin.monitoring`` engine before its speed-up (every criterion built
 eagerly, walked with generic three-valued helpers, records built through their dataclass ``__init__``).
 It shares the result classes, thresholds and MRD functions with the package, so that results compare
 with ``==``. Do not optimise this file: its value is being obviously equal to the rules.
@@ -15,9 +15,10 @@ from decimal import Decimal
 
 from hemotwin.monitoring import mrd as M
 from hemotwin.monitoring.alerts import Event, open_alerts, order_events
-from hemotwin.monitoring.response import (
-    _PRE_RANK,
-    _REM_RANK,
+from hemotwin.monitoring.config import MonitorConfig
+from hemotwin.monitoring.criteria import Criterion
+from hemotwin.monitoring.records import Call, MRDPoint, PatientResult
+from hemotwin.monitoring.rules import (
     ANC_CR,
     ANC_CRH,
     BM_BLASTS_LT,
@@ -31,6 +32,7 @@ from hemotwin.monitoring.response import (
     PLT_CRH,
     PR_BLASTS,
     PR_FALL,
+    PRE_REMISSION_RANK,
     R_CR,
     R_CRH,
     R_CRI,
@@ -43,12 +45,8 @@ from hemotwin.monitoring.response import (
     R_PR,
     R_REF,
     REMISSION,
+    REMISSION_RANK,
     RULE,
-    Call,
-    Criterion,
-    MonitorConfig,
-    MRDPoint,
-    PatientResult,
 )
 from hemotwin.monitoring.timeline import Timeline, Timepoint, TreatmentLine
 
@@ -486,7 +484,7 @@ class _Engine:
 
     def _remission_call(self, day: date, name: str, mrd_status: str | None, seen: list[Criterion],
                         used: tuple[Criterion, ...]) -> None:
-        rank = _REM_RANK[name]
+        rank = REMISSION_RANK[name]
         if self.remission is None:
             self.remission, self.rem_rank, self.rem_name = (day, name), rank, name
             self.mrd_negative_seen, self.pb_run = False, []
@@ -549,7 +547,7 @@ class _Engine:
         if name is not None and not decided:
             return self._not_evaluable(tp, _needs(seen), seen, mrd_status, li, self._status())
         if name is not None:
-            rank = _PRE_RANK[name]
+            rank = PRE_REMISSION_RANK[name]
             if rank > self.line_best:
                 self.line_best = rank
                 self._event(day, "new_response", "info", f"new response: {name}", f"§5 {name}",

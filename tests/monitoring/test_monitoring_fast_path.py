@@ -20,8 +20,9 @@ from reference_engine import reference_assess
 
 from hemotwin.errors import InputError
 from hemotwin.monitoring import response
+from hemotwin.monitoring.config import MonitorConfig
 from hemotwin.monitoring.demo import example_paths
-from hemotwin.monitoring.response import MonitorConfig, assess
+from hemotwin.monitoring.response import assess
 from hemotwin.monitoring.timeline import TimelineWarning, load_timeline, timeline_from_dict
 
 CONFIGS = [

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from monitoring_helpers import LINE, blood, build, marrow
 
-from hemotwin.monitoring.response import MonitorConfig, assess
+from hemotwin.monitoring.config import MonitorConfig
+from hemotwin.monitoring.response import assess
 
 TP = "2024-02-01"  # after the line start, before the intensive landmark (2024-02-05 + 21 d)
 

@@ -11,7 +11,10 @@ Importing this package is light (pydantic records and the assessment engine); th
 cohort writers live in :mod:`~hemotwin.monitoring.report` and :mod:`~hemotwin.monitoring.cohort`.
 """
 
-from hemotwin.monitoring.response import Call, Criterion, MonitorConfig, PatientResult, assess, assess_many
+from hemotwin.monitoring.config import MonitorConfig
+from hemotwin.monitoring.criteria import Criterion
+from hemotwin.monitoring.records import Call, PatientResult
+from hemotwin.monitoring.response import assess, assess_many
 from hemotwin.monitoring.timeline import (
     Timeline,
     TimelineWarning,

@@ -1,19 +1,28 @@
-"""Run monitoring for one patient or a folder of patients and write the outputs (the CLI's library face)."""
+"""Run monitoring for one patient or a folder of patients and write the outputs (the CLI's library face).
+
+:func:`run_monitor` takes a :class:`MonitorRequest` (what ``hemotwin monitor`` was asked) and returns a
+:class:`PatientRun` or a :class:`CohortRun`, which the command prints; :func:`monitor_patient` and
+:func:`run_cohort` are the two runs it chooses between.
+"""
 
 from __future__ import annotations
 
 import csv
 import html
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hemotwin.errors import InputError
 from hemotwin.io.outputs import prepare_output_dir
 from hemotwin.io.provenance import file_sha256, provenance
-from hemotwin.monitoring.report import RUO, patient_document, write_patient_outputs
-from hemotwin.monitoring.response import MonitorConfig, PatientResult, assess
+from hemotwin.io.report import RESEARCH_USE
+from hemotwin.monitoring.config import MonitorConfig
+from hemotwin.monitoring.records import PatientResult
+from hemotwin.monitoring.report import patient_document, write_patient_outputs
+from hemotwin.monitoring.response import assess
 from hemotwin.monitoring.timeline import Timeline, load_timeline, read_timeline_records
 
 #: Columns of ``cohort.csv``.
@@ -71,11 +80,11 @@ def run_cohort(folder: str | Path, out_dir: str | Path, *, overwrite: bool = Fal
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError("--cohort", str(folder), "a folder of patient .json/.csv files")
+        raise InputError("cohort", str(folder), "a folder of patient .json/.csv files")
     cfg = config or MonitorConfig()
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".json", ".csv"))
     if not files:
-        raise InputError("--cohort", str(folder), "a folder holding at least one .json or .csv patient file")
+        raise InputError("cohort", str(folder), "a folder holding at least one .json or .csv patient file")
     dest = prepare_output_dir(out_dir, overwrite=overwrite)
     (dest / "patients").mkdir(exist_ok=True)
     rows: list[dict[str, Any]] = []
@@ -113,7 +122,7 @@ def run_cohort(folder: str | Path, out_dir: str | Path, *, overwrite: bool = Fal
         w = csv.DictWriter(fh, fieldnames=list(COHORT_COLUMNS))
         w.writeheader()
         w.writerows(rows)
-    (dest / "cohort.json").write_text(json.dumps({"research_use_only": RUO, "provenance": prov, "rows": rows,
+    (dest / "cohort.json").write_text(json.dumps({"research_use_only": RESEARCH_USE, "provenance": prov, "rows": rows,
                                                   "failures": failures}, indent=2) + "\n", encoding="utf-8")
     (dest / "cohort.html").write_text(cohort_html(rows, failures, prov), encoding="utf-8")
     return {"rows": rows, "failures": failures, "out": str(dest), "csv": str(dest / "cohort.csv"),
@@ -139,11 +148,105 @@ def cohort_html(rows: list[dict[str, Any]], failures: list[dict[str, str]], prov
 <style>body{{font-family:sans-serif;margin:1.5em}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 6px;font-size:13px;vertical-align:top}}
 .ruo{{background:#fff3cd;padding:.5em;border:1px solid #e0c060}}</style></head><body>
-<p class="ruo"><b>{RUO}</b> ELN 2022 response monitoring (docs/CLINICAL_RULES.md §5).</p>
+<p class="ruo"><b>{RESEARCH_USE}</b> ELN 2022 response monitoring (docs/CLINICAL_RULES.md §5).</p>
 <h1>Cohort summary: {len(rows)} patient(s), {len(failures)} failed</h1>
 <table><tr>{head}</tr>{body}</table>
 <h2>Failed patients</h2><table><tr><th>file</th><th>patient</th><th>error</th></tr>
 {fail or "<tr><td colspan=3>none</td></tr>"}</table>
 <h2>Provenance</h2><pre>{html.escape(json.dumps(prov, indent=2, default=str))}</pre>
-<p class="ruo">{RUO}</p></body></html>
+<p class="ruo">{RESEARCH_USE}</p></body></html>
 """
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorRequest:
+    """What one monitoring run is asked: one patient file or a cohort folder, where to write, the settings.
+
+    Attributes
+    ----------
+    patient
+        A patient timeline (``.json``, or a single-patient ``.csv``); exactly one of ``patient`` and ``cohort``.
+    cohort
+        A folder of patient files, assessed into one summary table.
+    out
+        Output folder (required for a cohort; for one patient, unless ``show_json``).
+    overwrite
+        Allow writing into an existing output folder.
+    show_json
+        The caller shows the result document, so one patient may be assessed without ``out``.
+    horizon_days, thresholds
+        The projection horizon and ``METHOD=PERCENT`` thresholds (:meth:`MonitorConfig.from_options`).
+    figures
+        Timeline PNG per patient; None: on for one patient, off for a cohort.
+    """
+
+    patient: Path | None = None
+    cohort: Path | None = None
+    out: Path | None = None
+    overwrite: bool = False
+    show_json: bool = False
+    horizon_days: int = 90
+    thresholds: Sequence[str] = field(default_factory=tuple)
+    figures: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRun:
+    """One patient assessed: the timeline, its result, the files written and the ``timeline.json`` content."""
+
+    timeline: Timeline
+    result: PatientResult
+    outputs: dict[str, str]
+    document: dict[str, Any]
+
+    def json_document(self) -> dict[str, Any]:
+        """The result document with the paths written (``outputs``; empty when nothing was written)."""
+        return {**self.document, "outputs": self.outputs}
+
+
+@dataclass(frozen=True, slots=True)
+class CohortRun:
+    """A cohort assessed: the summary of :func:`run_cohort` (``rows``, ``failures`` and the output paths)."""
+
+    summary: dict[str, Any]
+
+    def json_document(self) -> dict[str, Any]:
+        """Rows, failures and the paths of ``cohort.csv``, ``cohort.html`` and ``cohort.json``."""
+        s = self.summary
+        return {"rows": s["rows"], "failures": s["failures"], "outputs": {k: s[k] for k in ("csv", "html", "json")}}
+
+
+def run_monitor(request: MonitorRequest) -> PatientRun | CohortRun:
+    """Run what ``request`` asks: one patient (:func:`monitor_patient`) or a cohort (:func:`run_cohort`).
+
+    Parameters
+    ----------
+    request
+        The patient file or cohort folder, output folder and settings.
+
+    Returns
+    -------
+    PatientRun or CohortRun
+        What the run assessed and wrote.
+
+    Raises
+    ------
+    InputError
+        ``patient / cohort``: neither or both given; ``threshold``: a bad threshold text; ``out``: no output
+        folder for a cohort, or for one patient whose result is not shown; ``cohort``: not a folder of patient
+        files; or the error of a bad patient file.
+    """
+    if (request.patient is None) == (request.cohort is None):
+        raise InputError("patient / cohort", str(request.patient or request.cohort),
+                         "either a patient file or a cohort folder")
+    cfg = MonitorConfig.from_options(horizon_days=request.horizon_days, thresholds=request.thresholds)
+    if request.cohort is not None:
+        if request.out is None:
+            raise InputError("out", None, "an output folder for the cohort summary")
+        return CohortRun(run_cohort(request.cohort, request.out, overwrite=request.overwrite, config=cfg,
+                                    figures=bool(request.figures)))
+    if request.out is None and not request.show_json:
+        raise InputError("out", None, "an output folder (or the result shown as JSON)")
+    tl, res, outputs, doc = monitor_patient(request.patient, request.out, overwrite=request.overwrite,  # type: ignore[arg-type]
+                                            config=cfg, figure=request.figures is not False)
+    return PatientRun(tl, res, outputs, doc)

@@ -9,10 +9,8 @@ results, §5 thresholds); alerts as numbered vertical marks.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import functools
-import html
 import io
 import json
 import math
@@ -22,10 +20,9 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from hemotwin.monitoring.response import PatientResult
+from hemotwin.io.report import RESEARCH_USE, data_uri, esc, html_page, table
+from hemotwin.monitoring.records import PatientResult
 from hemotwin.monitoring.timeline import Timeline
-
-RUO = "For research use only. Not for diagnostic use."
 
 CATEGORY_COLOURS = {
     "CR": (46, 160, 67), "CRh": (120, 190, 70), "CRi": (170, 205, 90), "MLFS": (215, 215, 120),
@@ -119,7 +116,7 @@ def timeline_figure(timeline: Timeline, result: PatientResult, *, width: int = 1
     d1 = max(dates) + timedelta(days=20)
     left, right = 90, width - 30
     dr.text((left, 8), f"{timeline.patient}: {timeline.diagnosis.disease}", fill="black", font=title)
-    dr.text((left, 28), f"{result.current_status}    ({RUO})", fill=(90, 90, 90), font=small)
+    dr.text((left, 28), f"{result.current_status}    ({RESEARCH_USE})", fill=(90, 90, 90), font=small)
 
     # Treatment lines and response bands.
     lane = (left, 48, right, 92)
@@ -272,25 +269,49 @@ def _legend(dr: Any, box: tuple[int, int, int, int], items: list[tuple[str, tupl
 # ------------------------------------------------------------------------------------------------ HTML
 
 
-def _esc(x: Any) -> str:
-    return html.escape("" if x is None else str(x))
+# The page's own styles; the frame (fonts, tables, banner, provenance) is io.report's BASE_CSS.
+_CSS = "td,th{font-size:13px}.s{font-size:11px;color:#444}"
+#: What follows the research-use notice in the banner.
+_NOTICE = ("Illustrative monitoring by ELN 2022 response criteria (docs/CLINICAL_RULES.md §5); every call lists "
+           "the criteria and values it used.")
 
 
 def patient_html(timeline: Timeline, result: PatientResult, png: bytes | None, prov: dict[str, Any]) -> str:
-    """A self-contained HTML page (figure embedded as base64, no external resources)."""
+    """The patient's self-contained HTML page (figure embedded as base64, no external resources).
+
+    The body (status, open alerts, figure, calls with their criteria, events, MRD kinetics, data
+    warnings) is this module's; the frame (banner, styles, provenance footer) is
+    :func:`hemotwin.io.report.html_page`.
+
+    Parameters
+    ----------
+    timeline
+        The patient's timeline.
+    result
+        Its assessment.
+    png
+        The timeline figure (:func:`timeline_figure`), or ``None`` for a page without it.
+    prov
+        The provenance record shown in the footer.
+
+    Returns
+    -------
+    str
+        The HTML document.
+    """
     rows = []
     for c in result.calls:
         crit = "; ".join(f"{'✔' if k.met else '✘' if k.met is False else '?'} {k.test} [{k.value}]"
                          for k in c.criteria)
         col = "#{:02x}{:02x}{:02x}".format(*CATEGORY_COLOURS.get(c.category, (220, 220, 220)))
-        rows.append(f"<tr><td>{c.date}</td><td>{_esc(c.sample)}</td><td style='background:{col}'>{_esc(c.label)}"
-                    f"</td><td>{_esc(c.status)}</td><td class=s>{_esc(crit)}</td></tr>")
+        rows.append(f"<tr><td>{c.date}</td><td>{esc(c.sample)}</td><td style='background:{col}'>{esc(c.label)}"
+                    f"</td><td>{esc(c.status)}</td><td class=s>{esc(crit)}</td></tr>")
     ev = []
     for n, e in enumerate(result.events, start=1):
         col = "#{:02x}{:02x}{:02x}".format(*SEVERITY_COLOURS[e.severity])
-        ev.append(f"<tr><td>{n}</td><td>{e.date}</td><td style='color:{col}'><b>{_esc(e.severity)}</b></td>"
-                  f"<td>{_esc(e.kind)}</td><td>{_esc(e.message)}</td><td class=s>{_esc('; '.join(e.evidence))}</td>"
-                  f"<td class=s>{_esc(e.rule)}</td></tr>")
+        ev.append(f"<tr><td>{n}</td><td>{e.date}</td><td style='color:{col}'><b>{esc(e.severity)}</b></td>"
+                  f"<td>{esc(e.kind)}</td><td>{esc(e.message)}</td><td class=s>{esc('; '.join(e.evidence))}</td>"
+                  f"<td class=s>{esc(e.rule)}</td></tr>")
     kin = []
     for k in result.kinetics:
         dbl = f"{k.doubling_days:.1f}" if k.doubling_days else "-"
@@ -299,40 +320,33 @@ def patient_html(timeline: Timeline, result: PatientResult, png: bytes | None, p
         proj = "already above" if k.already_above else (k.projected_date.isoformat() if k.projected_date else "-")
         pci = (f"{k.projected_date_ci[0] or '?'} to {k.projected_date_ci[1] or 'unbounded'}"
                if k.projected_date_ci else "-")
-        kin.append(f"<tr><td>{_esc(k.method)} {_esc(k.marker)} ({_esc(k.tissue)})</td><td>{k.n_points}</td>"
+        kin.append(f"<tr><td>{esc(k.method)} {esc(k.marker)} ({esc(k.tissue)})</td><td>{k.n_points}</td>"
                    f"<td>{dbl}</td><td>{ci}</td><td>{k.threshold_pct:g} %</td><td>{proj}</td><td>{pci}</td>"
-                   f"<td class=s>{_esc('; '.join(k.flags))}</td></tr>")
-    opened = "".join(f"<li><b>{_esc(e.severity)}</b> {e.date}: {_esc(e.message)}</li>" for e in result.open_alerts)
-    warn = "".join(f"<li>{_esc(w)}</li>" for w in result.warnings)
-    img = (f"<img alt='timeline figure' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
-           if png else "")
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>hemotwin monitor: {_esc(timeline.patient)}</title>
-<style>body{{font-family:sans-serif;margin:1.5em;max-width:1150px}} table{{border-collapse:collapse;margin:.5em 0}}
-td,th{{border:1px solid #ccc;padding:3px 6px;font-size:13px;vertical-align:top}} .s{{font-size:11px;color:#444}}
-.ruo{{background:#fff3cd;padding:.5em;border:1px solid #e0c060}} img{{max-width:100%}}</style></head><body>
-<p class="ruo"><b>{RUO}</b> Illustrative monitoring by ELN 2022 response criteria (docs/CLINICAL_RULES.md §5);
-every call lists the criteria and values it used.</p>
-<h1>{_esc(timeline.patient)}: {_esc(timeline.diagnosis.disease)}</h1>
-<p><b>Current status:</b> {_esc(result.current_status)}<br><b>Last MRD:</b> {_esc(result.last_mrd or "none")}</p>
+                   f"<td class=s>{esc('; '.join(k.flags))}</td></tr>")
+    opened = "".join(f"<li><b>{esc(e.severity)}</b> {e.date}: {esc(e.message)}</li>" for e in result.open_alerts)
+    warn = "".join(f"<li>{esc(w)}</li>" for w in result.warnings)
+    img = f"<img alt='timeline figure' src='{data_uri(png)}'>" if png else ""
+    body = f"""<p><b>Current status:</b> {esc(result.current_status)}<br>
+<b>Last MRD:</b> {esc(result.last_mrd or "none")}</p>
 <h2>Open alerts</h2><ul>{opened or "<li>none</li>"}</ul>
 {img}
-<h2>Calls by timepoint</h2><table><tr><th>date</th><th>sample</th><th>call</th><th>status</th>
-<th>criteria (✔ met, ✘ not met, ? missing) [value]</th></tr>{"".join(rows)}</table>
-<h2>Events</h2><table><tr><th>#</th><th>date</th><th>severity</th><th>kind</th><th>message</th><th>evidence</th>
-<th>rule</th></tr>{"".join(ev)}</table>
-<h2>MRD kinetics (rising segments)</h2><table><tr><th>series</th><th>points</th><th>doubling time (d)</th>
-<th>95 % interval (d)</th><th>threshold</th><th>projected crossing</th><th>interval</th><th>flags</th></tr>
-{"".join(kin) or "<tr><td colspan=8>no rising MRD</td></tr>"}</table>
+<h2>Calls by timepoint</h2>
+{table(("date", "sample", "call", "status", "criteria (✔ met, ✘ not met, ? missing) [value]"), rows)}
+<h2>Events</h2>
+{table(("#", "date", "severity", "kind", "message", "evidence", "rule"), ev)}
+<h2>MRD kinetics (rising segments)</h2>
+{table(("series", "points", "doubling time (d)", "95 % interval (d)", "threshold", "projected crossing", "interval",
+        "flags"), kin, empty="no rising MRD")}
 <h2>Data warnings</h2><ul>{warn or "<li>none</li>"}</ul>
-<h2>Provenance</h2><pre>{_esc(json.dumps(prov, indent=2, default=str))}</pre>
-<p class="ruo">{RUO}</p></body></html>
 """
+    return html_page(f"hemotwin monitor: {timeline.patient}", body,
+                     heading=f"{timeline.patient}: {timeline.diagnosis.disease}", notice=_NOTICE, provenance=prov,
+                     extra_css=_CSS)
 
 
 def patient_document(timeline: Timeline, result: PatientResult, prov: dict[str, Any]) -> dict[str, Any]:
     """The content of ``timeline.json``: research-use notice, provenance, the timeline and the result."""
-    return {"research_use_only": RUO, "provenance": prov,
+    return {"research_use_only": RESEARCH_USE, "provenance": prov,
             "timeline": timeline.model_dump(mode="json", by_alias=True), "result": result_to_dict(result)}
 
 
