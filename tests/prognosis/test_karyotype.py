@@ -18,12 +18,8 @@ import pytest
 from pydantic import ValidationError
 
 from hemotwin.prognosis.cytogenetics import KaryotypeFeatures
-from hemotwin.prognosis.karyotype import (
-    Karyotype,
-    ipssr_cyto_group,
-    karyotype_features,
-    parse_karyotype,
-)
+from hemotwin.prognosis.karyotype import Karyotype, parse_karyotype
+from hemotwin.prognosis.karyotype_features import ipssr_cyto_group, karyotype_features
 
 CORPUS = Path(__file__).with_name("karyotype_corpus.tsv")
 
@@ -462,7 +458,7 @@ def test_ipssr_group_rules(tags: list[str], n: int, group: str) -> None:
 
 # ------------------------------------------------------------------------------------ cost, layering
 def test_import_is_light() -> None:
-    code = ("import sys, hemotwin.prognosis.karyotype; "
+    code = ("import sys, hemotwin.prognosis.karyotype, hemotwin.prognosis.karyotype_features; "
             "print(sorted(m for m in ('torch', 'hemotwin.vision', 'hemotwin.twin', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"

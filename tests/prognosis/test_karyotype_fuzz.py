@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hemotwin.prognosis.cytogenetics import KaryotypeFeatures
-from hemotwin.prognosis.karyotype import Karyotype, karyotype_features, parse_karyotype
+from hemotwin.prognosis.karyotype import Karyotype, parse_karyotype
+from hemotwin.prognosis.karyotype_features import karyotype_features
 
 N_EXAMPLES = int(os.environ.get("HEMOTWIN_FUZZ_EXAMPLES", "250"))
 FUZZ = settings(max_examples=N_EXAMPLES, deadline=None, database=None,

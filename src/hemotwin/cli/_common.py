@@ -69,7 +69,11 @@ EXPECTED_ERRORS = (HemotwinError, ValueError, ValidationError)
 
 
 class Bar:
-    """Rich progress bar exposing the ``progress(done, total)`` callback the library takes."""
+    """Rich progress bar exposing the ``progress(done, total)`` callback the library takes.
+
+    The display starts with the first report, so a command that fails before any work prints its
+    error without an empty progress line.
+    """
 
     def __init__(self, label: str) -> None:
         self.label = label
@@ -78,17 +82,17 @@ class Bar:
         self._task: Any = None
 
     def __enter__(self) -> Callable[..., None]:
-        self._p.__enter__()
-
         def cb(done: int, total: int, *_info: Any) -> None:
             if self._task is None:
+                self._p.start()
                 self._task = self._p.add_task(self.label, total=total)
             self._p.update(self._task, completed=done)
 
         return cb
 
     def __exit__(self, *exc: object) -> None:
-        self._p.__exit__(*exc)
+        if self._task is not None:
+            self._p.stop()
 
 
 def n_workers(w: int) -> int:

@@ -16,6 +16,7 @@ __all__ = [
     "MAX_CHARS",
     "classify_free_text",
     "clean",
+    "is_number",
     "split_molecular",
     "split_parts",
     "strip_cell_count",
@@ -24,6 +25,12 @@ __all__ = [
 #: ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
 DIGITS = frozenset("0123456789")
 _DIGITS = DIGITS
+
+
+def is_number(s: str) -> bool:
+    """A non-empty run of ASCII digits (``str.isdigit`` accepts "²", which ``int`` refuses)."""
+    return bool(s) and s.isascii() and s.isdigit()
+
 
 #: Longer inputs are cut: no real karyotype comes near, and the cut bounds the work on hostile text.
 MAX_CHARS = 4000

@@ -9,7 +9,7 @@ Columns
 -------
 - counts: ``BM_BLAST`` (%), ``WBC``, ``ANC``, ``MONOCYTES``, ``PLT`` (x10^9/L), ``HB`` (g/dL), ``AGE``
   (years) when present, in their clinical units (so Cox coefficients read per unit);
-- karyotype (from :func:`hemotwin.prognosis.karyotype.karyotype_features`): ``KARYO_EVALUABLE``,
+- karyotype (from :func:`hemotwin.prognosis.karyotype_features.karyotype_features`): ``KARYO_EVALUABLE``,
   ``KARYO_NORMAL``, ``COMPLEX``, ``MONOSOMAL``, ``N_ABNORMALITIES`` and the recurrent lesions,
   ``CYTO_IPSSR`` (IPSS-R group coded 0..4); unknown = NaN;
 - mutations (from :func:`hemotwin.prognosis.mutations.mutation_matrix`): ``MUT_<GENE>`` for genes
@@ -77,6 +77,7 @@ class DesignSpec(BaseModel):
 
     @property
     def columns(self) -> list[str]:
+        """The design columns in order: counts, karyotype, ``MUT_<gene>``, extras, VAFs, scores."""
         cols = list(self.counts)
         if self.karyotype:
             cols += list(KARYOTYPE_COLUMNS)
@@ -160,7 +161,7 @@ def _karyo_row(text: str) -> tuple[float, ...]:
 
 
 def _parse_karyotype(text: str):
-    from hemotwin.prognosis.karyotype import karyotype_features
+    from hemotwin.prognosis.karyotype_features import karyotype_features
 
     try:
         return karyotype_features(text)

@@ -1,5 +1,7 @@
-"""ELN 2022 genetic risk (Döhner et al., Blood 2022;140:1345, Table 6; CLINICAL_RULES §3) and ELN 2024
-genetic risk for less-intensive therapy (Döhner et al., Blood 2024; CLINICAL_RULES §4).
+"""ELN 2022 genetic risk and ELN 2024 genetic risk for less-intensive therapy.
+
+ELN 2022: Döhner et al., Blood 2022;140:1345, Table 6 (CLINICAL_RULES §3). ELN 2024: Döhner et
+al., Blood 2024 (CLINICAL_RULES §4).
 
 Both are ordered rule lists ("levels"): the first level with a lesion present decides the category.
 Inputs are three-valued (1 present, 0 absent, NaN unknown). An unknown lesion is taken as absent to

@@ -12,23 +12,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from hemotwin.errors import InputError
+from hemotwin.io.report import RESEARCH_USE
 from hemotwin.prognosis.cytogenetics import IPSSR_CYTO_CODE, KaryotypeFeatures
 from hemotwin.prognosis.eln import ELN_CATEGORIES, eln2022_arrays, eln2022_result, eln2024_arrays, eln2024_result
 from hemotwin.prognosis.ipssm import IPSSM_CATEGORIES, ipssm_arrays, ipssm_result
 from hemotwin.prognosis.ipssr import IPSSR_CATEGORIES, ipssr_arrays, ipssr_result
 from hemotwin.prognosis.mutations import MutationFeatures, check_vafs, mutation_arrays, mutation_features
 from hemotwin.prognosis.mutations import mutation_matrix as mutation_matrix  # re-exported for the cohort API
-from hemotwin.prognosis.patient import Patient, ScoreResult
+from hemotwin.prognosis.patient import Patient, ScoreResult, load_patient
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
-
-RESEARCH_USE = "For research use only. Not for diagnostic use."
 
 #: KaryotypeFeatures flags turned into ``K_<NAME>`` feature arrays (1.0 / 0.0 / NaN).
 KARYOTYPE_FLAGS: tuple[str, ...] = (
@@ -41,12 +42,21 @@ COHORT_COLUMNS: tuple[str, ...] = ("ID", "ELN2022", "ELN2024", "IPSSR", "IPSSR_S
                                    "IPSSM_BEST", "IPSSM_WORST", "CYTO_IPSSR", "COMPLEX", "ELN2022_COMPLETE",
                                    "ELN2024_COMPLETE", "warnings")
 Regimen = Literal["venetoclax", "ivosidenib"]
+#: The ELN 2024 contexts (:data:`Regimen`), in the order errors list them.
+REGIMENS: tuple[str, ...] = ("venetoclax", "ivosidenib")
+
+
+def check_regimen(regimen: str) -> Regimen:
+    """``regimen`` when it is an ELN 2024 context, else an :class:`InputError` naming ``regimen``."""
+    if regimen not in REGIMENS:
+        raise InputError("regimen", regimen, "venetoclax or ivosidenib")
+    return cast("Regimen", regimen)
 
 
 def karyotype_of(text: str | None) -> KaryotypeFeatures:
     """Karyotype features of an ISCN string (never raises; blank -> not evaluable)."""
     try:
-        from hemotwin.prognosis.karyotype import karyotype_features
+        from hemotwin.prognosis.karyotype_features import karyotype_features
     except ImportError:  # pragma: no cover - the parser ships with the package
         return KaryotypeFeatures(text=text or "", evaluable=False, warnings=("karyotype parser not available",))
     return karyotype_features(text or "")
@@ -169,6 +179,24 @@ def score_patient(patient: Patient, *, regimen: Regimen = "venetoclax") -> RiskR
     return report.model_copy(update={"summary": _summary(report)})
 
 
+def score_patient_file(path: str | Path, *, regimen: str = "venetoclax") -> RiskReport:
+    """Read a patient JSON file and score it (:func:`score_patient`).
+
+    Parameters
+    ----------
+    path
+        Patient JSON file (see :class:`~hemotwin.prognosis.patient.Patient`).
+    regimen
+        ELN 2024 context: ``"venetoclax"`` or ``"ivosidenib"``; checked before the file is read.
+
+    Returns
+    -------
+    RiskReport
+    """
+    checked = check_regimen(regimen)
+    return score_patient(load_patient(path), regimen=checked)
+
+
 def score_cohort(clinical: pd.DataFrame, molecular: pd.DataFrame | None = None, *,
                  sequenced_genes: Iterable[str] | str | None = None,
                  regimen: Regimen = "venetoclax") -> pd.DataFrame:
@@ -256,7 +284,8 @@ def score_cohort(clinical: pd.DataFrame, molecular: pd.DataFrame | None = None, 
     return out
 
 
-__all__ = ["COHORT_COLUMNS", "KARYOTYPE_FLAGS", "RESEARCH_USE", "RiskReport", "cyto_arrays", "karyotype_of",
-           "mutation_matrix", "patient_features", "score_arrays", "score_cohort", "score_patient"]
+__all__ = ["COHORT_COLUMNS", "KARYOTYPE_FLAGS", "REGIMENS", "RiskReport", "check_regimen",
+           "cyto_arrays", "karyotype_of", "mutation_matrix", "patient_features", "score_arrays", "score_cohort",
+           "score_patient", "score_patient_file"]
 
 

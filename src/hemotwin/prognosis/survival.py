@@ -203,6 +203,7 @@ class PenalizedCox(_PipelineSurvival):
         return CoxnetSurvivalAnalysis(alphas=[self.alpha], l1_ratio=self.l1_ratio, fit_baseline_model=True)
 
     def fit(self, X, y) -> PenalizedCox:
+        """Fit the pipeline and keep ``y`` for :meth:`coefficients` (standard errors)."""
         super().fit(X, y)
         self._y_train = y  # kept for the standard errors (information matrix at the fit)
         return self
@@ -282,7 +283,7 @@ def make_model(kind: str, *, seed: int = 0, **params: Any) -> _PipelineSurvival:
         return SurvivalForest(random_state=seed, **params)
     if kind == "gbsa":
         return SurvivalBoosting(random_state=seed, **params)
-    raise InputError("--model", kind, f"one of {', '.join(MODEL_KINDS)}")
+    raise InputError("model", kind, f"one of {', '.join(MODEL_KINDS)}")
 
 
 #: Ordinal codes of published risk categories (lower = better), matched case/punctuation-insensitively.
@@ -321,12 +322,14 @@ class PublishedScore(BaseEstimator):
         return key.map(order).astype(float).to_numpy()
 
     def fit(self, X: pd.DataFrame, y: np.ndarray | None = None) -> PublishedScore:
+        """Learn the median score, which stands in for a patient the score could not rate."""
         v = self._values(X)
         self.fill_value_ = float(np.nanmedian(v)) if np.isfinite(v).any() else 0.0
         self.n_missing_fit_ = int(np.isnan(v).sum())
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """The score as a risk (higher = worse), the training median where it is missing."""
         v = self._values(X)
         return np.where(np.isnan(v), self.fill_value_, v)
 
@@ -502,17 +505,17 @@ def make_folds(n: int, *, groups: Sequence[Any] | None = None, cv: Literal["cent
     idx = np.arange(n)
     if cv == "centers":
         if groups is None:
-            raise InputError("--cv", cv, "a CENTER column for leave-centers-out validation")
+            raise InputError("cv", cv, "a CENTER column for leave-centers-out validation")
         g = np.asarray(groups)
         if len(np.unique(g)) < 2:
             raise InputError("CENTER", np.unique(g).tolist(), "at least 2 centers for leave-centers-out "
-                                                              "(use --cv kfold for a single center)")
+                                                              "(k-fold cross-validation for a single center)")
         return list(LeaveOneGroupOut().split(idx, groups=g))
     if cv == "kfold":
         if not 2 <= n_splits <= n:
-            raise InputError("--folds", n_splits, f"between 2 and {n}")
+            raise InputError("folds", n_splits, f"between 2 and {n}")
         return list(KFold(n_splits=n_splits, shuffle=True, random_state=seed).split(idx))
-    raise InputError("--cv", cv, "'centers' or 'kfold'")
+    raise InputError("cv", cv, "'centers' or 'kfold'")
 
 
 @dataclass
@@ -664,11 +667,11 @@ def load_model(path: str | Path) -> dict[str, Any]:
 
     path = Path(path)
     if not path.is_file():
-        raise InputError("--model", str(path), "a model.joblib file written by `hemotwin cohort fit`")
+        raise InputError("model", str(path), "a model.joblib file written by `hemotwin cohort fit`")
     try:
         bundle = joblib.load(path)
     except Exception as exc:
-        raise InputError("--model", str(path), f"a readable joblib model file ({type(exc).__name__}: {exc})") from None
+        raise InputError("model", str(path), f"a readable joblib model file ({type(exc).__name__}: {exc})") from None
     if not isinstance(bundle, dict) or bundle.get("kind") != _BUNDLE_KIND:
-        raise InputError("--model", str(path), "a model bundle written by `hemotwin cohort fit`")
+        raise InputError("model", str(path), "a model bundle written by `hemotwin cohort fit`")
     return bundle

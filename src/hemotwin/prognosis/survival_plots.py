@@ -13,6 +13,8 @@ import pandas as pd
 
 __all__ = ["plot_calibration", "plot_km_groups"]
 
+# The corner stamp of every plot: the first sentence of hemotwin.io.report.RESEARCH_USE only, since
+# written plots carry it as is (the full notice would change their pixels).
 _RUO = "For research use only"
 
 

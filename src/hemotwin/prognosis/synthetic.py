@@ -69,6 +69,7 @@ class SurvivalEffects(BaseModel):
     RUNX1: float = Field(0.35, description="RUNX1 mutated.")
 
     def as_dict(self) -> dict[str, float]:
+        """Feature name -> planted log-hazard ratio."""
         return dict(self.model_dump())
 
 
