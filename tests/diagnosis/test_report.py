@@ -80,3 +80,14 @@ def test_empty_analysis_still_renders():
     page = render_html(res)
     assert "No classified cells" in page and "No cell below the confidence threshold" in page
     json.dumps(json_ready(res), allow_nan=False)
+
+
+def test_page_has_the_shared_frame():
+    res = _result([("NGS", 0.9)] * 3)
+    res["provenance"] = {"hemotwin_version": "1.2.3", "command": "analyze", "seeds": {"seed": 0}}
+    page = render_html(res)
+    assert page.count("<html") == 1 and page.count("<body>") == 1 and page.count("<footer>") == 1
+    assert "<title>hemotwin smear analysis</title>" in page and "<h1>Smear analysis: sample</h1>" in page
+    assert "reviewed by a qualified morphologist" in page
+    footer = page[page.index("<footer>"):]
+    assert "hemotwin 1.2.3" in footer and "&quot;seeds&quot;" in footer and RESEARCH_USE in footer

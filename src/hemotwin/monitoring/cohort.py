@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import csv
-import html
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from typing import Any
 from hemotwin.errors import InputError
 from hemotwin.io.outputs import prepare_output_dir
 from hemotwin.io.provenance import file_sha256, provenance
-from hemotwin.io.report import RESEARCH_USE
+from hemotwin.io.report import RESEARCH_USE, esc, html_page, table
 from hemotwin.monitoring.config import MonitorConfig
 from hemotwin.monitoring.records import PatientResult
 from hemotwin.monitoring.report import patient_document, write_patient_outputs
@@ -136,26 +135,17 @@ def _safe(name: str) -> str:
 def cohort_html(rows: list[dict[str, Any]], failures: list[dict[str, str]], prov: dict[str, Any]) -> str:
     """Self-contained HTML summary table of a cohort run (failures listed below the table)."""
     colours = {"critical": "#f4c7c3", "warning": "#fde9c0", "info": "#dbe7f7", "": "#ffffff"}
-    body = "".join(
-        f"<tr style='background:{colours[r['max_open_severity']]}'>"
-        f"<td><a href='patients/{html.escape(_safe(r['patient']))}/report.html'>{html.escape(r['patient'])}</a></td>"
-        + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in COHORT_COLUMNS[2:]) + "</tr>" for r in rows)
-    fail = "".join(f"<tr><td>{html.escape(f['file'])}</td><td>{html.escape(f['patient'])}</td>"
-                   f"<td>{html.escape(f['error'])}</td></tr>" for f in failures)
-    head = "".join(f"<th>{c}</th>" for c in ("patient", *COHORT_COLUMNS[2:]))
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>hemotwin monitor: cohort</title>
-<style>body{{font-family:sans-serif;margin:1.5em}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:3px 6px;font-size:13px;vertical-align:top}}
-.ruo{{background:#fff3cd;padding:.5em;border:1px solid #e0c060}}</style></head><body>
-<p class="ruo"><b>{RESEARCH_USE}</b> ELN 2022 response monitoring (docs/CLINICAL_RULES.md §5).</p>
-<h1>Cohort summary: {len(rows)} patient(s), {len(failures)} failed</h1>
-<table><tr>{head}</tr>{body}</table>
-<h2>Failed patients</h2><table><tr><th>file</th><th>patient</th><th>error</th></tr>
-{fail or "<tr><td colspan=3>none</td></tr>"}</table>
-<h2>Provenance</h2><pre>{html.escape(json.dumps(prov, indent=2, default=str))}</pre>
-<p class="ruo">{RESEARCH_USE}</p></body></html>
-"""
+    body = [f"<tr style='background:{colours[r['max_open_severity']]}'>"
+            f"<td><a href='patients/{esc(_safe(r['patient']))}/report.html'>{esc(r['patient'])}</a></td>"
+            + "".join(f"<td>{esc(r[c])}</td>" for c in COHORT_COLUMNS[2:]) + "</tr>" for r in rows]
+    fail = [f"<tr><td>{esc(f['file'])}</td><td>{esc(f['patient'])}</td><td>{esc(f['error'])}</td></tr>"
+            for f in failures]
+    page = (f"{table(('patient', *COHORT_COLUMNS[2:]), body)}\n"
+            f"<h2>Failed patients</h2>\n{table(('file', 'patient', 'error'), fail, empty='none')}")
+    return html_page("hemotwin monitor: cohort", page,
+                     heading=f"Cohort summary: {len(rows)} patient(s), {len(failures)} failed",
+                     notice="ELN 2022 response monitoring (docs/CLINICAL_RULES.md §5).", provenance=prov,
+                     extra_css="td,th{font-size:13px}")
 
 
 @dataclass(frozen=True, slots=True)
