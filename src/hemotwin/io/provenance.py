@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import hemotwin
+from hemotwin.io.report import RESEARCH_USE
 
 
 def file_sha256(path: str | Path, *, chunk: int = 1 << 20) -> str:
@@ -47,7 +48,7 @@ def provenance(*, command: str, config: dict[str, Any], seeds: dict[str, Any] | 
         "config": config,
         "seeds": seeds or {},
         "inputs": inputs or {},
-        "research_use_only": "For research use only. Not for diagnostic use.",
+        "research_use_only": RESEARCH_USE,
         **(extra or {}),
     }
 
