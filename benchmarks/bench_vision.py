@@ -53,17 +53,12 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 from hemotwin.io.images import read_image  # noqa: E402
+from hemotwin.vision.augment import TargetReimaging, make_augment  # noqa: E402
+from hemotwin.vision.data import load_training_data, map_items_to  # noqa: E402
 from hemotwin.vision.datasets import estimate_um_per_px, load_dataset, split  # noqa: E402
 from hemotwin.vision.evaluate import evaluate_predictions  # noqa: E402
-from hemotwin.vision.pipeline import (  # noqa: E402
-    Geometry,
-    load_training_data,
-    make_augment,
-    map_items_to,
-    prepare,
-    to_model_geometry,
-    with_unlabelled_cells,
-)
+from hemotwin.vision.geometry import Geometry, prepare, to_model_geometry  # noqa: E402
+from hemotwin.vision.training import with_unlabelled_cells  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 AUDIT = Path(__file__).resolve().parent / "data" / "bccd_label_audit.csv"
@@ -332,13 +327,13 @@ def main(argv: list[str] | None = None) -> dict:
                                 for im in prepare(parts.test, geom, working=True).images])
     teacher_nets, teacher_info = [], []
     if args.teachers:
-        from hemotwin.vision.pipeline import load_teachers
+        from hemotwin.vision.training import load_teachers
 
         teacher_nets, teacher_info = load_teachers(args.teachers, WBC5, geom)
     unl_masks, unl_summary = None, None
     if unl_work is not None:
-        from hemotwin.vision.pipeline import teacher_prediction_sets
         from hemotwin.vision.pseudo import set_summary
+        from hemotwin.vision.training import teacher_prediction_sets
 
         unl_probs, unl_masks = teacher_prediction_sets(
             teacher_nets, teacher_info, np.stack([to_model_geometry(c, geom) for c in unl_work]),
@@ -359,9 +354,9 @@ def main(argv: list[str] | None = None) -> dict:
             x_tr, y_tr = np.concatenate([tr.images, synth[0]]), y["train"] + synth[1]
         aug = make_augment(base_mode.removesuffix("-target"), geom, basis=basis, seed=args.seed,
                            strength=args.twin_strength, p_reimage=args.p_reimage,
-                           target_style=style if base_mode == "twin-target" else None, p_target=args.p_target,
-                           box_crop=args.box_crop, scale_jitter=args.scale_jitter,
-                           jitter_target=not args.no_target_jitter)
+                           target=TargetReimaging(style, args.p_target, jitter=not args.no_target_jitter)
+                           if base_mode == "twin-target" else None,
+                           box_crop=args.box_crop, scale_jitter=args.scale_jitter)
         cfg = TrainConfig(epochs=args.epochs, seed=args.seed, num_threads=args.threads, num_workers=args.workers,
                           ema_epochs=args.ema_epochs, distill_weight=args.distill_weight if teacher_nets else 0.0,
                           distill_temperature=args.distill_temperature)

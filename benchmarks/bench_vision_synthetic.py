@@ -30,7 +30,7 @@ from hemotwin.taxonomy import label_set
 from hemotwin.twin.datasets import item_seed, render_cell
 from hemotwin.twin.profiles import load_profile, randomize
 from hemotwin.vision.datasets import to_canonical
-from hemotwin.vision.pipeline import Geometry
+from hemotwin.vision.geometry import Geometry
 
 PRESETS = ("analyzer-100x", "wsi-40x", "wsi-20x", "phone-40x")
 LABELS = label_set("matek15")
@@ -68,10 +68,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    from hemotwin.vision.augment import make_augment
     from hemotwin.vision.evaluate import evaluate_predictions
     from hemotwin.vision.infer import InferenceEngine
+    from hemotwin.vision.inference import collapse_to
     from hemotwin.vision.models import ModelConfig
-    from hemotwin.vision.pipeline import collapse_to, make_augment
     from hemotwin.vision.train import CellArrayDataset, TrainConfig, fit, target_masks
 
     t0 = time.perf_counter()
@@ -114,8 +115,9 @@ def _real_sets() -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import bench_vision as bv
 
+    from hemotwin.vision.data import load_training_data, map_items_to
     from hemotwin.vision.datasets import load_dataset, split
-    from hemotwin.vision.pipeline import load_training_data, map_items_to, prepare
+    from hemotwin.vision.geometry import prepare
 
     if not (bv.SHARED / "pbc").is_dir():
         return {}

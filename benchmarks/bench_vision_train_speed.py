@@ -34,9 +34,11 @@ from bench_vision import SHARED, WBC5, bccd_um_per_px_from_boxes, fit_target_sty
 
 import hemotwin
 from hemotwin.twin.reimage import StainBasis
+from hemotwin.vision.augment import TargetReimaging, make_augment
+from hemotwin.vision.data import load_training_data, map_items_to
 from hemotwin.vision.datasets import split
+from hemotwin.vision.geometry import Geometry, prepare
 from hemotwin.vision.models import ModelConfig
-from hemotwin.vision.pipeline import Geometry, load_training_data, make_augment, map_items_to, prepare
 from hemotwin.vision.train import CellArrayDataset, TrainConfig, fit, target_masks
 
 
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     augs = {"color": make_augment("color", geom),
             "color+zoom": make_augment("color", geom, scale_jitter=1.2),
             "twin": make_augment("twin", geom, basis=basis, seed=0),
-            "twin-target": make_augment("twin", geom, basis=basis, seed=0, target_style=style, p_reimage=0.0,
+            "twin-target": make_augment("twin", geom, basis=basis, seed=0, target=TargetReimaging(style), p_reimage=0.0,
                                         scale_jitter=1.2)}
     per_run: dict[str, list[float]] = {k: [] for k in augs}
     for rep in range(args.repeats):

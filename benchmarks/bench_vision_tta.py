@@ -38,10 +38,11 @@ from bench_vision import (
     bccd_um_per_px_from_boxes,
 )
 
+from hemotwin.vision.data import load_training_data, map_items_to
 from hemotwin.vision.datasets import load_dataset, split
+from hemotwin.vision.geometry import Geometry, prepare
 from hemotwin.vision.infer import InferenceEngine, scale_tta_zooms
 from hemotwin.vision.modelfile import load_model
-from hemotwin.vision.pipeline import Geometry, load_training_data, map_items_to, prepare
 
 ARMS = ("plain", "dihedral", "scale", "both")
 

@@ -1,4 +1,4 @@
-"""Add a training stain reference (for ``--harmonise``) to a model file saved before models carried one.
+"""Add a training stain reference (for harmonisation) to a model file saved before models carried one.
 
 Models trained by ``hemotwin train`` now store it themselves. This script fits the reference on
 the *real* images the model was trained on (read from ``--data``, brought to the model's input
@@ -14,8 +14,10 @@ import argparse
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hemotwin.vision.modelfile import load_model, save_model
-from hemotwin.vision.pipeline import Geometry, fit_stain_reference, load_training_data, prepare
+from hemotwin.vision.data import load_training_data
+from hemotwin.vision.geometry import Geometry, prepare
+from hemotwin.vision.modelfile import DEFAULT_OPSET, load_model, save_model
+from hemotwin.vision.training import fit_stain_reference
 
 _STANDARD = {"hemotwin_version", "command", "created_utc", "python", "numpy", "platform", "config", "seeds",
              "inputs", "research_use_only", "augmentation", "metrics"}
@@ -48,7 +50,7 @@ def main() -> None:
                data_checksums=prov.get("inputs"), seed=(prov.get("seeds") or {}).get("seed"),
                augmentation=prov.get("augmentation"), metrics=prov.get("metrics"),
                training_config=(prov.get("config") or {}).get("training"), extra=extra,
-               include_onnx=loaded.onnx is not None, overwrite=args.overwrite)
+               onnx_opset=DEFAULT_OPSET if loaded.onnx is not None else None, overwrite=args.overwrite)
     print(f"{args.model}: stain reference added (level {ref['level']:.3f}, {ref['n_fit_images']} images)")
 
 

@@ -34,7 +34,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 from hemotwin.twin.datasets import simulate_cells_over_presets  # noqa: E402
 from hemotwin.twin.profiles import list_presets  # noqa: E402
-from hemotwin.vision.pipeline import train_model  # noqa: E402
+from hemotwin.vision.training import TrainRequest, train_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -99,8 +99,9 @@ def main() -> None:
                 print(f"field crops under {name}: {n} written", flush=True)
                 data.append(str(out))
         data.append(str(pbc))
-        res = train_model(data, args.out, labels="matek15", augment=args.augment, epochs=args.epochs, seed=args.seed,
-                          num_threads=1, num_workers=args.workers, overwrite=args.overwrite, log=print)
+        res = train_model(TrainRequest(data=data, out=args.out, labels="matek15", augment=args.augment,
+                                       epochs=args.epochs, seed=args.seed, num_threads=1, num_workers=args.workers,
+                                       overwrite=args.overwrite), log=print)
         print(json.dumps({k: v for k, v in res.items() if k != "history"}, indent=2, default=str))
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -92,7 +92,8 @@ def test_training_zoom_magnifies_on_every_path(mode):
     measured zoom stays within 1.2 x 1.06.
     """
     from hemotwin.twin.reimage import StainBasis
-    from hemotwin.vision.pipeline import Geometry, make_augment
+    from hemotwin.vision.augment import make_augment
+    from hemotwin.vision.geometry import Geometry
 
     geom = Geometry()
     n = geom.work_size
@@ -118,7 +119,7 @@ def test_composed_zoom_equals_zooming_then_resampling(zoom):
     steps it replaces (zoom the working crop, pad with its border colour; then the model grid).
     The two-step path rounds its intermediate to 8 bits, so pixels may differ by one grey level."""
     from hemotwin.vision.datasets import to_canonical
-    from hemotwin.vision.pipeline import Geometry, to_model_geometry, zoom_to_model
+    from hemotwin.vision.geometry import Geometry, to_model_geometry, zoom_to_model
 
     geom = Geometry()
     work = render_cell("NGS", load_profile("analyzer-100x"), size_px=geom.work_size, seed=1).image

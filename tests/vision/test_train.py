@@ -9,19 +9,16 @@ from _vision_synth import make_shapes
 
 from hemotwin.errors import InputError
 from hemotwin.taxonomy import CLASS_CODES
+from hemotwin.vision.losses import distillation_loss, make_loss, set_nll, teacher_probabilities
 from hemotwin.vision.models import ModelConfig
 from hemotwin.vision.train import (
     CellArrayDataset,
     TrainConfig,
     class_weights,
-    distillation_loss,
     evaluate,
     fit,
     macro_f1,
-    make_loss,
-    set_nll,
     target_masks,
-    teacher_probabilities,
 )
 
 # One intra-op thread in tests: the suite runs under pytest-xdist (-n 2) on 2 cores, and OpenMP

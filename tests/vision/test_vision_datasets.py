@@ -194,7 +194,7 @@ def test_ruler_on_real_pbc_crops() -> None:
     est, det = estimate_dataset_um_per_px(ds, sample=12, seed=0)
     # CellaVision DM96 images are about 0.1 µm/px; 12 crops x ~6 red cells pin it to about +-10 %.
     assert det["um_per_px"] == pytest.approx(0.1, rel=0.12)
-    assert est[0].um_per_px_source.startswith("estimated (")
+    assert est[0].um_per_px_source.startswith("red cells (")
     crops = load_dataset(SHARED / "bccd")  # tight crops: too few whole red cells -> no estimate, not a wrong one
     same, det = estimate_dataset_um_per_px(crops, sample=40, seed=0)
     assert det["um_per_px"] is None and det["reason"] and same[0].um_per_px_source == "unknown"

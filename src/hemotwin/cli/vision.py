@@ -1,4 +1,9 @@
-"""Commands of the vision layer: ``train``, ``predict``, ``evaluate``, ``stress``."""
+"""Commands of the vision layer: ``train``, ``predict``, ``evaluate``, ``stress``.
+
+Each calls one library workflow (:func:`~hemotwin.vision.training.train_model`,
+:func:`~hemotwin.vision.inference.predict_to_csv`, :func:`~hemotwin.vision.assess.evaluate_model`,
+:func:`~hemotwin.vision.assess.stress_model`) and prints its result.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,21 @@ import typer
 
 from hemotwin.cli._common import (
     EXPECTED_ERRORS,
+    BackendOpt,
     Bar,
+    HarmoniseOpt,
+    ModelOpt,
+    ModelsOpt,
     OverwriteOpt,
     ProfileOpt,
+    ScaleTtaOpt,
     SeedOpt,
+    TtaOpt,
+    UmPerPxOpt,
     console,
     err_console,
     fail,
 )
-from hemotwin.errors import InputError
 
 app = typer.Typer()
 
@@ -29,7 +40,7 @@ def train(
     augment: Annotated[str, typer.Option("--augment", help="none | color | twin")] = "twin",
     epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs (early stopping on validation).")] = 30,
     labels: Annotated[str, typer.Option("--labels", help="auto | wbc5 | pbc | matek15 | comma list")] = "auto",
-    um_per_px: Annotated[float | None, typer.Option("--um-per-px", help="Pixel size when data lack one.")] = None,
+    um_per_px: UmPerPxOpt = None,
     norm: Annotated[str, typer.Option("--norm", help="group | layer | batch")] = "group",
     seed: SeedOpt = 0,
     threads: Annotated[int | None, typer.Option("--threads", help="Torch threads (default: all cores).")] = None,
@@ -37,7 +48,7 @@ def train(
                                                 "model will be used on: re-image training cells as that scanner "
                                                 "(with --augment twin).")] = None,
     target_um_per_px: Annotated[float | None, typer.Option("--target-um-per-px", help="Pixel size of the --target "
-                                                           "images (default: metadata, else red cells).")] = None,
+                                                           "images that carry none (else red cells).")] = None,
     scale_jitter: Annotated[float | None, typer.Option("--scale-jitter", help="Zoom each training cell by up to this "
                                                        "factor (1 = off; default 1.2 with --target, else 1).")] = None,
     ema_epochs: Annotated[float, typer.Option("--ema-epochs", help="Validate and keep a moving average of the weights "
@@ -57,27 +68,25 @@ def train(
                                                           "by the teachers' prediction sets. Measured worse on "
                                                           "BCCD (teachers weaker there than the student).")] = None,
     unlabelled_um_per_px: Annotated[float | None, typer.Option("--unlabelled-um-per-px", help="Pixel size of the "
-                                                               "--unlabelled cells (default: --target-um-per-px, "
-                                                               "else metadata).")] = None,
+                                                               "--unlabelled cells that carry none (default: "
+                                                               "--target-um-per-px).")] = None,
     pseudo_coverage: Annotated[float, typer.Option("--pseudo-coverage", help="Probability the teachers' class set "
                                                    "for an unlabelled cell must hold (1 = distillation "
                                                    "only).")] = 0.9,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Train a white-cell classifier (CPU), with early stopping and a full provenance record."""
-    from hemotwin.vision.pipeline import train_model
+    from hemotwin.vision.training import TrainRequest, train_model
 
-    label_spec = labels if labels in ("auto", "wbc5", "pbc", "matek15") else [x for x in labels.split(",") if x]
     try:
+        request = TrainRequest(data=[str(d) for d in data], out=out, labels=labels, augment=augment, epochs=epochs,
+                               seed=seed, um_per_px=um_per_px, norm=norm, num_threads=threads, overwrite=overwrite,
+                               target=target, target_um_per_px=target_um_per_px, scale_jitter=scale_jitter,
+                               ema_epochs=ema_epochs, teachers=teacher, distill_weight=distill_weight,
+                               distill_temperature=distill_temperature, unlabelled=unlabelled,
+                               unlabelled_um_per_px=unlabelled_um_per_px, pseudo_coverage=pseudo_coverage)
         with Bar("training (batches)") as bar:
-            res = train_model([str(d) for d in data], out, labels=label_spec, augment=augment, epochs=epochs,
-                              seed=seed, um_per_px=um_per_px, norm=norm, num_threads=threads, overwrite=overwrite,
-                              target=target, target_um_per_px=target_um_per_px, scale_jitter=scale_jitter,
-                              ema_epochs=ema_epochs, teachers=teacher, distill_weight=distill_weight,
-                              distill_temperature=distill_temperature, unlabelled=unlabelled,
-                              unlabelled_um_per_px=unlabelled_um_per_px, pseudo_coverage=pseudo_coverage,
-                              progress=lambda done, total, info=None: bar(done, total),
-                              log=console.print)
+            res = train_model(request, progress=bar, log=console.print)
     except EXPECTED_ERRORS as exc:
         raise fail(exc) from None
     m = res["best_metrics"]
@@ -92,50 +101,27 @@ def train(
 def predict(
     images: Annotated[list[Path], typer.Argument(help="Image files (or folders: every image inside).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")],
-    model: Annotated[list[Path] | None, typer.Option("--model", "-m", help="Model file (default: shipped model); "
-                                                     "repeat for a seed ensemble (mean probabilities).")] = None,
+    model: ModelsOpt = None,
     labels: Annotated[str | None, typer.Option("--labels", help="Report in another label set: pbc | wbc5")] = None,
-    um_per_px: Annotated[float | None, typer.Option("--um-per-px", help="Pixel size of the images.")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="onnxruntime | torch")] = "onnxruntime",
-    harmonise: Annotated[bool, typer.Option("--harmonise", help="Map the images into the model's training stain "
-                                            "space first (twin harmonisation; one scanner per run).")] = False,
-    tta: Annotated[bool, typer.Option("--tta", help="Average each cell over its 8 rotations and mirror images "
-                                      "(8x slower).")] = False,
-    scale_tta: Annotated[str | None, typer.Option("--scale-tta", help="Also average each cell over zooms 1/F, 1 "
-                                                  "and F: a factor F (1-2), or 'model' for the zoom the model was "
-                                                  "trained with; for a scanner whose pixel size is an estimate "
-                                                  "(3x slower).")] = None,
+    um_per_px: UmPerPxOpt = None,
+    backend: BackendOpt = "onnxruntime",
+    harmonise: HarmoniseOpt = False,
+    tta: TtaOpt = False,
+    scale_tta: ScaleTtaOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Classify cell images: path, predicted label and the probability of every class."""
-    import csv
+    from hemotwin.vision.inference import predict_to_csv
 
-    from hemotwin.io.images import IMAGE_SUFFIXES
-    from hemotwin.io.outputs import prepare_output_file
-    from hemotwin.vision.pipeline import predict_files
-
-    paths: list[Path] = []
-    for p in images:
-        if p.is_dir():
-            paths += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            paths.append(p)
     try:
-        if not paths:
-            raise InputError("IMAGES", [str(p) for p in images], "image files or folders holding images")
-        dest = prepare_output_file(out, overwrite=overwrite)
         with Bar("classifying") as bar:
-            res = predict_files(paths, model=model or None, um_per_px=um_per_px, labels=labels, backend=backend,
-                                harmonise=harmonise, tta=tta, scale_tta=scale_tta, progress=bar)
+            res = predict_to_csv(images, out, overwrite=overwrite, model=model or None, um_per_px=um_per_px,
+                                 labels=labels, backend=backend, harmonise=harmonise, tta=tta, scale_tta=scale_tta,
+                                 progress=bar)
     except EXPECTED_ERRORS as exc:
         raise fail(exc) from None
-    rows = res["rows"]
-    with open(dest, "w", newline="") as fh:
-        keys = list(rows[0]) if rows else ["path", "label", "probability"]
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    console.print(f"{len(rows)} cells classified -> [bold]{dest}[/] (labels: {', '.join(res['labels'])})")
+    console.print(f"{len(res['rows'])} cells classified -> [bold]{res['csv']}[/] "
+                  f"(labels: {', '.join(res['labels'])})")
     for f in res["failures"][:20]:
         err_console.print(f"[yellow]skipped[/] {f['path']}: {f['error']}")
     if res["failures"]:
@@ -146,30 +132,23 @@ def predict(
 def evaluate(
     data: Annotated[Path, typer.Option("--data", "-d", help="Labelled ImageFolder or manifest.csv.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")],
-    model: Annotated[list[Path] | None, typer.Option("--model", "-m", help="Model file (default: shipped model); "
-                                                     "repeat for a seed ensemble (mean probabilities).")] = None,
-    um_per_px: Annotated[float | None, typer.Option("--um-per-px", help="Pixel size when data lack one.")] = None,
+    model: ModelsOpt = None,
+    um_per_px: UmPerPxOpt = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="True labels not scored (repeat).")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="onnxruntime | torch")] = "onnxruntime",
-    harmonise: Annotated[bool, typer.Option("--harmonise", help="Map the images into the model's training stain "
-                                            "space first (twin harmonisation; one scanner per run).")] = False,
-    tta: Annotated[bool, typer.Option("--tta", help="Average each cell over its 8 rotations and mirror images "
-                                      "(8x slower).")] = False,
-    scale_tta: Annotated[str | None, typer.Option("--scale-tta", help="Also average each cell over zooms 1/F, 1 "
-                                                  "and F: a factor F (1-2), or 'model' for the zoom the model was "
-                                                  "trained with; for a scanner whose pixel size is an estimate "
-                                                  "(3x slower).")] = None,
+    backend: BackendOpt = "onnxruntime",
+    harmonise: HarmoniseOpt = False,
+    tta: TtaOpt = False,
+    scale_tta: ScaleTtaOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Accuracy, macro-F1, per-class scores, confusion matrix, calibration and referral curve."""
-    from hemotwin.io.outputs import prepare_output_dir
-    from hemotwin.vision.pipeline import evaluate_model
+    from hemotwin.vision.assess import evaluate_model
 
     try:
-        dest = prepare_output_dir(out, overwrite=overwrite)
         with Bar("evaluating") as bar:
-            res = evaluate_model(data, dest, model=model or None, um_per_px=um_per_px, exclude=exclude or (),
-                                 backend=backend, harmonise=harmonise, tta=tta, scale_tta=scale_tta, progress=bar)
+            res = evaluate_model(data, out, overwrite=overwrite, model=model or None, um_per_px=um_per_px,
+                                 exclude=exclude or (), backend=backend, harmonise=harmonise, tta=tta,
+                                 scale_tta=scale_tta, progress=bar)
     except EXPECTED_ERRORS as exc:
         raise fail(exc) from None
     m = res["metrics"]
@@ -182,20 +161,19 @@ def evaluate(
 @app.command()
 def stress(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="Model file (default: shipped model).")] = None,
+    model: ModelOpt = None,
     profile: ProfileOpt = "analyzer-100x",
     per_class: Annotated[int, typer.Option("--per-class", help="Cells per class in the fixed set.")] = 8,
     seed: SeedOpt = 0,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Accuracy under sweeps of one imaging parameter at a time: the model's operating envelope."""
-    from hemotwin.io.outputs import prepare_output_dir
-    from hemotwin.vision.pipeline import stress_model
+    from hemotwin.vision.assess import stress_model
 
     try:
-        dest = prepare_output_dir(out, overwrite=overwrite)
         with Bar("stress test") as bar:
-            res = stress_model(dest, model=model, profile=profile, per_class=per_class, seed=seed, progress=bar)
+            res = stress_model(out, overwrite=overwrite, model=model, profile=profile, per_class=per_class,
+                               seed=seed, progress=bar)
     except EXPECTED_ERRORS as exc:
         raise fail(exc) from None
     r = res["result"]

@@ -65,13 +65,13 @@ class CellClassifier:
             five-class model cannot call blasts, so it cannot produce this differential).
         """
         from hemotwin.io.provenance import file_sha256
-        from hemotwin.vision.pipeline import open_engine
+        from hemotwin.vision.inference import open_engine
 
         loaded, engine = open_engine(model, backend=backend, num_threads=num_threads)
         labels = list(loaded.labels)
         bad = [lab for lab in labels if lab not in CLASS_CODES]
         if bad:
-            raise InputError("--model", str(loaded.path),
+            raise InputError("model", str(loaded.path),
                              f"a model whose labels are class codes ({', '.join(CLASS_CODES)}); this one has "
                              f"{', '.join(bad)} (a coarse model cannot call blasts)")
         return cls(engine=engine, labels=labels, um_per_px=float(loaded.preprocessing.um_per_px),
@@ -95,7 +95,7 @@ class CellClassifier:
 
     def probabilities(self, crops: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """``N x n_labels`` probabilities of model-geometry crops."""
-        from hemotwin.vision.pipeline import predict_arrays
+        from hemotwin.vision.inference import predict_arrays
 
         arr = np.stack(crops) if not isinstance(crops, np.ndarray) else crops
         if len(arr) == 0:
@@ -106,7 +106,7 @@ class CellClassifier:
               ) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Called label, confidence (top probability) and referral flag per row of ``probs``."""
         if not 0 <= threshold <= 1:
-            raise InputError("--min-confidence", threshold, "a probability in [0, 1]")
+            raise InputError("min_confidence", threshold, "a probability in [0, 1]")
         p = np.asarray(probs)
         idx = p.argmax(1) if len(p) else np.zeros(0, int)
         conf = p.max(1) if len(p) else np.zeros(0)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from hemotwin.vision.detect import _check_rgb, _check_um, _to_work, background_rgb, nuclear_stain
+from hemotwin.vision.detect import background_rgb, check_rgb, check_um, nuclear_stain, to_work
 
 __all__ = ["FOCUS_BLURRED", "FOCUS_SOFT", "field_quality"]
 
@@ -72,10 +72,10 @@ def field_quality(rgb: np.ndarray, *, um_per_px: float) -> dict[str, Any]:
     >>> q["content"]["ok"], q["content"]["message"]
     (False, 'field looks blank: almost nothing absorbs light')
     """
-    img = _check_rgb(rgb)
-    um = _check_um(um_per_px)
+    img = check_rgb(rgb)
+    um = check_um(um_per_px)
     bg = background_rgb(img)
-    work, px = _to_work(img, um)
+    work, px = to_work(img, um)
     od = np.maximum(-np.log10((work + 0.5) / bg), 0.0)
     odsum = od.sum(axis=-1)
     f = nuclear_stain(ndi.gaussian_filter(od, sigma=(1.0, 1.0, 0)))

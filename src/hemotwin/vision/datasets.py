@@ -1,10 +1,10 @@
 """Cell-image data sets (ImageFolder trees and ``manifest.csv``), grouped splits, scale normalisation.
 
 Loading resolves every folder/label name through :func:`hemotwin.taxonomy.resolve_label`, records
-where each image's pixel size came from (``"manifest"``, ``"option"``, ``"estimated (N red cells)"``,
-``"unknown"``) and reads pixels lazily. Near-duplicate images (the same cell photographed twice) are
-joined into groups, from a confirmed-pairs CSV and/or a cheap perceptual hash, so :func:`split` keeps
-them on one side.
+where each image's pixel size came from (the kinds of :mod:`hemotwin.io.pixel_size`: ``"manifest"``,
+``"option"``, ``"red cells (N red cells in M images)"``; or ``"unknown"``) and reads pixels lazily.
+Near-duplicate images (the same cell photographed twice) are joined into groups, from a
+confirmed-pairs CSV and/or a cheap perceptual hash, so :func:`split` keeps them on one side.
 
 Scale: :func:`to_canonical` resamples an image to one physical pixel size before the model;
 :func:`estimate_um_per_px` measures the pixel size from red cells (the red-cell ruler) when no
@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from hemotwin.errors import InputError
+from hemotwin.io import pixel_size
 from hemotwin.io.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, read_image
 from hemotwin.taxonomy import label_set as _label_set
 from hemotwin.taxonomy import resolve_label
@@ -33,6 +34,8 @@ __all__ = [
     "Dataset",
     "DatasetItem",
     "Split",
+    "border_colour",
+    "centre",
     "duplicate_groups",
     "estimate_dataset_um_per_px",
     "estimate_um_per_px",
@@ -60,7 +63,9 @@ class DatasetItem:
     um_per_px
         Pixel size in µm, or None when unknown.
     um_per_px_source
-        ``"manifest"``, ``"option"``, ``"estimated (N red cells in M images)"`` or ``"unknown"``.
+        ``"manifest"``, ``"option"``, ``"red cells (N red cells in M images)"`` (labels of
+        :mod:`hemotwin.io.pixel_size`, whose order ranks them against the file's metadata) or
+        ``"unknown"``.
     source
         Free-text origin (manifest ``source`` column), or None.
     group
@@ -216,9 +221,9 @@ def load_dataset(root_or_manifest: str | Path, *, label_set: str | Sequence[str]
 
 def _item_scale(row_um: float | None, option_um: float | None) -> tuple[float | None, str]:
     if row_um is not None:
-        return row_um, "manifest"
+        return row_um, pixel_size.label(pixel_size.MANIFEST)
     if option_um is not None:
-        return float(option_um), "option"
+        return float(option_um), pixel_size.label(pixel_size.OPTION)
     return None, "unknown"
 
 
@@ -324,9 +329,11 @@ def read_pairs_csv(path: str | Path, dataset: Dataset) -> tuple[list[tuple[int, 
 
 
 def image_hash(rgb: np.ndarray, *, hash_size: int = 16) -> np.ndarray:
-    """Difference hash: ``hash_size x hash_size`` booleans of horizontal gradient signs of a grey
-    thumbnail. Insensitive to scale, JPEG and small colour shifts; two photographs of the same cell
-    differ in few bits, two different cells in about half."""
+    """Difference hash: ``hash_size x hash_size`` booleans of horizontal gradient signs of a grey thumbnail.
+
+    Insensitive to scale, JPEG and small colour shifts; two photographs of the same cell differ in
+    few bits, two different cells in about half.
+    """
     from PIL import Image
 
     g = np.asarray(rgb, dtype=np.float32)
@@ -431,8 +438,10 @@ class Split:
 
 
 def split(dataset: Dataset, *, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0) -> Split:
-    """Stratified, grouped split: every label is divided in the given fractions, and all images of a
-    group (manifest ``group``, duplicate pairs) land in the same part.
+    """Stratified, grouped split into train, validation and test parts.
+
+    Every label is divided in the given fractions, and all images of a group (manifest ``group``,
+    duplicate pairs) land in the same part.
 
     Groups are assigned whole, so a part's share of a label can differ from the target by up to the
     largest group size; a group with mixed labels is placed by its most common label. Same ``seed``,
@@ -525,8 +534,8 @@ def to_canonical(rgb: np.ndarray, *, um_per_px: float, canonical_um_per_px: floa
     out = np.empty((size, size, 3), dtype=np.float32)
     out[:] = bg
     # Centre crop or pad, each axis independently.
-    sy, dy, ny = _centre(out_h, size)
-    sx, dx, nx = _centre(out_w, size)
+    sy, dy, ny = centre(out_h, size)
+    sx, dx, nx = centre(out_w, size)
     out[dy:dy + ny, dx:dx + nx] = f[sy:sy + ny, sx:sx + nx]
     if is_uint8:
         return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
@@ -534,13 +543,21 @@ def to_canonical(rgb: np.ndarray, *, um_per_px: float, canonical_um_per_px: floa
 
 
 def border_colour(img: np.ndarray) -> np.ndarray:
-    """Median colour of an ``H x W x C`` image's outer pixels (the smear background around a cell):
-    what crops are padded with, so a model never sees a frame."""
+    """Median colour of an ``H x W x C`` image's outer pixels (the smear background around a cell).
+
+    What crops are padded with, so a model never sees a frame.
+    """
     return np.median(np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]]), axis=0)
 
 
-def _centre(n_in: int, n_out: int) -> tuple[int, int, int]:
-    """(source start, destination start, length) of a centred crop/pad along one axis."""
+def centre(n_in: int, n_out: int) -> tuple[int, int, int]:
+    """The centred crop (or pad) of ``n_in`` pixels into ``n_out`` along one axis.
+
+    Returns
+    -------
+    tuple of int
+        ``(source start, destination start, length)``.
+    """
     if n_in >= n_out:
         return (n_in - n_out) // 2, 0, n_out
     return 0, (n_out - n_in) // 2, n_in
@@ -669,7 +686,7 @@ def estimate_dataset_um_per_px(dataset: Dataset, *, sample: int = 50, seed: int 
     -------
     dataset : Dataset
         A copy whose items with unknown (or, with ``overwrite``, all) pixel size carry the estimate,
-        source ``"estimated (N red cells in M images)"``; unchanged when no image gave an estimate.
+        source ``"red cells (N red cells in M images)"``; unchanged when no image gave an estimate.
     details : dict
         ``um_per_px``, ``n_images``, ``n_cells``, ``per_image`` estimates, ``failures``.
     """
@@ -695,7 +712,7 @@ def estimate_dataset_um_per_px(dataset: Dataset, *, sample: int = 50, seed: int 
         return dataset, details
     est = float(np.median(per_image))
     details["um_per_px"] = est
-    tag = f"estimated ({n_cells} red cells in {len(per_image)} images)"
+    tag = pixel_size.label(pixel_size.RED_CELLS, f"{n_cells} red cells in {len(per_image)} images")
     items = [replace(it, um_per_px=est, um_per_px_source=tag) if i in set(todo) else it
              for i, it in enumerate(dataset.items)]
     return dataset.with_items(items), details

@@ -23,15 +23,21 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from hemotwin.errors import InputError
+from hemotwin.io import pixel_size
 from hemotwin.twin.resample import resize_hwc
 
 __all__ = [
     "WORK_UM_PER_PX",
     "Detection",
     "FieldDetections",
+    "background_rgb",
+    "check_rgb",
+    "check_um",
     "crop_cell",
     "detect_cells",
+    "nuclear_stain",
     "optical_density",
+    "to_work",
 ]
 
 #: Working pixel size (µm). 0.3 µm keeps a 2 µm neutrophil lobe ~7 px wide and a 1024² analyzer
@@ -102,7 +108,24 @@ class FieldDetections:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _check_rgb(rgb: np.ndarray) -> np.ndarray:
+def check_rgb(rgb: np.ndarray) -> np.ndarray:
+    """A bright-field image checked and brought to float32 RGB on the uint8 scale.
+
+    Parameters
+    ----------
+    rgb
+        ``H x W x 3`` (or ``x 4``: alpha dropped) image, uint8 or float in [0, 1], at least 8 x 8.
+
+    Returns
+    -------
+    ndarray
+        ``H x W x 3`` float32 in [0, 255]; a new array.
+
+    Raises
+    ------
+    InputError
+        Wrong shape or dtype, or non-finite values (``where``: ``"rgb"``).
+    """
     a = np.asarray(rgb)
     if a.ndim != 3 or a.shape[2] not in (3, 4) or min(a.shape[:2]) < 8:
         raise InputError("rgb", f"array of shape {a.shape}", "an H x W x 3 image of at least 8 x 8 pixels")
@@ -117,13 +140,18 @@ def _check_rgb(rgb: np.ndarray) -> np.ndarray:
     return f * 255.0 if a.dtype.kind == "f" and f.max() <= 1.0 else f
 
 
-def _check_um(um_per_px: float, where: str = "um_per_px") -> float:
+def check_um(um_per_px: float, where: str = "um_per_px") -> float:
+    """A field's pixel size (µm), required and checked by :func:`hemotwin.io.pixel_size.check_um_per_px`.
+
+    Raises
+    ------
+    InputError
+        Not a number (None and booleans included) or outside the plausible range; ``where`` names
+        the parameter.
+    """
     if isinstance(um_per_px, bool) or not isinstance(um_per_px, (int, float, np.floating)):
         raise InputError(where, um_per_px, "a pixel size in µm (float > 0)")
-    v = float(um_per_px)
-    if not math.isfinite(v) or not 0.01 <= v <= 5.0:
-        raise InputError(where, um_per_px, "a pixel size in µm between 0.01 and 5")
-    return v
+    return float(pixel_size.check_um_per_px(um_per_px, where=where))
 
 
 def background_rgb(img: np.ndarray) -> np.ndarray:
@@ -148,7 +176,7 @@ def optical_density(rgb: np.ndarray, *, background: np.ndarray | None = None) ->
     background
         Clear-glass RGB on the uint8 scale; estimated with :func:`background_rgb` when None.
     """
-    img = _check_rgb(rgb)
+    img = check_rgb(rgb)
     bg = background_rgb(img) if background is None else np.asarray(background, dtype=np.float32)
     # +0.5: a zero pixel would be infinite density; half a grey level is the quantisation floor.
     return np.maximum(-np.log10((img + 0.5) / bg), 0.0).astype(np.float32)
@@ -165,8 +193,15 @@ def nuclear_stain(od: np.ndarray) -> np.ndarray:
     return od[..., 0] + od[..., 1] - 2.0 * od[..., 2]
 
 
-def _to_work(img: np.ndarray, um_per_px: float) -> tuple[np.ndarray, float]:
-    """Area-average to about :data:`WORK_UM_PER_PX` (coarser fields are kept as they are)."""
+def to_work(img: np.ndarray, um_per_px: float) -> tuple[np.ndarray, float]:
+    """An image area-averaged to about :data:`WORK_UM_PER_PX` (coarser fields are kept as they are).
+
+    Returns
+    -------
+    image : ndarray
+    um_per_px : float
+        Its pixel size (the mean of the two axes' after rounding to whole pixels).
+    """
     if um_per_px >= WORK_UM_PER_PX * 0.95:
         return img, um_per_px
     h, w = img.shape[:2]
@@ -209,8 +244,10 @@ def _nucleus_threshold(f: np.ndarray) -> float:
 
 def _find_nuclei(f: np.ndarray, px: float, *, min_nucleus_area_um2: float, t_nuc: float,
                  od: np.ndarray | None = None) -> tuple[list[np.ndarray], list[bool]]:
-    """Groups of nucleus components (lobes of one cell), as bool masks on the work grid, and for
-    each whether it is a smudge cell (a weak purple smear without an intact nucleus)."""
+    """Groups of nucleus components (lobes of one cell), as bool masks on the work grid.
+
+    Also, for each, whether it is a smudge cell (a weak purple smear without an intact nucleus).
+    """
     raw = f > t_nuc
     # Half-a-pixel opening removes isolated noisy pixels without cutting 0.5 µm chromatin bridges.
     core = ndi.binary_opening(raw, structure=np.ones((2, 2), bool))
@@ -298,10 +335,12 @@ def _find_nuclei(f: np.ndarray, px: float, *, min_nucleus_area_um2: float, t_nuc
 
 def _cell_outline(cell_px: np.ndarray, nuc: np.ndarray, cy: float, cx: float, r_max_px: float,
                   run_px: float, n_rays: int = 72, median_rays: int = 7) -> np.ndarray:
-    """Star-convex cell mask: along rays from the nucleus centre, the cell ends where a run of
-    ``run_px`` non-cell pixels begins after the last nucleus pixel; the radius profile is
-    median-filtered over 35 degrees (a misread red cell or a gap in pale cytoplasm moves a few
-    rays, not the outline)."""
+    """Star-convex cell mask traced along rays from the nucleus centre.
+
+    Along each ray the cell ends where a run of ``run_px`` non-cell pixels begins after the last
+    nucleus pixel; the radius profile is median-filtered over 35 degrees (a misread red cell or a
+    gap in pale cytoplasm moves a few rays, not the outline).
+    """
     from skimage.draw import polygon
 
     h, w = cell_px.shape
@@ -350,10 +389,13 @@ EBO_MAX_CELL_UM2 = math.pi * 7.0**2
 
 
 def _uniform_cytoplasm(fw: np.ndarray, f: np.ndarray, nwin: np.ndarray, n_half: np.ndarray, d_out: np.ndarray,
-                       glass: np.ndarray, others: np.ndarray, px: float, t_nuc: float, cy: float, cx: float,
-                       r_max: float, *, rbc_model: tuple[np.ndarray, np.ndarray] | None,
+                       glass: np.ndarray, others: np.ndarray, px: float, t_nuc: float,
+                       rays: tuple[float, float, float], *, rbc_model: tuple[np.ndarray, np.ndarray] | None,
                        erythroblast: bool) -> np.ndarray | None:
     """Second outline for a cell that came out as little more than its nucleus.
+
+    ``rays`` is where the outline is traced from and how far: ``(centre row, centre column)`` in
+    window pixels and the largest radius in µm.
 
     The per-cell colour model of :func:`_grow_cells` samples 0.25-1 µm outside the nucleus core,
     which around a small or lobed nucleus is mostly the nucleus's blurred edge. Here the cytoplasm
@@ -373,6 +415,7 @@ def _uniform_cytoplasm(fw: np.ndarray, f: np.ndarray, nwin: np.ndarray, n_half: 
     cell (an erythroblast: at least 3 x its nucleus, :data:`EBO_MIN_CELL_UM2` to
     :data:`EBO_MAX_CELL_UM2`; another cell: at least 1.6 x its nucleus, and round).
     """
+    cy, cx, r_max = rays
     ring = (d_out > 1.0) & (d_out < 2.5) & ~glass & ~others & (f < 0.5 * t_nuc)
     if ring.sum() < 8:
         return None
@@ -478,7 +521,7 @@ def _grow_cells(od: np.ndarray, f: np.ndarray, nuclei: list[np.ndarray], px: flo
         small = n_half.sum() * px * px < EBO_MAX_NUCLEUS_UM2
         if (small and m_win.sum() < 3.5 * n_half.sum()) or m_win.sum() < 3.0 * n_half.sum():
             alt = _uniform_cytoplasm(fw, f[win], nwin, n_half, d_out, glass, all_nuc[win] & ~nwin, px,
-                                     t_nuc, cy_w, cx_w, r_max, rbc_model=rbc_model, erythroblast=small)
+                                     t_nuc, (cy_w, cx_w, r_max), rbc_model=rbc_model, erythroblast=small)
             # The second outline only ever enlarges a cell (it exists for cytoplasm the colour
             # model missed); a smaller one means it found something else.
             if alt is not None and alt.sum() > 1.2 * m_win.sum():
@@ -607,8 +650,8 @@ def detect_cells(
     >>> det.wbc, "no white cell found" in det.notes
     ([], True)
     """
-    img = _check_rgb(rgb)
-    um = _check_um(um_per_px)
+    img = check_rgb(rgb)
+    um = check_um(um_per_px)
     if not (isinstance(min_wbc_diameter_um, (int, float)) and 1.0 <= min_wbc_diameter_um <= 50.0):
         raise InputError("min_wbc_diameter_um", min_wbc_diameter_um, "a diameter in µm between 1 and 50")
     if not (isinstance(max_wbc_diameter_um, (int, float)) and min_wbc_diameter_um < max_wbc_diameter_um <= 100.0):
@@ -616,7 +659,7 @@ def detect_cells(
     notes: list[str] = []
     h, w = img.shape[:2]
     bg = background_rgb(img)
-    work, px = _to_work(img, um)
+    work, px = to_work(img, um)
     scale = px / um  # field pixels per work pixel
     # A light blur at 0.3 µm: camera noise and JPEG blocks otherwise fray thresholds.
     work = ndi.gaussian_filter(work, sigma=(max(0.5, 0.3 / px), max(0.5, 0.3 / px), 0))
@@ -720,7 +763,7 @@ def crop_cell(rgb: np.ndarray, det: Detection, *, size_um: float = 25.0, um_per_
     a = np.asarray(rgb)
     if a.ndim != 3:
         raise InputError("rgb", f"array of shape {a.shape}", "an H x W x C image")
-    um = _check_um(um_per_px)
+    um = check_um(um_per_px)
     if isinstance(size_um, bool) or not isinstance(size_um, (int, float)) or not 0 < size_um < 1e4:
         raise InputError("size_um", size_um, "a crop side in µm > 0")
     n = max(1, round(size_um / um))

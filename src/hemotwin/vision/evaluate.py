@@ -1,7 +1,8 @@
-"""Classifier evaluation: accuracy with exact intervals, macro-F1, per-class scores, confusion
-matrix, calibration (ECE, reliability diagram) and accuracy against coverage when the least
-confident cells are referred to a person. Writes ``report.json`` + a self-contained
-``report.html`` (figures embedded).
+"""Classifier evaluation metrics, and the report that shows them.
+
+Accuracy with exact intervals, macro-F1, per-class scores, confusion matrix, calibration (ECE,
+reliability diagram) and accuracy against coverage when the least confident cells are referred
+to a person. Writes ``report.json`` + a self-contained ``report.html`` (figures embedded).
 
 Works on probabilities from any model: no torch here.
 """
@@ -25,8 +26,7 @@ from scipy.stats import binomtest
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
 from hemotwin.errors import InputError
-
-RESEARCH_USE = "For research use only. Not for diagnostic use."
+from hemotwin.io.report import RESEARCH_USE
 
 
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, *, n_bins: int = 15) -> dict[str, Any]:

@@ -101,7 +101,8 @@ class InferenceEngine:
         """Number of output classes."""
         return self.net.config.n_classes
 
-    def _as_batch(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    def as_batch(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """``images`` checked as one contiguous ``N x S x S x 3`` uint8 batch of the model's input size."""
         s = self.input_size
         expected = f"uint8 RGB images {s} x {s} x 3 (resampled to the model's µm/px and cropped)"
         if isinstance(images, np.ndarray):
@@ -133,7 +134,7 @@ class InferenceEngine:
         numpy.ndarray
             ``N x n_classes`` float32 probabilities (rows sum to 1), columns in ``self.labels`` order.
         """
-        batch = self._as_batch(images)
+        batch = self.as_batch(images)
         n = len(batch)
         out = np.empty((n, self.n_classes), dtype=np.float32)
         if self.backend == "torch":
@@ -205,7 +206,7 @@ class EnsembleEngine:
     def run(self, images: np.ndarray | Sequence[np.ndarray], *,
             progress: Callable[[int, int, dict[str, Any]], None] | None = None) -> np.ndarray:
         """Mean class probabilities of ``images`` over the members (see :meth:`InferenceEngine.run`)."""
-        batch = self.engines[0]._as_batch(images)
+        batch = self.engines[0].as_batch(images)
         k = len(self.engines)
         total = np.zeros((len(batch), self.n_classes), np.float64)
         for j, eng in enumerate(self.engines):

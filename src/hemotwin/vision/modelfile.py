@@ -119,7 +119,7 @@ def save_model(path: str | Path, model: HemoNet, *, labels: Sequence[str], um_pe
                data_checksums: dict[str, str] | None = None, seed: int | None = None,
                augmentation: str | dict[str, Any] | None = None, metrics: dict[str, Any] | None = None,
                training_config: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
-               include_onnx: bool = True, opset: int = DEFAULT_OPSET, overwrite: bool = False) -> Path:
+               onnx_opset: int | None = DEFAULT_OPSET, overwrite: bool = False) -> Path:
     """Write ``model`` and everything needed to use and audit it to a ``.hemo`` zip.
 
     Parameters
@@ -145,10 +145,9 @@ def save_model(path: str | Path, model: HemoNet, *, labels: Sequence[str], um_pe
         The training hyper-parameters (e.g. ``TrainConfig.model_dump()``).
     extra
         More JSON-ready provenance fields.
-    include_onnx
-        Also store the exported ONNX graph (needed by the default onnxruntime backend).
-    opset
-        ONNX opset of the export.
+    onnx_opset
+        Also store the graph exported to ONNX at this opset (needed by the default onnxruntime
+        backend); None stores the weights only.
     overwrite
         Replace an existing file.
 
@@ -173,7 +172,7 @@ def save_model(path: str | Path, model: HemoNet, *, labels: Sequence[str], um_pe
              for k, v in model.state_dict().items()}
     torch.save(state, buf)
     weights = buf.getvalue()
-    onnx_bytes = export_onnx(model, opset=opset) if include_onnx else None
+    onnx_bytes = export_onnx(model, opset=onnx_opset) if onnx_opset is not None else None
 
     prep = Preprocessing(um_per_px=um_per_px, input_size=cfg.input_size, mean=cfg.mean, std=cfg.std)
     prov = make_provenance(

@@ -146,6 +146,7 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output: two convolutions plus the shortcut, rectified."""
         y = self.act(self.norm1(self.conv1(x)))
         y = self.norm2(self.conv2(y))
         return self.act(y + self.shortcut(x))
@@ -237,6 +238,7 @@ class ProbabilityModel(nn.Module):
         self.model = model
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (``N x K``) of uint8 NHWC images."""
         return torch.softmax(self.model(images), dim=1)
 
 

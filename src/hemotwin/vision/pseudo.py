@@ -1,13 +1,13 @@
 """Weak labels for a target scanner's unlabelled cells, from a teacher ensemble's prediction sets.
 
 A laboratory that adopts a model has unlabelled cells of its own scanner. The twin already uses
-its *fields* to re-image the training cells as that scanner (``train --target``); its *cells* can
+its *fields* to re-image the training cells as that scanner (a training ``target``); its *cells* can
 also enter the training set itself, labelled by the teachers of a distillation (self-training,
 "noisy student": Xie et al., CVPR 2020). A teacher's top-1 answer on a cell it is unsure of is a
 coin toss that the student would learn as fact, so each unlabelled cell gets a **set** of classes
 instead: the smallest set, in decreasing teacher probability, whose total probability reaches a
 coverage (``0.9``: a sure cell gets one class, an unsure one "neutrophil or eosinophil"). The
-trainer's set-valued cross-entropy (:class:`~hemotwin.vision.train.SetCrossEntropyLoss`) then
+trainer's set-valued cross-entropy (:class:`~hemotwin.vision.losses.SetCrossEntropyLoss`) then
 asks the student only for what the teachers are sure of, and the distillation term carries the
 rest of their answer.
 

@@ -75,6 +75,7 @@ def with_value(profile: ScannerProfile, path: str, value: float) -> ScannerProfi
 
 
 def nominal_value(profile: ScannerProfile, path: str) -> float:
+    """The value of ``profile``'s field ``path`` (``"section.field"``); no JPEG counts as quality 100."""
     section, field = path.split(".")
     v = profile.to_dict()[section][field]
     return 100.0 if v is None else float(v)  # no JPEG = lossless

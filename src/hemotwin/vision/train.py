@@ -9,9 +9,9 @@ the model's ``input_size``; validation images are never augmented and must be at
 Labels are class indices or, for data labelled more coarsely than the model (a PBC "neutrophil" for a
 model that tells NGS from NGB), **set-valued**: an ``N x K`` boolean target mask whose row is the set of
 model classes the true label allows (:func:`target_masks` builds it from label names). A row's loss is
-``-log sum_{c in S} softmax(z)_c`` (:func:`set_nll`), which is the cross-entropy when ``|S| = 1``: the
-model is free to split a coarse row's probability among its allowed classes, and the finely labelled
-rows teach it how.
+``-log sum_{c in S} softmax(z)_c`` (:func:`~hemotwin.vision.losses.set_nll`), which is the
+cross-entropy when ``|S| = 1``: the model is free to split a coarse row's probability among its
+allowed classes, and the finely labelled rows teach it how.
 
 Design choices (and why)
 ------------------------
@@ -60,6 +60,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hemotwin.errors import InputError
+from hemotwin.vision.losses import distillation_loss, make_loss, row_weights, set_nll, teacher_probabilities
 from hemotwin.vision.models import HemoNet, ModelConfig, build_model
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -394,8 +395,8 @@ def class_weights(labels: Sequence[int] | np.ndarray, n_classes: int, *, power: 
 
     ``labels`` may also be an ``N x n_classes`` boolean target mask: a row allowing the set ``S`` then
     counts ``1/|S|`` towards each class of ``S`` (a "neutrophil" row is half an NGS, half an NGB), and
-    :class:`SetCrossEntropyLoss` weights the row by the mean of its classes' weights. With ``power=1``
-    the average row weight is still exactly 1 (``sum_i mean_{S_i} w = sum_c n_c w_c = N``).
+    :class:`~hemotwin.vision.losses.SetCrossEntropyLoss` weights the row by the mean of its classes'
+    weights. With ``power=1`` the average row weight is still exactly 1 (``sum_i mean_{S_i} w = sum_c n_c w_c = N``).
 
     Examples
     --------
@@ -418,106 +419,13 @@ def class_weights(labels: Sequence[int] | np.ndarray, n_classes: int, *, power: 
     return w.astype(np.float32)
 
 
-def set_nll(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-row ``-log sum_{c in S} softmax(logits)_c`` for boolean target masks ``mask`` (``S`` = row).
-
-    Computed stably as ``logsumexp(logits over all) - logsumexp(logits over S)``; equals the
-    cross-entropy of the single class when ``|S| = 1``. Every row must allow at least one class.
-    """
-    # Shifting by the row maximum first keeps float32 exact where logits are large (both logsumexps
-    # would otherwise be ~max and their difference would lose the small digits).
-    z = logits - logits.detach().amax(dim=1, keepdim=True)
-    neg_inf = torch.tensor(float("-inf"), dtype=z.dtype, device=z.device)
-    inside = torch.logsumexp(torch.where(mask, z, neg_inf), dim=1)
-    return torch.logsumexp(z, dim=1) - inside
-
-
-def row_weights(target: torch.Tensor, weight: torch.Tensor | None, n_classes: int) -> torch.Tensor:
-    """Per-row loss weights as :class:`SetCrossEntropyLoss` uses them (mean weight of a row's classes)."""
-    w = torch.ones(n_classes) if weight is None else torch.as_tensor(weight, dtype=torch.float32)
-    if target.dtype == torch.bool:
-        m = target.to(torch.float32)
-        return (m @ w) / m.sum(1)
-    return w[target]
-
-
-class SetCrossEntropyLoss(nn.Module):
-    """Cross-entropy that also takes set-valued targets.
-
-    Called with int64 class indices it is exactly ``nn.CrossEntropyLoss(weight, label_smoothing)``
-    (weighted mean ``sum w_i l_i / sum w_i``). Called with an ``N x K`` boolean target mask, row ``i``
-    has loss ``l_i = set_nll`` and weight ``w_i`` = mean weight of its allowed classes; the result is
-    ``sum w_i l_i / sum w_i``. Label smoothing is applied to singleton rows only, with the same formula
-    as torch's (so a mask of singletons gives torch's weighted, smoothed cross-entropy).
-    """
-
-    def __init__(self, weight: np.ndarray | torch.Tensor | None = None, label_smoothing: float = 0.0) -> None:
-        super().__init__()
-        self.register_buffer("weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32))
-        self.label_smoothing = float(label_smoothing)
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if target.dtype != torch.bool:
-            return nn.functional.cross_entropy(logits, target, weight=self.weight,
-                                               label_smoothing=self.label_smoothing)
-        k = logits.shape[1]
-        if target.ndim != 2 or target.shape[1] != k:
-            raise InputError("target mask", tuple(target.shape), f"N x {k} booleans")
-        nll = set_nll(logits, target)
-        sizes = target.sum(1).to(logits.dtype)
-        w_cls = self.weight.to(logits.dtype) if self.weight is not None else torch.ones(k, dtype=logits.dtype)
-        w_row = row_weights(target, self.weight, k).to(logits.dtype)
-        num = w_row * nll
-        if self.label_smoothing > 0:
-            eps = self.label_smoothing * (sizes == 1).to(logits.dtype)
-            smooth = -(torch.log_softmax(logits, 1) * w_cls).sum(1) / k
-            num = (1 - eps) * num + eps * smooth
-        return num.sum() / w_row.sum()
-
-
-def make_loss(weights: np.ndarray | None = None, label_smoothing: float = 0.0) -> SetCrossEntropyLoss:
-    """Cross-entropy with optional class weights (weighted mean: ``sum w_i l_i / sum w_i``) that also
-    accepts boolean target masks (see :class:`SetCrossEntropyLoss`)."""
-    return SetCrossEntropyLoss(weights, label_smoothing)
-
-
-@torch.no_grad()
-def teacher_probabilities(teachers: Sequence[nn.Module], images: torch.Tensor, *,
-                          temperature: float = 1.0) -> torch.Tensor:
-    """Mean over ``teachers`` of ``softmax(logits / temperature)`` of ``images`` (``N x K``)."""
-    out = None
-    for t in teachers:
-        p = torch.softmax(t(images) / temperature, dim=1)
-        out = p if out is None else out + p
-    return out / len(teachers)
-
-
-def distillation_loss(logits: torch.Tensor, teacher_probs: torch.Tensor, *, temperature: float,
-                      weights: torch.Tensor | None = None) -> torch.Tensor:
-    """``T^2 KL(teacher || softmax(logits / T))``, the weighted mean over rows (Hinton et al., 2015).
-
-    The ``T^2`` keeps the term's gradients on the scale of the cross-entropy's whatever ``T`` is.
-    """
-    if teacher_probs.shape != logits.shape:
-        raise InputError("teacher probabilities", tuple(teacher_probs.shape), f"the student's {tuple(logits.shape)}")
-    log_q = torch.log_softmax(logits / temperature, dim=1)
-    p = teacher_probs.clamp_min(1e-12)
-    kl = (teacher_probs * (p.log() - log_q)).sum(1) * temperature**2
-    if weights is None:
-        return kl.mean()
-    return (weights * kl).sum() / weights.sum()
-
-
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """``n_classes x n_classes`` counts, rows = true class, columns = predicted class."""
-    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(cm, (np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)), 1)
-    return cm
-
-
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     """Macro-averaged F1 over the classes present in ``y_true`` or ``y_pred`` (as scikit-learn)."""
-    cm = confusion_matrix(y_true, y_pred, n_classes)
+    from sklearn.metrics import confusion_matrix
+
+    if len(y_true) == 0:
+        return 0.0  # no class is present (scikit-learn refuses an empty input)
+    cm = confusion_matrix(np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64), labels=np.arange(n_classes))
     tp = np.diag(cm).astype(np.float64)
     support, predicted = cm.sum(1), cm.sum(0)
     used = (support + predicted) > 0
@@ -547,7 +455,8 @@ def predict_logits(model: nn.Module, data: CellArrayDataset, *, batch_size: int 
 def evaluate(model: nn.Module, data: CellArrayDataset, *, batch_size: int = 256) -> dict[str, float]:
     """Validation metrics (images are used as stored: no augmentation).
 
-    Returns ``loss`` (unweighted mean cross-entropy; with target masks the mean of :func:`set_nll`),
+    Returns ``loss`` (unweighted mean cross-entropy; with target masks the mean of
+    :func:`~hemotwin.vision.losses.set_nll`),
     ``accuracy`` (fraction of rows whose arg-max is an allowed class: the plain accuracy for index
     labels, the *set accuracy* for masks) and ``macro_f1`` (over the rows with one allowed class, i.e.
     all rows for index labels; NaN when there is none: a coarse row has no single true class to score).

@@ -13,20 +13,23 @@ from hemotwin.errors import InputError
 from hemotwin.io.images import read_image
 from hemotwin.twin.datasets import CellSetConfig, simulate_cells
 from hemotwin.twin.profiles import load_profile
+from hemotwin.vision.assess import evaluate_model
+from hemotwin.vision.augment import TargetReimaging, make_augment
+from hemotwin.vision.data import map_items_to, model_labels_for, parse_label_spec
 from hemotwin.vision.datasets import load_dataset
+from hemotwin.vision.geometry import Geometry, prepare
+from hemotwin.vision.inference import expand_image_paths, predict_files, predict_to_csv
 from hemotwin.vision.models import build_model
-from hemotwin.vision.pipeline import (
-    Geometry,
-    evaluate_model,
-    make_augment,
-    map_items_to,
-    model_labels_for,
-    predict_files,
-    prepare,
-    train_model,
-)
+from hemotwin.vision.training import TrainRequest
+from hemotwin.vision.training import train_model as _train_model
 
 GEOM = Geometry(um_per_px=0.45, input_size=48)  # small and coarse: fast on CPU
+PNG_METADATA = "metadata (PNG pHYs)"  # the pixel-size source of the twin's PNG files
+
+
+def train_model(data, out, **kw):
+    """:func:`hemotwin.vision.training.train_model` with the request's fields as keywords."""
+    return _train_model(TrainRequest(data=data, out=out, **kw))
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +62,7 @@ def test_train_predict_evaluate(twin_cells, tmp_path):
     pred = predict_files([*files, bad], model=out)
     assert len(pred["rows"]) == 6 and len(pred["failures"]) == 1 and "broken.png" in pred["failures"][0]["path"]
     row = pred["rows"][0]
-    assert row["label"] in res["labels"] and row["um_per_px_source"] == "image metadata"
+    assert row["label"] in res["labels"] and row["um_per_px_source"] == PNG_METADATA
     assert sum(row[f"p_{lab}"] for lab in res["labels"]) == pytest.approx(1.0, abs=1e-3)
     coarse = predict_files(files[:2], model=out, labels="wbc5")
     assert set(coarse["labels"]) == {"basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil"}
@@ -88,7 +91,7 @@ def test_train_predict_evaluate(twin_cells, tmp_path):
     assert manifest["provenance"]["stain_reference"]["level"] > 0
     harm = predict_files(files[:4], model=out, harmonise=True)
     assert harm["harmonisation"]["harmonised"] and len(harm["rows"]) == 4
-    ev_h = evaluate_model(twin_cells, rep, model=out, harmonise=True)
+    ev_h = evaluate_model(twin_cells, rep, model=out, harmonise=True, overwrite=True)
     assert ev_h["metrics"]["n"] == 30
     # Test-time augmentation: same files, same label set, recorded in the output.
     t = predict_files(files[:4], model=out, tta=True)
@@ -99,12 +102,12 @@ def test_train_predict_evaluate(twin_cells, tmp_path):
     assert z["scale_tta_zooms"] == pytest.approx([1 / 1.2, 1.0, 1.2]) and len(z["rows"]) == 4
     assert predict_files(files[:1], model=out, scale_tta=1.1)["scale_tta_zooms"] == pytest.approx([1 / 1.1, 1.0, 1.1])
     assert pred["scale_tta_zooms"] == [1.0]
-    ev_z = evaluate_model(twin_cells, rep, model=out, scale_tta="1.2")
+    ev_z = evaluate_model(twin_cells, rep, model=out, scale_tta="1.2", overwrite=True)
     assert ev_z["metrics"]["n"] == 30
     rep_json = json.loads((rep / "report.json").read_text())
     assert rep_json["provenance"]["config"]["scale_tta_zooms"] == pytest.approx([1 / 1.2, 1.0, 1.2])
     for bad in ("3", "wide", 0.5, True):
-        with pytest.raises(InputError, match="--scale-tta"):
+        with pytest.raises(InputError, match="scale_tta"):
             predict_files(files[:1], model=out, scale_tta=bad)
     # A seed ensemble: another model file with the same labels and geometry (random weights
     # here); its probabilities are the mean of the two files' (CSV rounding: 1e-5).
@@ -122,7 +125,7 @@ def test_train_predict_evaluate(twin_cells, tmp_path):
     for r_e, r_a, r_b in zip(ens["rows"], pred["rows"][:3], solo["rows"], strict=True):
         for lab in res["labels"]:
             assert r_e[f"p_{lab}"] == pytest.approx((r_a[f"p_{lab}"] + r_b[f"p_{lab}"]) / 2, abs=2e-5)
-    ev_e = evaluate_model(twin_cells, rep, model=[out, other])
+    ev_e = evaluate_model(twin_cells, rep, model=[out, other], overwrite=True)
     assert ev_e["metrics"]["n"] == 30
     assert json.loads((rep / "report.json").read_text())["provenance"]["config"]["models"] == [str(out), str(other)]
     wrong = save_model(tmp_path / "wrong.hemo", build_model(first.model.config), labels=["LYT", "NGS", "EOS"],
@@ -144,7 +147,7 @@ def test_harmonise_needs_a_stain_reference(tmp_path):
 
     torch.manual_seed(0)
     path = save_model(tmp_path / "old.hemo", build_model(ModelConfig(n_classes=2, input_size=GEOM.input_size)),
-                      labels=["NGS", "LYT"], um_per_px=GEOM.um_per_px, include_onnx=False)
+                      labels=["NGS", "LYT"], um_per_px=GEOM.um_per_px, onnx_opset=None)
     img = tmp_path / "c.png"
     from hemotwin.io.images import write_png
 
@@ -210,8 +213,8 @@ def test_target_samples_can_skip_the_colour_jitter(twin_cells):
     style = TargetStyle().fit(list(work.images), list(work.images), source_um_per_px=um, target_um_per_px=um)
     spread = {}
     for jitter in (True, False):
-        aug = make_augment("twin", GEOM, basis=basis, pool_size=2, target_style=style, p_target=1.0, p_reimage=0.0,
-                           jitter_target=jitter)
+        aug = make_augment("twin", GEOM, basis=basis, pool_size=2, target=TargetReimaging(style, 1.0, jitter),
+                           p_reimage=0.0)
         rng = np.random.default_rng(3)
         means = [aug(work.images[0], rng).mean() for _ in range(16)]
         spread[jitter] = np.std(means) / np.mean(means)
@@ -237,17 +240,17 @@ def test_train_with_a_target_scanner_records_it(twin_cells, tmp_path):
     aug = prov["augmentation"]
     assert prov["config"]["training"]["ema_epochs"] == 0.5
     tgt = aug["target"]
-    assert tgt["n_images"] == 6 and tgt["um_per_px_source"] == "image metadata"
+    assert tgt["n_images"] == 6 and tgt["um_per_px_source"] == PNG_METADATA
     assert tgt["um_per_px"] == pytest.approx(load_profile("phone-40x").camera.um_per_px, rel=1e-3)
     assert 0.0 < tgt["style"]["purple_ratio"] and tgt["style"]["schema"] == "hemotwin.target_style/1"
     assert tgt["style"]["nuclear_smoothing_um"] >= 0.0
     # With a target, the other samples stay as they are (no preset re-imaging) unless asked.
     assert aug["p_reimage"] == 0.0 and aug["box_crop"] == 0.0 and aug["scale_jitter"] == 1.2
-    with pytest.raises(InputError, match="--scale-jitter"):
+    with pytest.raises(InputError, match="scale_jitter"):
         train_model([twin_cells], tmp_path / "z.hemo", augment="twin", epochs=1, geometry=GEOM, scale_jitter=0.5)
-    with pytest.raises(InputError, match="--ema-epochs"):
+    with pytest.raises(InputError, match="ema_epochs"):
         train_model([twin_cells], tmp_path / "z.hemo", augment="twin", epochs=1, geometry=GEOM, ema_epochs=-1.0)
-    with pytest.raises(InputError, match="--augment twin"):
+    with pytest.raises(InputError, match=r"target.*twin augmentation"):
         train_model([twin_cells], tmp_path / "c.hemo", augment="color", epochs=1, geometry=GEOM, target=target)
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -288,11 +291,11 @@ def test_train_with_teachers_records_them_and_checks_them(twin_cells, tmp_path):
     with pytest.raises(InputError, match=r"t0\.hemo.*input geometry"):
         train_model([twin_cells], tmp_path / "x.hemo", teachers=[teachers[0]],
                     **{**kw, "geometry": Geometry(um_per_px=0.45, input_size=40)})
-    with pytest.raises(InputError, match="--distill-weight"):
+    with pytest.raises(InputError, match="distill_weight"):
         train_model([twin_cells], tmp_path / "x.hemo", distill_weight=0.5, **kw)
-    with pytest.raises(InputError, match="--distill-weight"):
+    with pytest.raises(InputError, match="distill_weight"):
         train_model([twin_cells], tmp_path / "x.hemo", teachers=teachers, distill_weight=0.0, **kw)
-    with pytest.raises(InputError, match="--teacher"):
+    with pytest.raises(InputError, match="teachers"):
         train_model([twin_cells], tmp_path / "x.hemo", teachers=[tmp_path / "missing.hemo"], **kw)
     assert not (tmp_path / "x.hemo").exists()
 
@@ -318,7 +321,7 @@ def test_train_with_unlabelled_target_cells_records_them_and_checks_them(twin_ce
         prov = json.loads(z.read("manifest.json"))["provenance"]
     unl = prov["unlabelled"]
     assert unl["coverage"] == 0.8 and unl["folders"][0]["n_images"] == 9
-    assert unl["folders"][0]["um_per_px_source"] == "image metadata"
+    assert unl["folders"][0]["um_per_px_source"] == PNG_METADATA
     assert unl["folders"][0]["um_per_px"] == pytest.approx(load_profile("phone-40x").camera.um_per_px, rel=1e-3)
     sets = unl["prediction_sets"]
     # Every cell gets a set of 1-3 classes, and the counts by class add up.
@@ -327,10 +330,42 @@ def test_train_with_unlabelled_target_cells_records_them_and_checks_them(twin_ce
     assert sum(sets["in_a_set_by_label"].values()) == pytest.approx(sets["mean_set_size"] * 9)
     assert prov["teachers"][0]["scale_jitter"] == 1.2  # the teachers label with their own zoom average
 
-    with pytest.raises(InputError, match=r"--unlabelled.*--teacher"):
+    with pytest.raises(InputError, match=r"unlabelled.*teachers"):
         train_model([twin_cells], tmp_path / "x.hemo", unlabelled=[cells], **kw)
-    with pytest.raises(InputError, match="--pseudo-coverage"):
+    with pytest.raises(InputError, match="pseudo_coverage"):
         train_model([twin_cells], tmp_path / "x.hemo", teachers=[teacher], unlabelled=[cells], pseudo_coverage=0, **kw)
-    with pytest.raises(InputError, match=r"--unlabelled.*missing"):
+    with pytest.raises(InputError, match=r"unlabelled.*missing"):
         train_model([twin_cells], tmp_path / "x.hemo", teachers=[teacher], unlabelled=[tmp_path / "missing"], **kw)
     assert not (tmp_path / "x.hemo").exists()
+
+
+def test_predict_to_csv_expands_folders_and_writes_the_rows(twin_cells, tmp_path):
+    """The ``predict`` workflow: folders become their image files, the rows become a CSV."""
+    import csv
+
+    import torch
+
+    from hemotwin.vision.modelfile import save_model
+    from hemotwin.vision.models import ModelConfig
+
+    torch.manual_seed(0)
+    model = save_model(tmp_path / "m.hemo", build_model(ModelConfig(n_classes=3, input_size=GEOM.input_size)),
+                       labels=["NGS", "EOS", "LYT"], um_per_px=GEOM.um_per_px, onnx_opset=None)
+    files = expand_image_paths([twin_cells / "EOS", twin_cells / "LYT" / "missing.png"])
+    assert len(files) == 11 and files[-1].name == "missing.png" and all(f.suffix == ".png" for f in files)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="images"):
+        expand_image_paths([empty])
+    out = tmp_path / "p.csv"
+    res = predict_to_csv([twin_cells / "EOS"], out, model=model, backend="torch")
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert res["csv"] == str(out) and len(rows) == 10 and rows[0]["um_per_px_source"] == PNG_METADATA
+    with pytest.raises(FileExistsError):
+        predict_to_csv([twin_cells / "EOS"], out, model=model, backend="torch")
+
+
+def test_label_specs_as_users_write_them():
+    assert parse_label_spec("auto") == "auto" and parse_label_spec("pbc") == "pbc"
+    assert parse_label_spec("NGS,EOS,") == ["NGS", "EOS"] and parse_label_spec(("LYT",)) == ["LYT"]
