@@ -44,7 +44,7 @@ import scipy  # noqa: E402
 import scipy.fft as sfft  # noqa: E402
 
 from hemotwin.twin.profiles import ScannerProfile, load_profile  # noqa: E402
-from hemotwin.twin.render import _margin_px, render  # noqa: E402
+from hemotwin.twin.render import psf_margin_px, render  # noqa: E402
 from hemotwin.twin.specimen import FieldSpec, compose_field, make_cell_specimen, rasterize  # noqa: E402
 
 CODES = ("NGS", "LYT", "MON", "EOS", "BAS", "MYB", "PMO", "EBO")
@@ -122,7 +122,7 @@ def _kernel(prof: ScannerProfile, size: int):
     """Closure running the bare per-band kernel once on a ``size``² grid padded like the render."""
     fine = prof.camera.um_per_px / prof.camera.oversample
     h = w = size * prof.camera.oversample
-    margin = _margin_px(prof, fine)
+    margin = psf_margin_px(prof, fine)
     ph, pw = sfft.next_fast_len(h + 2 * margin, real=True), sfft.next_fast_len(w + 2 * margin, real=True)
     nb = prof.spectral.n_bands
     rng = np.random.default_rng(0)
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> dict:
         "kernel_bound": {
             "definition": f"{N_ABSORBERS} absorbers, {prof.spectral.n_bands} bands: OD matmul + in-place exp "
                           "(float32) + rfft2 per band + OTF multiply-accumulate into 3 channels + 3 irfft2, "
-                          "scipy.fft workers=1, padded like render (_margin_px + next_fast_len)",
+                          "scipy.fft workers=1, padded like render (psf_margin_px + next_fast_len)",
             "crop_256_padded": list(crop_pad), "crop_ms": round(kc_ms, 2),
             "field_1024_padded": list(field_pad), "field_ms": round(kf_ms, 1),
         },

@@ -100,7 +100,8 @@ def test_predict_without_images_or_model_is_a_clear_error(tmp_path: Path):
     empty = tmp_path / "empty"
     empty.mkdir()
     res = runner.invoke(app, ["predict", str(empty), "--out", str(tmp_path / "p.csv")])
-    assert res.exit_code == 2 and "IMAGES" in _flat(res)
+    # The error names the images argument (the library's ``images`` parameter) and the empty folder.
+    assert res.exit_code == 2 and "images" in _flat(res).lower() and "empty" in _flat(res)
     img = tmp_path / "cell.png"
     Image.fromarray(np.full((32, 32, 3), 200, np.uint8)).save(img)
     res = runner.invoke(app, ["predict", str(img), "--model", str(tmp_path / "nope.hemo"),

@@ -38,7 +38,8 @@ class OutputExistsError(HemotwinError, FileExistsError):
 
     def __init__(self, path: Any) -> None:
         self.path = path
-        super().__init__(f"{path}: output already exists; pass --overwrite to replace it")
+        super().__init__(f"{path}: output already exists; allow overwriting to replace it "
+                         "(--overwrite on the command line)")
 
     def __reduce__(self):
         return (type(self), (self.path,))

@@ -38,6 +38,7 @@ __all__ = [
     "collapse",
     "collapse_matrix",
     "label_set",
+    "members",
     "normalize_label_text",
     "resolve_label",
 ]
@@ -103,8 +104,11 @@ def canonical_labels() -> tuple[str, ...]:
 
 
 def normalize_label_text(text: str) -> str:
-    """The lookup key of a label as written: case-folded, accents stripped, ``_-.,()/`` and runs
-    of spaces collapsed to one space, trimmed (``" Band_Neutrophil "`` -> ``"band neutrophil"``)."""
+    """The lookup key of a label as written (how synonyms are matched).
+
+    Case-folded, accents stripped, ``_-.,()/`` and runs of spaces collapsed to one space, trimmed
+    (``" Band_Neutrophil "`` -> ``"band neutrophil"``).
+    """
     s = unicodedata.normalize("NFKD", str(text))
     s = "".join(c for c in s if not unicodedata.combining(c)).casefold()
     return re.sub(r"[\s_\-.,()/]+", " ", s).strip()
@@ -170,6 +174,28 @@ def ancestors(label: str) -> tuple[str, ...]:
     while chain[-1] in PARENT:
         chain.append(PARENT[chain[-1]])
     return tuple(chain)
+
+
+def members(group: str) -> tuple[str, ...]:
+    """The class codes under a group label, in :data:`CLASS_CODES` order.
+
+    Parameters
+    ----------
+    group
+        A group name of :data:`GROUP_NAMES` (``"ig"``, ``"lymphocyte"`` ...).
+
+    Returns
+    -------
+    tuple of str
+        Every code with ``group`` among its :func:`ancestors` (empty for a group without codes,
+        e.g. ``"platelet"``).
+
+    Examples
+    --------
+    >>> members("ig")
+    ('PMO', 'PMB', 'MYB', 'MMZ')
+    """
+    return tuple(c for c in CLASS_CODES if group in ancestors(c)[1:])
 
 
 def label_set(spec: str | Sequence[str], *, where: str = "label_set") -> tuple[str, ...]:
@@ -271,8 +297,10 @@ def _valid_text(valid: Sequence[str], spec: object) -> str:
 
 
 def collapse_matrix(from_labels: str | Sequence[str], to_set: str | Sequence[str]) -> np.ndarray:
-    """0/1 matrix ``M`` (``len(from) x len(to)``) with ``M[i, j] = 1`` when ``to[j]`` is the nearest
-    ancestor of ``from[i]`` (or ``from[i]`` itself) in ``to_set``.
+    """The 0/1 matrix that sums probabilities over ``from_labels`` into ``to_set``.
+
+    ``M`` (``len(from) x len(to)``) has ``M[i, j] = 1`` when ``to[j]`` is the nearest ancestor of
+    ``from[i]`` (or ``from[i]`` itself) in ``to_set``.
 
     Rows of zeros are labels with no ancestor in ``to_set`` (e.g. MYO, MOB, KSC into PBC; erythroblast,
     ig, platelet into wbc5). Collapsing only goes up: a coarse label never spreads into finer ones.

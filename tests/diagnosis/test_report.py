@@ -11,10 +11,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from hemotwin.diagnosis.analyze import RESEARCH_USE, AnalysisConfig, AnalysisEngine, CellResult, FieldResult
+from hemotwin.diagnosis.analyze import AnalysisConfig, AnalysisEngine, CellResult, FieldResult
 from hemotwin.diagnosis.classify import thumbnail
 from hemotwin.diagnosis.report import json_ready, render_html, write_report
 from hemotwin.diagnosis.sample import FieldSource, SampleSource
+from hemotwin.io.report import RESEARCH_USE
 
 
 def _result(calls: list[tuple[str, float]], *, field_name: str = "f1.png") -> dict:

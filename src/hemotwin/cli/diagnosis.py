@@ -15,7 +15,22 @@ from typing import Annotated
 
 import typer
 
-from hemotwin.cli._common import EXPECTED_ERRORS, Bar, console, err_console, fail, n_workers
+from hemotwin.cli._common import (
+    EXPECTED_ERRORS,
+    BackendOpt,
+    Bar,
+    JsonOpt,
+    ModelOpt,
+    OverwriteOpt,
+    ProfileOpt,
+    SeedOpt,
+    UmPerPxOpt,
+    WorkersOpt,
+    console,
+    err_console,
+    fail,
+    n_workers,
+)
 
 app = typer.Typer()
 simulate = typer.Typer()
@@ -25,9 +40,8 @@ simulate = typer.Typer()
 def analyze_cmd(
     sample: Annotated[Path, typer.Argument(help="Folder of field images, one image, or a large TIFF/OME-TIFF.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.html, report.json).")],
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="Model file (default: shipped model).")] = None,
-    um_per_px: Annotated[float | None, typer.Option(
-        "--um-per-px", help="Pixel size for fields whose files carry none (else estimated from red cells).")] = None,
+    model: ModelOpt = None,
+    um_per_px: UmPerPxOpt = None,
     min_confidence: Annotated[float, typer.Option(
         "--min-confidence", help="Cells below this top probability go to the review list.")] = 0.5,
     specimen: Annotated[str, typer.Option("--specimen", help="blood | marrow")] = "blood",
@@ -36,11 +50,11 @@ def analyze_cmd(
     profile: Annotated[str | None, typer.Option(
         "--profile", "-p", help="Use the calibration of this preset (default: matched by pixel size).")] = None,
     wbc: Annotated[float | None, typer.Option("--wbc", help="White count x10^9/L (absolute counts).")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="onnxruntime | torch")] = "onnxruntime",
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the corrected-interval sampler.")] = 0,
-    workers: Annotated[int, typer.Option("--workers", "-w", help="Processes for fields; 0 = all cores.")] = 0,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow writing into an existing folder.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    backend: BackendOpt = "onnxruntime",
+    seed: SeedOpt = 0,
+    workers: WorkersOpt = 0,
+    overwrite: OverwriteOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Analyse a smear: differential with exact 95 % intervals, flags, report.html + report.json.
 
@@ -49,22 +63,13 @@ def analyze_cmd(
     """
     import json
 
-    from pydantic import ValidationError
-
     from hemotwin.diagnosis.analyze import AnalysisConfig, analyze
+    from hemotwin.io.report import RESEARCH_USE
 
     try:
         cfg = AnalysisConfig(model=str(model) if model else None, um_per_px=um_per_px, min_confidence=min_confidence,
                              specimen=specimen, calibration=calibration, profile=profile, wbc_1e9_per_l=wbc,
                              backend=backend, seed=seed)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        opt = {"min_confidence": "--min-confidence", "um_per_px": "--um-per-px", "specimen": "--specimen",
-               "wbc_1e9_per_l": "--wbc", "backend": "--backend"}.get(str(err["loc"][0]), str(err["loc"][0]))
-        err_console.print(f"[bold red]error:[/] {opt}: got {err.get('input')!r}; expected "
-                          f"{err.get('msg', 'a valid value').replace('Input should be ', '')}")
-        raise typer.Exit(code=2) from None
-    try:
         with Bar("analysing fields") as bar:
             res = analyze(sample, out, config=cfg, overwrite=overwrite, workers=n_workers(workers), progress=bar)
     except EXPECTED_ERRORS as exc:
@@ -84,7 +89,7 @@ def analyze_cmd(
                 console.print(f"  [{colour}]{f['state']:13s}[/] {f['title']}  [dim]({f['source'][:70]})[/]")
         console.print(f"[dim]{r['calibration_note']}[/]")
         console.print(f"report -> [bold]{res['html']}[/] and {res['json']}")
-        console.print("[dim]For research use only.[/]")
+        console.print(f"[dim]{RESEARCH_USE}[/]")
     for s in r["sample"]["skipped"][:20]:
         err_console.print(f"[yellow]skipped[/] {s['field']}: {s['reason']}")
     if r["sample"]["skipped"]:
@@ -99,10 +104,10 @@ def simulate_sample_cmd(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")] = None,
     case: Annotated[str, typer.Option("--case", help="Virtual patient (see --list): normal, aml, apl ...")] = "normal",
     cells: Annotated[int, typer.Option("--cells", "-n", help="White cells in the sample.")] = 200,
-    profile: Annotated[str, typer.Option("--profile", "-p", help="Preset name or profile file.")] = "analyzer-100x",
-    seed: Annotated[int, typer.Option("--seed", help="Run seed.")] = 0,
-    workers: Annotated[int, typer.Option("--workers", "-w", help="Processes; 0 = all cores.")] = 0,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow writing into an existing output.")] = False,
+    profile: ProfileOpt = "analyzer-100x",
+    seed: SeedOpt = 0,
+    workers: WorkersOpt = 0,
+    overwrite: OverwriteOpt = False,
     list_cases: Annotated[bool, typer.Option("--list", help="List the virtual patients and exit.")] = False,
 ) -> None:
     """A virtual patient's smear with its true differential (truth.json).
@@ -111,28 +116,21 @@ def simulate_sample_cmd(
     """
     import time
 
-    from pydantic import ValidationError
-
     from hemotwin.diagnosis.cases import load_cases
     from hemotwin.diagnosis.virtual import SampleConfig, render_sample
+    from hemotwin.errors import InputError
 
     if list_cases:
         for c in load_cases().values():
             console.print(f"[bold]{c.name}[/]  {c.title} (blasts {c.true_blast_percent:.1f} %)")
         return
-    if out is None:
-        err_console.print("[bold red]error:[/] --out: missing; expected the output folder of the sample")
-        raise typer.Exit(code=2)
     try:
+        if out is None:  # optional only so that --list needs none
+            raise InputError("out", "missing", "the output folder of the sample")
         cfg = SampleConfig(case=case, cells=cells, profile=profile, seed=seed)
         t0 = time.perf_counter()
         with Bar("rendering fields") as bar:
             s = render_sample(cfg, out, overwrite=overwrite, workers=n_workers(workers), progress=bar)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        err_console.print(f"[bold red]error:[/] --{err['loc'][0]!s}: got {err.get('input')!r}; expected "
-                          f"{err.get('msg', 'a valid value').replace('Input should be ', '')}")
-        raise typer.Exit(code=2) from None
     except EXPECTED_ERRORS as exc:
         raise fail(exc) from None
     t = s["truth"]
@@ -148,27 +146,24 @@ def simulate_sample_cmd(
 @app.command("calibrate-chain")
 def calibrate_chain_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Calibration JSON file to write.")],
-    profile: Annotated[str, typer.Option("--profile", "-p", help="Preset name or profile file.")] = "analyzer-100x",
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="Model file (default: shipped model).")] = None,
+    profile: ProfileOpt = "analyzer-100x",
+    model: ModelOpt = None,
     per_class: Annotated[int, typer.Option("--per-class", "-n", help="Twin cells per class.")] = 300,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the calibration fields.")] = 90210,
-    workers: Annotated[int, typer.Option("--workers", "-w", help="Rendering processes; 0 = all cores.")] = 0,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing file.")] = False,
+    seed: SeedOpt = 90210,
+    workers: WorkersOpt = 0,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Measure detection + classification on twin fields (for the corrected interval of analyze).
 
     Writes the chain's confusion matrix and per-class detection rates under one scanner profile.
     """
-    from hemotwin.diagnosis.calibration import calibrate_chain
-    from hemotwin.io.outputs import prepare_output_file
+    from hemotwin.diagnosis.calibration import write_chain_calibration
 
     try:
-        dest = prepare_output_file(out, overwrite=overwrite)
         with Bar("calibration fields") as bar:
-            cal = calibrate_chain(profile, model=model, cells_per_class=per_class, seed=seed,
-                                  workers=n_workers(workers), progress=bar)
+            cal, dest = write_chain_calibration(out, profile, model=model, cells_per_class=per_class, seed=seed,
+                                                overwrite=overwrite, workers=n_workers(workers), progress=bar)
     except EXPECTED_ERRORS as exc:
         raise fail(exc) from None
-    dest.write_text(cal.model_dump_json(indent=1) + "\n")
     console.print(f"chain accuracy {cal.accuracy():.1%} on {sum(cal.detected)} detected twin cells "
                   f"({sum(cal.missed)} missed) under {cal.profile} -> [bold]{dest}[/]")

@@ -154,6 +154,7 @@ def demo(
 ) -> None:
     """Small end-to-end job on embedded defaults: twin cells, fields and gallery, then every clinical layer."""
     from hemotwin.demo import run_demo
+    from hemotwin.io.report import RESEARCH_USE
 
     t0 = time.perf_counter()
     try:
@@ -164,4 +165,4 @@ def demo(
     console.print(f"\n[bold green]demo done[/] in {time.perf_counter() - t0:.0f} s. Outputs:")
     for k, v in outputs.items():
         console.print(f"  {k:24s} {Path(v).resolve()}")
-    console.print("For research use only. Not for diagnostic use.")
+    console.print(RESEARCH_USE)

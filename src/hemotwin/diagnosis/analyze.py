@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hemotwin.diagnosis.classify import CROP_MARGIN, DEFAULT_CONFIDENCE, CellClassifier, thumbnail
 from hemotwin.diagnosis.differential import LEUKOCYTE_CODES, count_differential
 from hemotwin.errors import HemotwinError, InputError
+from hemotwin.io.report import RESEARCH_USE
 from hemotwin.taxonomy import BLAST_CODES, CLASS_CODES
 
 __all__ = ["REPORT_SCHEMA_VERSION", "AnalysisConfig", "AnalysisEngine", "analyze"]
@@ -43,7 +44,6 @@ Progress = Callable[[int, int], None]
 
 #: Version of report.json (docs/report_schema.md). Bump the major part on breaking changes.
 REPORT_SCHEMA_VERSION = "1.1"
-RESEARCH_USE = "For research use only. Not for diagnostic use."
 
 
 class AnalysisConfig(BaseModel):
@@ -224,11 +224,11 @@ class AnalysisEngine:
 
         cfg = self.config.calibration
         if cfg == "none":
-            return None, "chain calibration switched off (--calibration none): plain Clopper–Pearson only"
+            return None, 'chain calibration switched off (calibration "none"): plain Clopper–Pearson only'
         if cfg != "auto":
             cal = ChainCalibration.from_file(cfg)
             if cal.model_sha256 != self.classifier.sha256:
-                raise InputError("--calibration", cfg, "a calibration measured with the model in use "
+                raise InputError("calibration", cfg, "a calibration measured with the model in use "
                                  f"(sha256 {self.classifier.sha256[:12]}..., the file has {cal.model_sha256[:12]}...)")
             return cal, f"chain calibration from {cfg} (profile {cal.profile})"
         if not um_values:
@@ -238,7 +238,7 @@ class AnalysisEngine:
     def _summarise(self, src, fields: list[FieldResult], cells: list[CellResult]) -> dict[str, Any]:
         from hemotwin.diagnosis.calibration import calibration_summary
         from hemotwin.diagnosis.correction import corrected_estimate, sample_posterior
-        from hemotwin.diagnosis.flags import Counting, counting_advice, evaluate_flags
+        from hemotwin.diagnosis.flags import PROMYELOCYTES, Counting, counting_advice, evaluate_flags
 
         cfg = self.config
         counted = Counter(c.call for c in cells if not c.referred)
@@ -249,7 +249,7 @@ class AnalysisEngine:
         counting = Counting(counted, posterior=posterior, calls_all=calls_all, calibration=cal, seed=cfg.seed)
         flags = evaluate_flags(counting, specimen=cfg.specimen, wbc_1e9_per_l=cfg.wbc_1e9_per_l)
         apl = next(f for f in flags if f.id == "apl_pattern").state == "positive"
-        eq = ("PMO", "PMB") if apl else ()
+        eq = PROMYELOCYTES if apl else ()
         diff = count_differential(counted, n_referred=sum(c.referred for c in cells), blast_equivalents=eq)
         corrected = None
         if posterior is not None:
@@ -402,9 +402,9 @@ def _map_fields(sample, geometry: tuple[float, int], workers: int):
     from threadpoolctl import threadpool_limits
 
     _WORKER.update(sample=sample, geometry=geometry)
-    if sample.um_estimate is None and sample.um_per_px_option is None and len(sample.fields) > 1 \
-            and sample._large is None:
-        # Estimate the pixel size once, here, so that every worker uses the same value.
+    if len(sample.fields) > 1:
+        # Estimate the pixel size once, here, so that every worker uses the same value (a no-op when
+        # the pixel size is known, given, or that of a tiled scan).
         sample.prime_pixel_size()
     n = len(sample.fields)
     if workers <= 1 or n <= 1 or "fork" not in mp.get_all_start_methods():

@@ -28,7 +28,7 @@ from hemotwin.errors import InputError
 from hemotwin.taxonomy import CLASS_CODES
 
 __all__ = ["calibrate_chain", "chain_cells", "field_cell_crops", "find_calibration", "match_detections",
-           "shipped_calibrations"]
+           "shipped_calibrations", "write_chain_calibration"]
 
 Progress = Callable[[int, int], None]
 
@@ -76,7 +76,8 @@ def _detected_fields(profile: str, labels: list[str], *, seed: int, workers: int
     Yields ``(rendering, detections not cut by the edge, their true labels)`` per field and fills
     ``summary`` with ``missed``, ``notes``, ``n_fields`` and ``profile`` as it goes.
     """
-    from hemotwin.diagnosis.virtual import SampleConfig, _pool_map, _render_one, _seed, sample_plan
+    from hemotwin.diagnosis.virtual import SampleConfig, pool_map, render_field_task, sample_plan
+    from hemotwin.twin.datasets import item_seed
     from hemotwin.vision.detect import detect_cells
 
     base = sample_plan(SampleConfig(case="normal", cells=1, profile=profile, seed=seed))
@@ -85,13 +86,13 @@ def _detected_fields(profile: str, labels: list[str], *, seed: int, workers: int
     if randomize > 0:
         from hemotwin.twin.profiles import randomize as randomize_profile
 
-        profs = [randomize_profile(prof, np.random.default_rng(_seed(seed, 5000 + k)), randomize)
+        profs = [randomize_profile(prof, np.random.default_rng(item_seed(seed, 5000 + k)), randomize)
                  for k in range(len(fields))]
     else:
         profs = [prof] * len(fields)
-    tasks = [(profs[k], size_px, f, _seed(seed, 1000 + k), 150.0) for k, f in enumerate(fields)]
+    tasks = [(profs[k], size_px, f, item_seed(seed, 1000 + k), 150.0) for k, f in enumerate(fields)]
     summary.update(missed=[], notes=[], n_fields=0, profile=prof)
-    for res in _pool_map(_render_one, tasks, workers, progress):
+    for res in pool_map(render_field_task, tasks, workers, progress):
         if not res["ok"]:
             summary["notes"].append(f"field seed {res['seed']}: {res['error']}")
             continue
@@ -200,7 +201,7 @@ def calibrate_chain(profile: str, *, model: str | Path | None = None, cells_per_
         Rendering processes.
     """
     if cells_per_class < 1:
-        raise InputError("--per-class", cells_per_class, "an integer >= 1")
+        raise InputError("cells_per_class", cells_per_class, "an integer >= 1")
     clf = CellClassifier.open(model, num_threads=1)
     rng = np.random.default_rng([seed, 11])
     labels = [c for c in CLASS_CODES for _ in range(cells_per_class)]
@@ -222,6 +223,36 @@ def calibrate_chain(profile: str, *, model: str | Path | None = None, cells_per_
                             call_labels=clf.labels, confusion=conf.tolist(), detected=detected.tolist(),
                             missed=missed.tolist(), cells_per_class=cells_per_class, n_fields=res["n_fields"],
                             seed=seed, confidence_threshold=confidence, notes=res["notes"])
+
+
+def write_chain_calibration(out: str | Path, profile: str, *, model: str | Path | None = None,
+                            cells_per_class: int = 300, seed: int = 90210, overwrite: bool = False, workers: int = 1,
+                            progress: Progress | None = None) -> tuple[ChainCalibration, Path]:
+    """Measure the chain under ``profile`` (:func:`calibrate_chain`) and save it as JSON at ``out``.
+
+    Parameters
+    ----------
+    out
+        Calibration file to write (refused when it exists and ``overwrite`` is false; checked before
+        the minutes of rendering).
+    profile, model, cells_per_class, seed, workers, progress
+        As for :func:`calibrate_chain`.
+    overwrite
+        Replace an existing file.
+
+    Returns
+    -------
+    calibration : ChainCalibration
+    path : Path
+        The file written.
+    """
+    from hemotwin.io.outputs import prepare_output_file
+
+    dest = prepare_output_file(out, overwrite=overwrite)
+    cal = calibrate_chain(profile, model=model, cells_per_class=cells_per_class, seed=seed, workers=workers,
+                          progress=progress)
+    dest.write_text(cal.model_dump_json(indent=1) + "\n")
+    return cal, dest
 
 
 def shipped_calibrations() -> list[ChainCalibration]:

@@ -87,5 +87,5 @@ def get_case(name: str) -> Case:
     """A virtual patient by name (errors list the valid names)."""
     cases = load_cases()
     if name not in cases:
-        raise InputError("--case", name, f"one of {', '.join(cases)}")
+        raise InputError("case", name, f"one of {', '.join(cases)}")
     return cases[name]

@@ -40,10 +40,10 @@ __all__ = [
     "decide",
 ]
 
-#: Codes counted as leukocytes (the denominator of every percentage).
-LEUKOCYTE_CODES: tuple[str, ...] = tuple(c for c in CLASS_CODES if c not in ("EBO", "KSC"))
 #: Codes reported per 100 leukocytes rather than as a share of them.
 PER_100_CODES: tuple[str, ...] = ("EBO", "KSC")
+#: Codes counted as leukocytes (the denominator of every percentage).
+LEUKOCYTE_CODES: tuple[str, ...] = tuple(c for c in CLASS_CODES if c not in PER_100_CODES)
 #: Largest total count :func:`additional_cells_needed` searches (a 100,000-cell count is not a smear).
 MAX_CELLS = 100_000
 
@@ -264,8 +264,11 @@ class Decision(BaseModel):
 
 
 def decide(estimate: Estimate, threshold: float, *, above: bool = True) -> State:
-    """``"positive"`` when the interval is wholly ``>= threshold`` (``above``) or wholly ``< threshold``
-    (``above=False``), ``"negative"`` when wholly on the other side, else ``"indeterminate"``."""
+    """The state of a threshold rule given an interval estimate.
+
+    ``"positive"`` when the interval is wholly ``>= threshold`` (``above``) or wholly ``< threshold``
+    (``above=False``), ``"negative"`` when wholly on the other side, else ``"indeterminate"``.
+    """
     lo, hi = estimate.lo, estimate.hi
     if lo >= threshold:
         return "positive" if above else "negative"

@@ -29,7 +29,7 @@ from hemotwin.diagnosis.differential import (
     cp_estimate,
 )
 from hemotwin.errors import InputError
-from hemotwin.taxonomy import BLAST_CODES
+from hemotwin.taxonomy import BLAST_CODES, members
 
 __all__ = ["MAJOR_ADVICE_MAX", "MINOR_ADVICE_MAX", "RULES", "Counting", "CountingAdvice", "Flag", "Rule",
            "counting_advice", "evaluate_flags"]
@@ -76,8 +76,8 @@ class Rule:
 
 
 PROMYELOCYTES = ("PMO", "PMB")
-IMMATURE_GRANULOCYTES = ("PMO", "PMB", "MYB", "MMZ")
-LYMPHOCYTES = ("LYT", "LYA")
+IMMATURE_GRANULOCYTES = members("ig")
+LYMPHOCYTES = members("lymphocyte")
 
 #: Every rule, in report order. ``blasts*`` rules read blasts + blast equivalents when the APL
 #: pattern is positive (CLINICAL_RULES §1: abnormal promyelocytes are counted with the blasts).
@@ -198,10 +198,12 @@ class Counting:
 
     @property
     def corrected(self) -> bool:
+        """Whether a chain calibration's posterior is available (the corrected interval)."""
         return self.posterior is not None
 
     def plain(self, numerator: tuple[str, ...], *, denominator: tuple[str, ...] = LEUKOCYTE_CODES,
               name: str | None = None) -> Estimate:
+        """The plain Clopper–Pearson estimate of ``numerator`` among ``denominator`` on the counted calls."""
         return cp_estimate(self.counts, numerator, denominator=denominator, name=name)
 
     def estimate(self, numerator: tuple[str, ...], *, denominator: tuple[str, ...] = LEUKOCYTE_CODES,
@@ -304,7 +306,7 @@ def evaluate_flags(counting: Counting, *, specimen: Specimen = "blood", wbc_1e9_
         White count, when known: absolute counts are added to the statements.
     """
     if specimen not in ("blood", "marrow"):
-        raise InputError("--specimen", specimen, "blood or marrow")
+        raise InputError("specimen", specimen, "blood or marrow")
     flags: list[Flag] = []
     apl = _evaluate(next(r for r in RULES if r.id == "apl_pattern"), counting, blast_codes=BLAST_CODES)
     blast_codes = (*BLAST_CODES, *PROMYELOCYTES) if apl.state == "positive" else BLAST_CODES

@@ -11,14 +11,15 @@ What counts as the sample
       *core* (the tile minus half the overlap on inner sides) holds its centroid, so no cell is counted
       twice and none is cut.
 
-Pixel size, per field, in this order (the source is recorded and reported):
-    1. the file's metadata (TIFF resolution tags, OME PhysicalSizeX, ImageJ, PNG pHYs, JPEG density
-       when plausible: :func:`hemotwin.io.images.read_image`);
-    2. the ``um_per_px`` option (``--um-per-px``);
-    3. the red-cell ruler (:func:`hemotwin.vision.datasets.estimate_um_per_px`): the median of the
-       per-field estimates of up to :data:`ESTIMATE_FIELDS` fields, applied to every field without
-       metadata (one scanner, one pixel size; a single field's estimate is noisier than the median).
-    Fields of different pixel sizes are allowed (each is processed at its own); the report lists them.
+Pixel size, per field, by the one rule of :mod:`hemotwin.io.pixel_size`
+(:func:`~hemotwin.io.pixel_size.resolve`; a sample has no manifest): the file's metadata
+(:func:`hemotwin.io.images.read_image`), then the ``um_per_px`` given for files that carry none, then
+the red-cell ruler (:func:`hemotwin.vision.datasets.estimate_um_per_px`). For a folder the ruler gives
+the median of the per-field estimates of up to :data:`ESTIMATE_FIELDS` fields, applied to every field
+without metadata (one scanner, one pixel size; a single field's estimate is noisier than the median);
+for a large scan, the estimate of its central region. The source label (``"metadata (<tag>)"``,
+``"option"``, ``"red cells (<detail>)"``) is recorded per field and reported. Fields of different
+pixel sizes are allowed (each is processed at its own); the report lists them.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from hemotwin.errors import HemotwinError, InputError
-from hemotwin.io.images import IMAGE_SUFFIXES, ImageInfo, read_image
+from hemotwin.io.images import IMAGE_SUFFIXES, ImageInfo, read_image, tiff_pixel_size
+from hemotwin.io.pixel_size import check_um_per_px, resolve
 
 __all__ = ["ESTIMATE_FIELDS", "LARGE_PIXELS", "TILE_OVERLAP_UM", "Field", "FieldSource", "SampleSource",
            "open_sample"]
@@ -95,7 +97,8 @@ class SampleSource:
     notes
         What the reader decided (tiling, subfolder, pixel-size estimate).
     um_per_px_option
-        The ``--um-per-px`` value, or None.
+        The pixel size given for fields whose files carry none (``um_per_px`` of :func:`open_sample`),
+        or None.
     um_estimate
         Red-cell estimate applied to fields without metadata (None until needed/possible).
     """
@@ -115,7 +118,7 @@ class SampleSource:
         Raises
         ------
         InputError
-            Unreadable file, or no pixel size from metadata, option or the red-cell ruler.
+            Unreadable file, or no pixel size from metadata, ``um_per_px`` or the red-cell ruler.
         """
         if src.region is not None:
             r0, c0, r1, c1 = src.region
@@ -123,21 +126,18 @@ class SampleSource:
             um, um_src = self._large["um_per_px"], self._large["um_source"]
             return Field(src, rgb, um, um_src)
         rgb, info = read_image(src.path)
-        um, um_src = self._pixel_size(info, rgb)
+        um, um_src = self._pixel_size(info)
         return Field(src, rgb, um, um_src, notes=list(info.notes))
 
-    def _pixel_size(self, info: ImageInfo, rgb: np.ndarray) -> tuple[float, str]:
-        if info.um_per_px is not None:
-            return float(info.um_per_px), f"metadata ({info.um_per_px_source})"
-        if self.um_per_px_option is not None:
-            return float(self.um_per_px_option), "option --um-per-px"
+    def _pixel_size(self, info: ImageInfo) -> tuple[float, str]:
+        return resolve(where=str(info.path), metadata=info.um_per_px, metadata_source=info.um_per_px_source,
+                       option=self.um_per_px_option, estimate=self._red_cells)
+
+    def _red_cells(self) -> tuple[float | None, str]:
+        """The sample's red-cell estimate, measured once (for :func:`~hemotwin.io.pixel_size.resolve`)."""
         if self.um_estimate is None:
             self._estimate()
-        if self.um_estimate is None:
-            raise InputError(str(info.path), "no pixel size",
-                             "µm/px from the file's metadata, --um-per-px, or enough whole red cells to estimate it "
-                             f"({self.um_estimate_details})")
-        return self.um_estimate, f"estimated from red cells ({self.um_estimate_details})"
+        return self.um_estimate, str(self.um_estimate_details)
 
     def prime_pixel_size(self) -> None:
         """Run the red-cell estimate now if any field lacks metadata (before forking workers)."""
@@ -231,10 +231,7 @@ def _open_large(path: Path, shape: tuple[int, int], um_option: float | None) -> 
     """Memory-map the first image of a large TIFF (decoded once to a temporary file if compressed)."""
     import tifffile
 
-    from hemotwin.io.images import _tiff_pixel_size  # the TIFF/OME metadata reader of the io layer
-
-    info = ImageInfo(path=str(path), format="TIFF", mode="", size=(shape[1], shape[0]))
-    _tiff_pixel_size(path, info)
+    meta_um, meta_source = tiff_pixel_size(path)
     try:
         with tifffile.TiffFile(path) as tf:
             series = tf.series[0]
@@ -248,11 +245,9 @@ def _open_large(path: Path, shape: tuple[int, int], um_option: float | None) -> 
         arr, axes = arr[0], axes[1:]
     if arr.ndim == 3 and axes[0] in "CS" and arr.shape[0] in (1, 3, 4):
         arr = np.moveaxis(arr, 0, -1)
-    if info.um_per_px is not None:
-        um, src = float(info.um_per_px), f"metadata ({info.um_per_px_source})"
-    elif um_option is not None:
-        um, src = float(um_option), "option --um-per-px"
-    else:
+
+    def central_red_cells() -> tuple[float | None, str]:
+        """The red-cell ruler on the central region of the scan (at most 1500 px square)."""
         from hemotwin.vision.datasets import estimate_um_per_px
 
         h, w = arr.shape[:2]
@@ -260,9 +255,11 @@ def _open_large(path: Path, shape: tuple[int, int], um_option: float | None) -> 
         est, det = estimate_um_per_px(_to_uint8_rgb(np.asarray(arr[(h - side) // 2:(h + side) // 2,
                                                                  (w - side) // 2:(w + side) // 2])))
         if est is None:
-            raise InputError(str(path), "no pixel size", "µm/px in the TIFF metadata, --um-per-px, or visible red "
-                             f"cells ({det.get('reason', 'too few red cells')})")
-        um, src = float(est), f"estimated from {det.get('n_cells', 0)} red cells in the central region"
+            return None, str(det.get("reason", "too few red cells"))
+        return est, f"{det.get('n_cells', 0)} red cells in the central region"
+
+    um, src = resolve(where=str(path), metadata=meta_um, metadata_source=meta_source, option=um_option,
+                      estimate=central_red_cells)
     return {"array": arr, "um_per_px": um, "um_source": src}
 
 
@@ -299,7 +296,8 @@ def open_sample(path: str | Path, *, um_per_px: float | None = None, tile: bool 
     path
         Folder of field images, one field image, or a large TIFF/OME-TIFF.
     um_per_px
-        Pixel size for fields whose files carry none (``--um-per-px``).
+        Pixel size for fields whose files carry none (checked by
+        :func:`~hemotwin.io.pixel_size.check_um_per_px`).
     tile
         For a single TIFF: None tiles it when large (> :data:`LARGE_PIXELS`, or a tiled TIFF page over
         4 MP), True always, False never.
@@ -307,20 +305,21 @@ def open_sample(path: str | Path, *, um_per_px: float | None = None, tile: bool 
     Raises
     ------
     InputError
-        Missing path, a folder without image files, or a bad ``um_per_px``.
+        Missing path, a folder without image files, or a bad ``um_per_px``; for a large TIFF, no pixel
+        size from any source.
     """
     p = Path(path)
-    if um_per_px is not None and not (math.isfinite(um_per_px) and 0.01 <= um_per_px <= 5.0):
-        raise InputError("--um-per-px", um_per_px, "a pixel size between 0.01 and 5 µm")
+    um_per_px = check_um_per_px(um_per_px)
     if not p.exists():
-        raise InputError("SAMPLE", str(p), "an existing folder of field images or an image file")
+        raise InputError(str(p), "no such file or folder", "an existing folder of field images or an image file")
     notes: list[str] = []
     if p.is_dir():
         files, notes = _image_files(p)
         if not files:
             others = sorted(q.name for q in p.iterdir())[:5]
             holds = f"no image files (e.g. {', '.join(others)})" if others else "nothing: the folder is empty"
-            raise InputError("SAMPLE", str(p), f"a folder holding field images (PNG, JPEG, TIFF ...); it holds {holds}")
+            raise InputError(str(p), "no image files",
+                             f"a folder holding field images (PNG, JPEG, TIFF ...); it holds {holds}")
         srcs = [FieldSource(name=str(f.relative_to(p)), path=f) for f in files]
         return SampleSource(path=p, fields=srcs, notes=notes, um_per_px_option=um_per_px)
     shape = _large_tiff_shape(p, force=bool(tile)) if p.suffix.lower() in (".tif", ".tiff") and tile is not False \

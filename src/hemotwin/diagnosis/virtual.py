@@ -33,8 +33,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from hemotwin.diagnosis.cases import Case, get_case
 from hemotwin.errors import InputError
 from hemotwin.taxonomy import BLAST_CODES, CLASS_CODES
+from hemotwin.twin.datasets import item_seed
 
-__all__ = ["FIELD_UM", "SampleConfig", "iter_fields", "render_sample", "sample_plan"]
+__all__ = ["FIELD_UM", "SampleConfig", "iter_fields", "pool_map", "render_field_task", "render_sample",
+           "sample_plan"]
 
 Progress = Callable[[int, int], None]
 
@@ -74,10 +76,6 @@ class SampleConfig(BaseModel):
     field_um: float = Field(FIELD_UM, ge=30.0, le=400.0)
 
 
-def _seed(seed: int, *keys: int) -> int:
-    return int(np.random.SeedSequence([int(seed), *map(int, keys)]).generate_state(1)[0])
-
-
 def sample_plan(config: SampleConfig) -> dict[str, Any]:
     """The fields of a sample: pixel size, field size and the labels of each field (no rendering).
 
@@ -105,7 +103,21 @@ def sample_plan(config: SampleConfig) -> dict[str, Any]:
             "per_field": per_field}
 
 
-def _render_one(args: tuple) -> dict[str, Any]:
+def render_field_task(args: tuple) -> dict[str, Any]:
+    """Compose and render one twin field of white cells (a picklable task for :func:`pool_map`).
+
+    Parameters
+    ----------
+    args
+        ``(profile, size_px, labels, seed, rbc_per_10k_um2)``: the ScannerProfile, field side in
+        pixels, the white-cell labels of the field, its seed and the red-cell density.
+
+    Returns
+    -------
+    dict
+        ``{"ok": True, "renderings": [...], "seed"}``, one rendering per field actually drawn (a field
+        whose white cells do not fit is split in two), or ``{"ok": False, "error", "seed"}``.
+    """
     prof, size_px, labels, seed, rbc_density = args
     from hemotwin.twin.render import render
     from hemotwin.twin.specimen import FieldSpec, compose_field
@@ -125,7 +137,7 @@ def _render_one(args: tuple) -> dict[str, Any]:
                 if len(labs) < 2:
                     raise
                 half = len(labs) // 2
-                queue += [(labs[:half], _seed(sd, 1)), (labs[half:], _seed(sd, 2))]
+                queue += [(labs[:half], item_seed(sd, 1)), (labs[half:], item_seed(sd, 2))]
                 continue
             renderings.append(render(sp, prof, seed=sd))
     except Exception as exc:  # a batch finishes the rest and reports failures
@@ -133,7 +145,25 @@ def _render_one(args: tuple) -> dict[str, Any]:
     return {"ok": True, "renderings": renderings, "seed": seed}
 
 
-def _pool_map(fn, tasks: list, workers: int, progress: Progress | None) -> Iterator[Any]:
+def pool_map(fn: Callable[[Any], Any], tasks: list, workers: int, progress: Progress | None) -> Iterator[Any]:
+    """``fn`` over ``tasks`` in order, in ``workers`` forked processes (inline for 1), one BLAS thread each.
+
+    Parameters
+    ----------
+    fn
+        A picklable function of one task.
+    tasks
+        The tasks, in order.
+    workers
+        Processes (1 or fewer: run inline).
+    progress
+        ``progress(done, total)`` after each result.
+
+    Yields
+    ------
+    Any
+        ``fn(task)`` for each task, in the order of ``tasks``.
+    """
     from threadpoolctl import threadpool_limits
 
     total = len(tasks)
@@ -161,9 +191,9 @@ def iter_fields(config: SampleConfig, *, workers: int = 1, progress: Progress | 
     white cells did not fit is rendered as two or more fields (``renderings`` is a list).
     """
     plan = sample_plan(config)
-    tasks = [(plan["profile"], plan["size_px"], labels, _seed(config.seed, k), config.rbc_per_10k_um2)
+    tasks = [(plan["profile"], plan["size_px"], labels, item_seed(config.seed, k), config.rbc_per_10k_um2)
              for k, labels in enumerate(plan["fields"])]
-    yield from enumerate(_pool_map(_render_one, tasks, workers, progress))
+    yield from enumerate(pool_map(render_field_task, tasks, workers, progress))
 
 
 def truth_record(case: Case, labels: list[str], *, config: SampleConfig, extra: dict[str, Any] | None = None
@@ -245,7 +275,7 @@ def render_sample(config: SampleConfig, out_dir: str | Path, *, overwrite: bool 
                           extra={"written": len(per_field), "failures": failures,
                                  "profile": plan["profile"].model_dump(mode="json")}))
     if not per_field:
-        raise InputError("simulate sample", [f["error"] for f in failures][:3], "at least one field rendered")
+        raise InputError(str(root), [f["error"] for f in failures][:3], "at least one field rendered")
     return {"out": str(root), "fields": len(per_field), "failures": failures, "truth": truth,
             "um_per_px": plan["um_per_px"]}
 

@@ -22,8 +22,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from hemotwin.errors import InputError
+from hemotwin.io.pixel_size import PLAUSIBLE_UM_PER_PX
 
-__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "ImageInfo", "read_image", "write_png"]
+__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "ImageInfo", "read_image", "tiff_pixel_size", "write_png"]
 
 #: Decompression-bomb limit of :func:`read_image` (pixels). A 50 MP cap admits whole camera fields
 #: but refuses tiny files that claim gigapixel sizes; whole-slide images need a tiled reader instead.
@@ -33,9 +34,6 @@ DEFAULT_MAX_PIXELS = 50_000_000
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".jp2", ".ppm", ".pgm"})
 
-# Metadata pixel sizes outside this range are display defaults (72/96/300 dpi = 353/265/85 µm/px),
-# not microscope calibrations; they are ignored with a note rather than trusted.
-_PLAUSIBLE_UM_PER_PX = (0.01, 5.0)
 
 
 @dataclass
@@ -334,7 +332,9 @@ def _tiff_to_hwc(arr: np.ndarray, axes: str, info: ImageInfo) -> np.ndarray:
 
 
 def _plausible(um: float) -> bool:
-    return _PLAUSIBLE_UM_PER_PX[0] <= um <= _PLAUSIBLE_UM_PER_PX[1]
+    # Metadata pixel sizes outside the plausible range are display defaults (72/96/300 dpi =
+    # 353/265/85 µm/px), not microscope calibrations; they are ignored with a note rather than trusted.
+    return PLAUSIBLE_UM_PER_PX[0] <= um <= PLAUSIBLE_UM_PER_PX[1]
 
 
 def _set_pixel_size(info: ImageInfo, um: float | None, source: str) -> None:
@@ -360,6 +360,31 @@ def _dpi_pixel_size(im: Image.Image, info: ImageInfo) -> None:
     if x > 0:
         src = "PNG pHYs" if info.format == "PNG" else f"{info.format} density"
         _set_pixel_size(info, 25400.0 / x, src)
+
+
+def tiff_pixel_size(path: str | Path) -> tuple[float | None, str | None]:
+    """The pixel size a TIFF's metadata states, without decoding its pixels (for a large scan).
+
+    Same reader and order of trust as :func:`read_image`: OME-XML, ImageJ metadata, then the
+    resolution tags; implausible values (display dpi) count as none.
+
+    Parameters
+    ----------
+    path
+        A TIFF or OME-TIFF file.
+
+    Returns
+    -------
+    um_per_px : float or None
+        µm per pixel, or None when the metadata states none (or is unreadable).
+    source : str or None
+        Which metadata gave it (``"OME PhysicalSizeX"``, ``"ImageJ resolution"``,
+        ``"TIFF resolution tags"``), or None.
+    """
+    p = Path(path)
+    info = ImageInfo(path=str(p), format="TIFF", mode="", size=(0, 0))
+    _tiff_pixel_size(p, info)
+    return info.um_per_px, info.um_per_px_source
 
 
 def _tiff_pixel_size(p: Path, info: ImageInfo) -> None:

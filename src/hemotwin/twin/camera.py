@@ -1,5 +1,7 @@
-"""Colour camera and processing: pixel integration, Bayer sampling, noise, ADC, demosaicing,
-white balance, colour matrix, gamma and JPEG.
+"""Colour camera and processing, from irradiance to the delivered 8-bit image.
+
+Pixel integration, Bayer sampling, noise, ADC, demosaicing, white balance, colour matrix, gamma and
+JPEG.
 
 All functions are plain functions on arrays that never modify their inputs. Channel-first
 ``3 x H x W`` float32 arrays are used inside the chain; the delivered image is ``H x W x 3`` uint8.
@@ -135,8 +137,11 @@ def demosaic_malvar(mosaic: np.ndarray) -> np.ndarray:
 def add_sensor_noise(
     electrons: np.ndarray, rng: np.random.Generator, *, read_noise_e: float
 ) -> np.ndarray:
-    """Poisson shot noise (Gaussian approximation above :data:`GAUSSIAN_SHOT_ABOVE_E`) plus
-    Gaussian read noise, in electrons."""
+    """Shot and read noise added to a signal in electrons.
+
+    Poisson shot noise (Gaussian approximation above :data:`GAUSSIAN_SHOT_ABOVE_E`) plus Gaussian
+    read noise.
+    """
     mean = np.maximum(electrons, 0.0, dtype=np.float32)
     # Shot + read noise as one Gaussian of variance mean + read² (a sum of independent
     # Gaussians), one random draw per pixel; exact Poisson where the signal is low.

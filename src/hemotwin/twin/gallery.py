@@ -12,15 +12,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from hemotwin.taxonomy import CLASS_CODES, PARENT
 from hemotwin.twin.profiles import ScannerProfile, load_profile
 from hemotwin.twin.specimen import LEUKOCYTE_CLASSES, FieldSpec, compose_field
 
-#: Real PBC (CellaVision DM96) folder for each class; None where PBC (normal blood) has none.
-PBC_FOLDER: dict[str, str | None] = {
-    "MYO": None, "MOB": None, "PMO": "ig", "PMB": "ig", "MYB": "ig", "MMZ": "ig",
-    "NGB": "neutrophil", "NGS": "neutrophil", "EOS": "eosinophil", "BAS": "basophil",
-    "LYT": "lymphocyte", "LYA": "lymphocyte", "MON": "monocyte", "EBO": "erythroblast", "KSC": None,
-}
+#: Real PBC (CellaVision DM96) folder for each class: its PBC group in the taxonomy; None where PBC
+#: (normal blood) has none (blasts, smudge cells).
+PBC_FOLDER: dict[str, str | None] = {code: PARENT.get(code) for code in CLASS_CODES}
 
 #: µm/px assumed for PBC crops when drawing them at the same scale (measured from red cells
 #: by benchmarks/bench_realism.py).

@@ -137,6 +137,7 @@ class StainHarmoniser:
 
     @classmethod
     def from_dict(cls, data: dict) -> StainHarmoniser:
+        """A harmoniser from :meth:`to_dict`'s output (as stored in model files)."""
         if not isinstance(data, dict) or data.get("schema") != _SCHEMA:
             raise InputError("stain harmoniser", (data or {}).get("schema") if isinstance(data, dict) else data,
                              f"a dict with schema {_SCHEMA!r}")

@@ -60,7 +60,7 @@ import numpy as np
 from hemotwin.errors import InputError
 from hemotwin.twin import camera as cam
 from hemotwin.twin.profiles import ScannerProfile, load_profile, randomize
-from hemotwin.twin.render import PH_PURPLE_SHIFT_NM, _spectral_setup, processing_matrix, render, stain_factors
+from hemotwin.twin.render import PH_PURPLE_SHIFT_NM, processing_matrix, render, spectral_setup, stain_factors
 from hemotwin.twin.resample import resize_hwc
 from hemotwin.twin.specimen.maps import ABSORBERS, AbsorberMaps
 
@@ -186,10 +186,12 @@ def nnls3(basis: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # the twin's own basis
 # ---------------------------------------------------------------------------------------------
 def _slab_display_linear(profile: ScannerProfile, amounts: np.ndarray, gamma: float) -> np.ndarray:
-    """Noise-free delivered colour of uniform slabs (``M x 4`` specimen amounts), linearised with
-    the *assumed* ``gamma`` exactly as :meth:`StainBasis.transform` would see it. ``M x 3``."""
-    setup = _spectral_setup(profile.illuminant, profile.camera, profile.spectral,
-                            PH_PURPLE_SHIFT_NM * profile.stain.ph_balance)
+    """Noise-free delivered colour (``M x 3``) of uniform slabs (``M x 4`` specimen amounts).
+
+    Linearised with the *assumed* ``gamma`` exactly as :meth:`StainBasis.transform` would see it.
+    """
+    setup = spectral_setup(profile.illuminant, profile.camera, profile.spectral,
+                           PH_PURPLE_SHIFT_NM * profile.stain.ph_balance)
     ab = amounts * stain_factors(profile.stain)[None, :]
     trans = 10.0 ** (-(ab @ setup.bands.extinction.T.astype(np.float64)))  # M x bands
     raw = trans @ setup.bands.channel_weights.T.astype(np.float64)  # uniform slab: OTF(0) = 1
@@ -210,8 +212,10 @@ def _component_amounts(a: np.ndarray, hb_per_eosin: float) -> np.ndarray:
 
 def twin_stain_vectors(profile: ScannerProfile | str = "analyzer-100x", *, gamma: float = 2.2,
                        hb_per_eosin: float = DEFAULT_HB_PER_EOSIN) -> tuple[np.ndarray, np.ndarray]:
-    """The twin's 3 x 3 OD-per-unit-amount matrix (columns :data:`UNMIXED`) and clear-glass white
-    point (3,) for images delivered by ``profile`` and linearised with ``gamma``.
+    """The twin's stain vectors and white point for images delivered by ``profile``.
+
+    Returns the 3 x 3 OD-per-unit-amount matrix (columns :data:`UNMIXED`) and the clear-glass white
+    point (3,) of images linearised with ``gamma``.
 
     Each column is the least-squares slope through the origin of the channel OD of uniform slabs
     of 0.1–0.8 units of that component (a secant over the smear's range: the OD of a sharp band
@@ -244,8 +248,8 @@ class _RawModel:
     """
 
     def __init__(self, profile: ScannerProfile, hb_per_eosin: float) -> None:
-        setup = _spectral_setup(profile.illuminant, profile.camera, profile.spectral,
-                                PH_PURPLE_SHIFT_NM * profile.stain.ph_balance)
+        setup = spectral_setup(profile.illuminant, profile.camera, profile.spectral,
+                               PH_PURPLE_SHIFT_NM * profile.stain.ph_balance)
         comp = _component_amounts(np.eye(3), hb_per_eosin) * stain_factors(profile.stain)[None, :]  # 3 x 4
         self.ext = comp @ setup.bands.extinction.T.astype(np.float64)  # 3 x bands, OD per unit amount
         self.weights = setup.bands.channel_weights.astype(np.float64)  # 3 x bands
@@ -259,8 +263,11 @@ class _RawModel:
         return -np.log10(np.maximum(raw, 1e-30) / self.glass[None, :])
 
     def secant(self) -> np.ndarray:
-        """3 x 3 raw OD per unit amount (rows channels, columns components): least-squares slopes
-        through the origin over slabs of 0.1-0.8 units, as :func:`twin_stain_vectors` does."""
+        """3 x 3 raw OD per unit amount (rows channels, columns components).
+
+        Least-squares slopes through the origin over slabs of 0.1-0.8 units, as
+        :func:`twin_stain_vectors` does.
+        """
         od = np.stack([self.od(np.outer(_SLAB_AMOUNTS, e)) for e in np.eye(3)])  # comp x M x chan
         return (np.einsum("m,jmc->cj", _SLAB_AMOUNTS, od) / (_SLAB_AMOUNTS @ _SLAB_AMOUNTS))
 
@@ -367,6 +374,23 @@ class StainBasis:
                 self._memo[key] = x
                 self._memo_used += x.nbytes
         return x
+
+    def set_background(self, background: np.ndarray) -> StainBasis:
+        """Set the default linear white point (3,) used where an image's own cannot be estimated.
+
+        Parameters
+        ----------
+        background
+            Linear RGB of clear glass, three positive values (a scanner's lamp).
+
+        Returns
+        -------
+        StainBasis
+            ``self``, checked and with stale memoized unmixings forgotten.
+        """
+        self.background_ = np.asarray(background, dtype=np.float64)
+        self._set_cache()
+        return self
 
     def _set_cache(self) -> None:
         self.vectors_ = np.asarray(self.vectors_, dtype=np.float64)
@@ -508,12 +532,13 @@ class StainBasis:
 
     @classmethod
     def from_dict(cls, data: dict) -> StainBasis:
+        """A basis from :meth:`to_dict`'s output, restored as saved (the vectors are not re-derived)."""
         if not isinstance(data, dict) or data.get("schema") != _SCHEMA:
             raise InputError("stain basis", (data or {}).get("schema") if isinstance(data, dict) else data,
                              f"a dict with schema {_SCHEMA!r}")
         if list(data.get("components", [])) != list(UNMIXED):
             raise InputError("stain basis components", data.get("components"), f"{list(UNMIXED)}")
-        obj = cls.__new__(cls)
+        obj: StainBasis = cls.__new__(cls)  # state restored as saved, without re-deriving the vectors
         obj._memo_budget = 0
         obj.source = str(data.get("source", ""))
         obj.gamma = float(data["gamma"])
@@ -539,8 +564,11 @@ class StainBasis:
 # ---------------------------------------------------------------------------------------------
 def resample_rgb(rgb: np.ndarray, *, um_per_px: float, out_um_per_px: float | None = None,
                  out_size: int | Sequence[int] | None = None) -> np.ndarray:
-    """Resample a uint8 RGB image to ``out_um_per_px`` (area-averaging when shrinking, linear
-    when enlarging), then centre-crop or reflect-pad to ``out_size`` (int or (H, W))."""
+    """Resample a uint8 RGB image to ``out_um_per_px`` and bring it to ``out_size``.
+
+    Area-averaging when shrinking, linear when enlarging; then centre-crop or reflect-pad to
+    ``out_size`` (int or (H, W)).
+    """
     img = rgb
     if out_um_per_px is not None and abs(out_um_per_px - um_per_px) > 1e-9 * um_per_px:
         f = um_per_px / out_um_per_px
@@ -634,8 +662,11 @@ class ReImager:
 
     def __call__(self, rgb: np.ndarray, um_per_px: float, rng: np.random.Generator, *,
                  zoom: float = 1.0) -> np.ndarray:
-        """Re-image ``rgb``; ``zoom`` magnifies the result (its pixels are read as ``zoom`` times
-        smaller, as a wrong pixel size would), at no cost and without touching the optics' caches."""
+        """Re-image ``rgb`` under the target scanner.
+
+        ``zoom`` magnifies the result (its pixels are read as ``zoom`` times smaller, as a wrong pixel
+        size would), at no cost and without touching the optics' caches.
+        """
         if not isinstance(rng, np.random.Generator):
             raise InputError("ReImager rng", type(rng).__name__, "a numpy.random.Generator")
         if not (isinstance(zoom, int | float) and 0.1 <= zoom <= 10.0):

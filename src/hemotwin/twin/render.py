@@ -103,16 +103,43 @@ def illuminant_spectrum(illuminant: Illuminant, wavelength_nm: np.ndarray) -> np
 
 
 @dataclass(frozen=True)
-class _SpectralSetup:
+class SpectralSetup:
+    """The spectral bands of a light source, camera and stain pH, grouped by shared PSF.
+
+    Attributes
+    ----------
+    bands
+        Band centres, extinction of each absorber per band and the camera-channel weights.
+    groups
+        ``(band indices, PSF wavelength in nm)`` per group of bands that share one PSF.
+    group_weights
+        ``3 x |group|`` camera-channel weights of each group's bands.
+    """
+
     bands: BandModel
     groups: tuple[tuple[np.ndarray, float], ...]  # (band indices, PSF wavelength) per group
     group_weights: tuple[np.ndarray, ...]  # 3 x |g| channel weights per group
 
 
 @lru_cache(maxsize=256)
-def _spectral_setup(
+def spectral_setup(
     illuminant: Illuminant, camera: Camera, spectral: Spectral, purple_shift_nm: float
-) -> _SpectralSetup:
+) -> SpectralSetup:
+    """The band model of a scanner's light source and camera, with its PSF groups (cached).
+
+    Parameters
+    ----------
+    illuminant, camera, spectral
+        The profile's parts that fix the bands (hashable, so the result is cached).
+    purple_shift_nm
+        Shift of the purple absorption peak from the stain's pH balance
+        (:data:`PH_PURPLE_SHIFT_NM` times ``stain.ph_balance``).
+
+    Returns
+    -------
+    SpectralSetup
+        Bands and the groups of bands that share one PSF (at their power-weighted mean wavelength).
+    """
     lam = wavelength_grid(spectral.lo_nm, spectral.hi_nm)
     bands = band_model(
         n_bands=spectral.n_bands,
@@ -130,7 +157,7 @@ def _spectral_setup(
         wl = float(np.average(bands.centers_nm[idx], weights=power[idx] + 1e-12))
         groups.append((idx, wl))
         gw.append(np.ascontiguousarray(bands.channel_weights[:, idx]))
-    return _SpectralSetup(bands, tuple(groups), tuple(gw))
+    return SpectralSetup(bands, tuple(groups), tuple(gw))
 
 
 def stain_factors(stain: Stain) -> np.ndarray:
@@ -144,8 +171,21 @@ def stain_factors(stain: Stain) -> np.ndarray:
     return np.array([f[name] for name in ABSORBERS], dtype=np.float32)
 
 
-def _margin_px(profile: ScannerProfile, fine_um: float) -> int:
-    """Padding (fine pixels) that holds the PSF support, so FFT wrap-around stays outside."""
+def psf_margin_px(profile: ScannerProfile, fine_um: float) -> int:
+    """Padding that holds the PSF support, so FFT wrap-around stays outside the image.
+
+    Parameters
+    ----------
+    profile
+        The scanner profile (optics and spectral range).
+    fine_um
+        Pixel size of the render grid (µm).
+
+    Returns
+    -------
+    int
+        Margin in render-grid pixels on each side.
+    """
     o = profile.optics
     # Two Airy radii at the longest wavelength hold >98 % of the in-focus PSF energy; defocus
     # adds the geometric blur-circle radius; reflect padding makes the rest continuous.
@@ -163,9 +203,11 @@ def _nearest_index(src_n: int, out_n: int) -> np.ndarray:
 
 
 def resample_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Resample a label/mask image without shifting it: block majority for integer shrink
-    factors (a nearest pick would sit on a tie between source pixels), else the source pixel
-    containing each output pixel centre."""
+    """Resample a label/mask image without shifting it.
+
+    Block majority for integer shrink factors (a nearest pick would sit on a tie between source
+    pixels), else the source pixel containing each output pixel centre.
+    """
     fy, fx = labels.shape[0] / shape[0], labels.shape[1] / shape[1]
     if fy == fx and fy == int(fy) and labels.shape[0] % shape[0] == 0 and labels.shape[1] % shape[1] == 0:
         return block_mode(labels, int(fy))
@@ -188,8 +230,11 @@ def block_mode(labels: np.ndarray, factor: int) -> np.ndarray:
 
 def _resample_maps(maps: AbsorberMaps, fine_um: float, shape: tuple[int, int], *, labels: bool = True
                    ) -> AbsorberMaps:
-    """Bring absorber maps from another grid onto the render grid: area-averaging when
-    shrinking (no aliasing of fine granules), linear when enlarging; labels by pixel centres."""
+    """Bring absorber maps from another grid onto the render grid.
+
+    Area-averaging when shrinking (no aliasing of fine granules), linear when enlarging; labels by
+    pixel centres.
+    """
     if abs(maps.um_per_px - fine_um) < 1e-9 and maps.shape == shape:
         return maps
     ab = resize_chw(maps.absorbers, shape)
@@ -211,16 +256,17 @@ def optical_image(
     um_per_px: float,
     workers: int = 1,
 ) -> np.ndarray:
-    """Noiseless camera-channel irradiance ``3 x H x W`` on the render grid (clear glass = 1 in
-    the brightest raw channel), before vignetting and pixel integration.
+    """Noiseless camera-channel irradiance ``3 x H x W`` on the render grid.
+
+    Clear glass = 1 in the brightest raw channel; before vignetting and pixel integration.
 
     ``absorbers`` is ``K x H x W`` in peak-OD units *after* the stain model.
     """
-    setup = _spectral_setup(
+    setup = spectral_setup(
         profile.illuminant, profile.camera, profile.spectral, PH_PURPLE_SHIFT_NM * profile.stain.ph_balance
     )
     k, h, w = absorbers.shape
-    margin = _margin_px(profile, um_per_px)
+    margin = psf_margin_px(profile, um_per_px)
     ph, pw = sfft.next_fast_len(h + 2 * margin, real=True), sfft.next_fast_len(w + 2 * margin, real=True)
     top, left = (ph - h) // 2, (pw - w) // 2
     padded = np.pad(absorbers, ((0, 0), (top, ph - h - top), (left, pw - w - left)), mode="reflect")
@@ -294,10 +340,13 @@ def color_matrix(profile: ScannerProfile) -> np.ndarray:
 
 
 def processing_matrix(profile: ScannerProfile) -> np.ndarray:
-    """3x3 matrix from raw channel signal (clear glass of the brightest channel = 1) to linear
-    output RGB: colour matrix x white-balance gains x background level."""
+    """3x3 matrix from raw channel signal to linear output RGB.
+
+    Raw signal has clear glass of the brightest channel = 1; the matrix is colour matrix x
+    white-balance gains x background level.
+    """
     proc = profile.processing
-    setup = _spectral_setup(
+    setup = spectral_setup(
         profile.illuminant, profile.camera, profile.spectral, PH_PURPLE_SHIFT_NM * profile.stain.ph_balance
     )
     gains = np.ones(3)
@@ -307,7 +356,7 @@ def processing_matrix(profile: ScannerProfile) -> np.ndarray:
     elif proc.white_balance == "reference":
         # Gains calibrated under a black body at wb_reference_k, applied to the real lamp.
         ref = Illuminant(kind="halogen", temperature_k=proc.wb_reference_k)
-        ref_setup = _spectral_setup(ref, profile.camera, profile.spectral, 0.0)
+        ref_setup = spectral_setup(ref, profile.camera, profile.spectral, 0.0)
         gains = 1.0 / ref_setup.bands.channel_weights.sum(axis=1)
         # Scale so the brightest channel of the real lamp's clear glass lands on 1.
         gains = gains / (gains * setup.bands.channel_weights.sum(axis=1)).max()
@@ -317,7 +366,7 @@ def processing_matrix(profile: ScannerProfile) -> np.ndarray:
 
 def expected_background(profile: ScannerProfile) -> np.ndarray:
     """Noise-free uint8 RGB of clear glass at the image centre (before JPEG)."""
-    setup = _spectral_setup(
+    setup = spectral_setup(
         profile.illuminant, profile.camera, profile.spectral, PH_PURPLE_SHIFT_NM * profile.stain.ph_balance
     )
     lin = processing_matrix(profile) @ setup.bands.channel_weights.sum(axis=1).astype(np.float32)

@@ -121,8 +121,11 @@ def _piecewise_gaussian(lam: np.ndarray, mu: float, s1: float, s2: float) -> np.
 
 
 def cie_xyz_cmf(wavelength_nm: np.ndarray) -> np.ndarray:
-    """``3 x L`` CIE 1931 2° colour-matching functions, multi-lobe analytic fit of Wyman, Sloan
-    & Shirley (JCGT 2013), within ~1 % of the tabulated functions over 400–700 nm."""
+    """``3 x L`` CIE 1931 2° colour-matching functions.
+
+    Multi-lobe analytic fit of Wyman, Sloan & Shirley (JCGT 2013), within ~1 % of the tabulated
+    functions over 400–700 nm.
+    """
     lam = np.asarray(wavelength_nm, dtype=np.float64)
     g = _piecewise_gaussian
     x = 1.056 * g(lam, 599.8, 37.9, 31.0) + 0.362 * g(lam, 442.0, 16.0, 26.7) - 0.065 * g(lam, 501.1, 20.4, 26.2)

@@ -155,8 +155,11 @@ def _smoothed_nuclei(ab: np.ndarray, sigma_px: float, nuclear: np.ndarray | None
 
 
 def _sigma_matching(curve: np.ndarray, target: float) -> float:
-    """The smallest sigma of :data:`_SIGMA_GRID_UM` whose measure (``curve``, falling with sigma)
-    is at or below ``target``; the largest if none is, 0 when either side could not be measured."""
+    """The smallest sigma of :data:`_SIGMA_GRID_UM` whose measure is at or below ``target``.
+
+    ``curve`` falls with sigma; the largest sigma if none is at or below, 0 when either side could
+    not be measured.
+    """
     if not (np.isfinite(target) and np.isfinite(curve[0])):
         return 0.0
     below = np.nonzero(curve <= target * (1.0 + 1e-9))[0]
@@ -249,8 +252,7 @@ class TargetStyle:
         # otherwise be read as a uniform stain over the whole image.
         basis = StainBasis()
         bgs = np.array([estimate_background(im, gamma=basis.gamma) for im in images])
-        basis.background_ = np.median(bgs, axis=0)
-        basis._set_cache()
+        basis.set_background(np.median(bgs, axis=0))
         return basis.fit(images, max_pixels=self.fit_pixels, seed=seed)
 
     # -- estimator API ----------------------------------------------------------------------------
@@ -380,6 +382,7 @@ class TargetStyle:
 
     @classmethod
     def from_dict(cls, data: dict) -> TargetStyle:
+        """A fitted style from :meth:`to_dict`'s output (as stored in model files)."""
         if not isinstance(data, dict) or data.get("schema") != _SCHEMA:
             raise InputError("target style", (data or {}).get("schema") if isinstance(data, dict) else data,
                              f"a dict with schema {_SCHEMA!r}")

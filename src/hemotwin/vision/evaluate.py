@@ -10,7 +10,6 @@ Works on probabilities from any model: no torch here.
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from scipy.stats import binomtest
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
 from hemotwin.errors import InputError
-from hemotwin.io.report import RESEARCH_USE
+from hemotwin.io.report import RESEARCH_USE, esc, html_page, table
 
 
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, *, n_bins: int = 15) -> dict[str, Any]:
@@ -163,24 +162,17 @@ def write_report(metrics: dict[str, Any], out_dir: str | Path, *, title: str, pr
         (out / f"{name}.png").write_bytes(base64.b64decode(b64))
     doc = {"title": title, "research_use_only": RESEARCH_USE, "metrics": metrics, "provenance": provenance}
     (out / "report.json").write_text(json.dumps(doc, indent=2))
-    rows = "".join(
-        f"<tr><td>{html.escape(c)}</td><td>{v['precision']:.3f}</td><td>{v['recall']:.3f}</td>"
-        f"<td>{v['f1']:.3f}</td><td>{v['support']}</td></tr>"
-        for c, v in metrics["per_class"].items())
+    rows = [f"<tr><td>{esc(c)}</td><td>{v['precision']:.3f}</td><td>{v['recall']:.3f}</td>"
+            f"<td>{v['f1']:.3f}</td><td>{v['support']}</td></tr>" for c, v in metrics["per_class"].items()]
     lo, hi = metrics["accuracy_ci95_exact"]
     cov = metrics["referral"]["max_coverage_at_accuracy"]
     imgs = "".join(f'<figure><img src="data:image/png;base64,{b}"/></figure>' for b in figs.values())
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}figure{{display:inline-block;margin:6px}}
-.ruo{{background:#fff3cd;padding:6px;border:1px solid #e0c36c}}</style></head><body>
-<h1>{html.escape(title)}</h1><p class="ruo">{RESEARCH_USE}</p>
-<p><b>Accuracy</b> {metrics['accuracy']:.3f} (95 % exact CI {lo:.3f}–{hi:.3f}, n = {metrics['n']},
+    body = f"""<p><b>Accuracy</b> {metrics['accuracy']:.3f} (95 % exact CI {lo:.3f}–{hi:.3f}, n = {metrics['n']},
 excluded {metrics['n_excluded']}) · <b>macro-F1</b> {metrics['macro_f1']:.3f} ·
 <b>ECE</b> {metrics['calibration']['ece']:.3f} · coverage at 95 % / 98 % accuracy:
 {cov['0.95']:.2f} / {cov['0.98']:.2f}</p>
-<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>n</th></tr>{rows}</table>
-{imgs}
-<h2>Provenance</h2><pre>{html.escape(json.dumps(provenance, indent=2))}</pre></body></html>"""
+{table(("class", "precision", "recall", "F1", "n"), rows)}
+{imgs}"""
+    page = html_page(title, body, provenance=provenance, extra_css="td,th{text-align:right}")
     (out / "report.html").write_text(page)
     return {"json": out / "report.json", "html": out / "report.html"}

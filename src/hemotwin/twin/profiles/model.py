@@ -21,8 +21,11 @@ class _Model(BaseModel):
 
 
 class Illuminant(_Model):
-    """Light source. ``halogen`` follows Planck's law at ``temperature_k``; ``led`` is a
-    phosphor-converted white LED (blue pump + broad phosphor band)."""
+    """Light source.
+
+    ``halogen`` follows Planck's law at ``temperature_k``; ``led`` is a phosphor-converted white LED
+    (blue pump + broad phosphor band).
+    """
 
     kind: Literal["halogen", "led"] = "halogen"
     temperature_k: float = Field(3200.0, ge=1500.0, le=12000.0)
@@ -174,12 +177,15 @@ class ScannerProfile(_Model):
 
     # -- persistence --------------------------------------------------------------------
     def to_dict(self) -> dict:
+        """The profile as JSON-able data."""
         return self.model_dump(mode="json")
 
     def to_json(self) -> str:
+        """The profile as indented JSON text."""
         return json.dumps(self.to_dict(), indent=2)
 
     def to_yaml(self) -> str:
+        """The profile as YAML text (fields in declaration order)."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def save(self, path: str | Path) -> Path:
@@ -191,6 +197,7 @@ class ScannerProfile(_Model):
 
     @classmethod
     def from_dict(cls, data: dict, *, source: str = "profile") -> ScannerProfile:
+        """A validated profile from data; errors name ``source`` and the field (InputError)."""
         try:
             return cls.model_validate(data)
         except ValidationError as exc:

@@ -57,4 +57,5 @@ class AbsorberMaps:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """``(H, W)`` of the maps."""
         return (int(self.absorbers.shape[1]), int(self.absorbers.shape[2]))

@@ -19,13 +19,12 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from hemotwin.errors import InputError
+from hemotwin.taxonomy import CLASS_CODES
 
 from ._base import Record
 
-LEUKOCYTE_CLASSES: tuple[str, ...] = (
-    "MYO", "MOB", "PMO", "PMB", "MYB", "MMZ", "NGB", "NGS", "EOS", "BAS", "LYT", "LYA", "MON",
-    "EBO", "KSC",
-)
+#: The white-cell classes the twin draws: the 15 codes of :mod:`hemotwin.taxonomy`, in its order.
+LEUKOCYTE_CLASSES: tuple[str, ...] = CLASS_CODES
 RED_CELL_TYPES: tuple[str, ...] = (
     "discocyte", "spherocyte", "target", "elliptocyte", "schistocyte", "dacrocyte",
     "polychromatic",
@@ -181,6 +180,7 @@ class WBCMorphology(Record):
 
     @property
     def auer_rod_count(self) -> int:
+        """Number of Auer rods in the cell."""
         return len(self.auer_rods)
 
 

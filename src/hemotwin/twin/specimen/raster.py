@@ -167,8 +167,10 @@ def _segment_sdf(dy: np.ndarray, dx: np.ndarray, a: tuple[float, float], b: tupl
 
 def _nucleus_sdf(n: NucleusShape, dy: np.ndarray, dx: np.ndarray, c: float,
                  s: float) -> np.ndarray:
-    """Signed distance (µm, approx.) of a nucleus; dy, dx are global offsets from the cell centre,
-    (c, s) the cell rotation."""
+    """Signed distance (µm, approx.) of a nucleus.
+
+    ``dy``, ``dx`` are global offsets from the cell centre, ``(c, s)`` the cell rotation.
+    """
     ncy, ncx = _local_to_global(n.center_um, c, s)
     cn, sn = _rot(math.degrees(math.atan2(s, c)) + n.angle_deg)
     ddy, ddx = dy - _F32(ncy), dx - _F32(ncx)
