@@ -18,7 +18,7 @@ from hemotwin.vision.augment import TargetReimaging, make_augment
 from hemotwin.vision.data import map_items_to, model_labels_for, parse_label_spec
 from hemotwin.vision.datasets import load_dataset
 from hemotwin.vision.geometry import Geometry, prepare
-from hemotwin.vision.inference import expand_image_paths, predict_files, predict_to_csv
+from hemotwin.vision.inference import InferenceOptions, expand_image_paths, predict_files, predict_to_csv
 from hemotwin.vision.models import build_model
 from hemotwin.vision.training import TrainRequest
 from hemotwin.vision.training import train_model as _train_model
@@ -59,16 +59,16 @@ def test_train_predict_evaluate(twin_cells, tmp_path):
     files = sorted(twin_cells.rglob("*.png"))[:6]
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    pred = predict_files([*files, bad], model=out)
+    pred = predict_files([*files, bad], options=InferenceOptions(model=out))
     assert len(pred["rows"]) == 6 and len(pred["failures"]) == 1 and "broken.png" in pred["failures"][0]["path"]
     row = pred["rows"][0]
     assert row["label"] in res["labels"] and row["um_per_px_source"] == PNG_METADATA
     assert sum(row[f"p_{lab}"] for lab in res["labels"]) == pytest.approx(1.0, abs=1e-3)
-    coarse = predict_files(files[:2], model=out, labels="wbc5")
+    coarse = predict_files(files[:2], labels="wbc5", options=InferenceOptions(model=out))
     assert set(coarse["labels"]) == {"basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil"}
     rep = tmp_path / "report"
     rep.mkdir()
-    ev = evaluate_model(twin_cells, rep, model=out)
+    ev = evaluate_model(twin_cells, rep, options=InferenceOptions(model=out))
     assert (rep / "report.html").exists() and 0.0 <= ev["metrics"]["accuracy"] <= 1.0
     assert ev["metrics"]["n"] == 30
     # Cell by cell: one row per scored cell, whose calls give back the report's accuracy.
@@ -82,33 +82,34 @@ def test_train_predict_evaluate(twin_cells, tmp_path):
     assert sum(float(cells[0][f"p_{lab}"]) for lab in ("NGS", "EOS", "LYT")) == pytest.approx(1.0, abs=1e-3)
     rep_x = tmp_path / "report_x"
     rep_x.mkdir()
-    ev_x = evaluate_model(twin_cells, rep_x, model=out, exclude=["EOS"])
+    ev_x = evaluate_model(twin_cells, rep_x, exclude=["EOS"], options=InferenceOptions(model=out))
     with open(ev_x["report"]["predictions"], newline="") as fh:
         cells_x = list(csv.DictReader(fh))
     assert ev_x["metrics"]["n"] == 20 and len(cells_x) == 30  # every cell listed, the excluded ones unscored
     assert {c["truth"] for c in cells_x if c["scored"] == "False"} == {"EOS"}
     # The training scanner's stain reference travels with the model, so --harmonise works on it.
     assert manifest["provenance"]["stain_reference"]["level"] > 0
-    harm = predict_files(files[:4], model=out, harmonise=True)
+    harm = predict_files(files[:4], options=InferenceOptions(model=out, harmonise=True))
     assert harm["harmonisation"]["harmonised"] and len(harm["rows"]) == 4
-    ev_h = evaluate_model(twin_cells, rep, model=out, harmonise=True, overwrite=True)
+    ev_h = evaluate_model(twin_cells, rep, overwrite=True, options=InferenceOptions(model=out, harmonise=True))
     assert ev_h["metrics"]["n"] == 30
     # Test-time augmentation: same files, same label set, recorded in the output.
-    t = predict_files(files[:4], model=out, tta=True)
+    t = predict_files(files[:4], options=InferenceOptions(model=out, tta=True))
     assert t["tta"] and [r["path"] for r in t["rows"]] == [r["path"] for r in pred["rows"][:4]]
     assert sum(t["rows"][0][f"p_{lab}"] for lab in res["labels"]) == pytest.approx(1.0, abs=1e-3)
     # Scale TTA at the model's own training zoom (1.2, read from the file) or a given factor.
-    z = predict_files(files[:4], model=out, scale_tta="model")
+    z = predict_files(files[:4], options=InferenceOptions(model=out, scale_tta="model"))
     assert z["scale_tta_zooms"] == pytest.approx([1 / 1.2, 1.0, 1.2]) and len(z["rows"]) == 4
-    assert predict_files(files[:1], model=out, scale_tta=1.1)["scale_tta_zooms"] == pytest.approx([1 / 1.1, 1.0, 1.1])
+    zooms = predict_files(files[:1], options=InferenceOptions(model=out, scale_tta=1.1))["scale_tta_zooms"]
+    assert zooms == pytest.approx([1 / 1.1, 1.0, 1.1])
     assert pred["scale_tta_zooms"] == [1.0]
-    ev_z = evaluate_model(twin_cells, rep, model=out, scale_tta="1.2", overwrite=True)
+    ev_z = evaluate_model(twin_cells, rep, overwrite=True, options=InferenceOptions(model=out, scale_tta="1.2"))
     assert ev_z["metrics"]["n"] == 30
     rep_json = json.loads((rep / "report.json").read_text())
     assert rep_json["provenance"]["config"]["scale_tta_zooms"] == pytest.approx([1 / 1.2, 1.0, 1.2])
     for bad in ("3", "wide", 0.5, True):
         with pytest.raises(InputError, match="scale_tta"):
-            predict_files(files[:1], model=out, scale_tta=bad)
+            predict_files(files[:1], options=InferenceOptions(model=out, scale_tta=bad))
     # A seed ensemble: another model file with the same labels and geometry (random weights
     # here); its probabilities are the mean of the two files' (CSV rounding: 1e-5).
     import torch
@@ -119,23 +120,23 @@ def test_train_predict_evaluate(twin_cells, tmp_path):
     first = load_model(out)
     other = save_model(tmp_path / "other.hemo", build_model(first.model.config), labels=res["labels"],
                        um_per_px=GEOM.um_per_px)
-    solo = predict_files(files[:3], model=other)
-    ens = predict_files(files[:3], model=[out, other])
+    solo = predict_files(files[:3], options=InferenceOptions(model=other))
+    ens = predict_files(files[:3], options=InferenceOptions(model=[out, other]))
     assert ens["models"] == [str(out), str(other)]
     for r_e, r_a, r_b in zip(ens["rows"], pred["rows"][:3], solo["rows"], strict=True):
         for lab in res["labels"]:
             assert r_e[f"p_{lab}"] == pytest.approx((r_a[f"p_{lab}"] + r_b[f"p_{lab}"]) / 2, abs=2e-5)
-    ev_e = evaluate_model(twin_cells, rep, model=[out, other], overwrite=True)
+    ev_e = evaluate_model(twin_cells, rep, overwrite=True, options=InferenceOptions(model=[out, other]))
     assert ev_e["metrics"]["n"] == 30
     assert json.loads((rep / "report.json").read_text())["provenance"]["config"]["models"] == [str(out), str(other)]
     wrong = save_model(tmp_path / "wrong.hemo", build_model(first.model.config), labels=["LYT", "NGS", "EOS"],
                        um_per_px=GEOM.um_per_px)
     with pytest.raises(InputError, match=r"wrong\.hemo"):
-        predict_files(files[:1], model=[out, wrong])
+        predict_files(files[:1], options=InferenceOptions(model=[out, wrong]))
     coarse = save_model(tmp_path / "coarse.hemo", build_model(first.model.config), labels=res["labels"],
                         um_per_px=0.3)
     with pytest.raises(InputError, match=r"coarse\.hemo.*geometry"):
-        predict_files(files[:1], model=[out, coarse])
+        predict_files(files[:1], options=InferenceOptions(model=[out, coarse]))
 
 
 def test_harmonise_needs_a_stain_reference(tmp_path):
@@ -153,10 +154,10 @@ def test_harmonise_needs_a_stain_reference(tmp_path):
 
     write_png(img, np.full((40, 40, 3), 200, np.uint8), um_per_px=0.25)
     with pytest.raises(InputError, match=r"old\.hemo"):
-        predict_files([img], model=path, harmonise=True, backend="torch")
+        predict_files([img], options=InferenceOptions(model=path, harmonise=True, backend="torch"))
     # Nor does it record a training zoom, so scale TTA needs an explicit factor.
     with pytest.raises(InputError, match=r"old\.hemo.*scale-jitter"):
-        predict_files([img], model=path, scale_tta="model", backend="torch")
+        predict_files([img], options=InferenceOptions(model=path, scale_tta="model", backend="torch"))
 
 
 def test_auto_labels_lift_fine_codes_to_coarse_groups_present(twin_cells):
@@ -358,12 +359,12 @@ def test_predict_to_csv_expands_folders_and_writes_the_rows(twin_cells, tmp_path
     with pytest.raises(InputError, match="images"):
         expand_image_paths([empty])
     out = tmp_path / "p.csv"
-    res = predict_to_csv([twin_cells / "EOS"], out, model=model, backend="torch")
+    res = predict_to_csv([twin_cells / "EOS"], out, options=InferenceOptions(model=model, backend="torch"))
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert res["csv"] == str(out) and len(rows) == 10 and rows[0]["um_per_px_source"] == PNG_METADATA
     with pytest.raises(FileExistsError):
-        predict_to_csv([twin_cells / "EOS"], out, model=model, backend="torch")
+        predict_to_csv([twin_cells / "EOS"], out, options=InferenceOptions(model=model, backend="torch"))
 
 
 def test_label_specs_as_users_write_them():

@@ -7,6 +7,8 @@ into the option a user typed, so that no option string lives in the library.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import time
 from collections.abc import Callable
@@ -139,3 +141,34 @@ ScaleTtaOpt = Annotated[str | None, typer.Option("--scale-tta", help="Also avera
 RegimenOpt = Annotated[str, typer.Option("--regimen", help="ELN 2024 context: venetoclax | ivosidenib")]
 ClinicalOpt = Annotated[Path, typer.Option("--clinical", "-c", help="Clinical table (CSV/TSV; docs/prognosis.md).")]
 MolecularOpt = Annotated[Path | None, typer.Option("--molecular", "-m", help="Molecular table (one row per variant).")]
+
+
+def with_inference_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the classifier options, once for every command that reads cells with a model.
+
+    The command declares a parameter ``options`` and receives ``--model`` (repeatable),
+    ``--backend``, ``--harmonise``, ``--tta`` and ``--scale-tta`` packed as one
+    :class:`hemotwin.vision.inference.InferenceOptions`; the options appear in its ``--help`` after
+    its own. The vision layer is imported only when the command runs (``--help`` stays fast).
+    """
+    # The command's own annotations are strings (postponed evaluation): resolve them here, one by one,
+    # so that ``options`` may stay a type-checking-only name (the vision layer is not imported yet).
+    own = [p.replace(annotation=eval(p.annotation, command.__globals__) if isinstance(p.annotation, str)
+                     else p.annotation)
+           for p in inspect.signature(command).parameters.values() if p.name != "options"]
+    added = {"model": (ModelsOpt, None), "backend": (BackendOpt, "onnxruntime"), "harmonise": (HarmoniseOpt, False),
+             "tta": (TtaOpt, False), "scale_tta": (ScaleTtaOpt, None)}
+    params = own + [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=ann)
+                    for name, (ann, default) in added.items()]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        from hemotwin.vision.inference import InferenceOptions
+
+        picked = {name: kwargs.pop(name) for name in added}
+        picked["model"] = picked["model"] or None  # typer gives [] for a repeatable option not given
+        return command(**kwargs, options=InferenceOptions(**picked))
+
+    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper

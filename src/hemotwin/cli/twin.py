@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -32,6 +33,20 @@ RealCellsOpt = Annotated[Path | None, typer.Option("--pbc", help="Folder of real
                                                    "show beside the twin.")]
 
 
+def _render(what: str, simulate: Callable[..., dict], config: Callable[[], Any], *, out: Path, workers: int,
+            overwrite: bool) -> dict:
+    """Build the configuration, run one ``simulate_*`` job with a progress bar, print what it wrote."""
+    try:
+        cfg = config()
+        t0 = time.perf_counter()
+        with Bar(f"rendering {what}") as bar:
+            summary = simulate(cfg, out, overwrite=overwrite, workers=n_workers(workers), progress=bar)
+    except EXPECTED_ERRORS as exc:
+        raise fail(exc) from None
+    report_written(summary, what, t0)
+    return summary
+
+
 @app.command()
 def version() -> None:
     """Print the package version."""
@@ -55,15 +70,9 @@ def simulate_cells_cmd(
     """White-cell crops as an ImageFolder (DIR/<CODE>/<id>.png) + manifest.csv + provenance.json."""
     from hemotwin.twin.datasets import CellSetConfig, simulate_cells
 
-    try:
-        cfg = CellSetConfig.from_options(profile=profile, per_class=per_class, size_px=size, classes=classes,
-                                         randomize=randomize, seed=seed)
-        t0 = time.perf_counter()
-        with Bar("rendering cells") as bar:
-            summary = simulate_cells(cfg, out, overwrite=overwrite, workers=n_workers(workers), progress=bar)
-    except EXPECTED_ERRORS as exc:
-        raise fail(exc) from None
-    report_written(summary, "cell crops", t0)
+    summary = _render("cell crops", simulate_cells, lambda: CellSetConfig.from_options(
+        profile=profile, per_class=per_class, size_px=size, classes=classes, randomize=randomize, seed=seed),
+        out=out, workers=workers, overwrite=overwrite)
     console.print(f"manifest: {summary['manifest']}")
 
 
@@ -85,16 +94,10 @@ def simulate_fields_cmd(
     """Monolayer fields with COCO annotations.json and instance/compartment mask PNGs."""
     from hemotwin.twin.datasets import FieldSetConfig, simulate_fields
 
-    try:
-        cfg = FieldSetConfig.from_options(profile=profile, n_fields=n, size_px=size, wbc_per_field=wbc,
-                                          differential=differential, rbc_per_10k_um2=rbc_density,
-                                          randomize=randomize, seed=seed)
-        t0 = time.perf_counter()
-        with Bar("rendering fields") as bar:
-            summary = simulate_fields(cfg, out, overwrite=overwrite, workers=n_workers(workers), progress=bar)
-    except EXPECTED_ERRORS as exc:
-        raise fail(exc) from None
-    report_written(summary, "fields", t0)
+    summary = _render("fields", simulate_fields, lambda: FieldSetConfig.from_options(
+        profile=profile, n_fields=n, size_px=size, wbc_per_field=wbc, differential=differential,
+        rbc_per_10k_um2=rbc_density, randomize=randomize, seed=seed),
+        out=out, workers=workers, overwrite=overwrite)
     console.print(f"annotations: {summary['annotations']}")
 
 

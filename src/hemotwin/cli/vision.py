@@ -8,27 +8,26 @@ Each calls one library workflow (:func:`~hemotwin.vision.training.train_model`,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from hemotwin.cli._common import (
     EXPECTED_ERRORS,
-    BackendOpt,
     Bar,
-    HarmoniseOpt,
     ModelOpt,
-    ModelsOpt,
     OverwriteOpt,
     ProfileOpt,
-    ScaleTtaOpt,
     SeedOpt,
-    TtaOpt,
     UmPerPxOpt,
     console,
     err_console,
     fail,
+    with_inference_options,
 )
+
+if TYPE_CHECKING:
+    from hemotwin.vision.inference import InferenceOptions
 
 app = typer.Typer()
 
@@ -98,16 +97,13 @@ def train(
 
 
 @app.command()
+@with_inference_options
 def predict(
     images: Annotated[list[Path], typer.Argument(help="Image files (or folders: every image inside).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")],
-    model: ModelsOpt = None,
+    options: InferenceOptions,
     labels: Annotated[str | None, typer.Option("--labels", help="Report in another label set: pbc | wbc5")] = None,
     um_per_px: UmPerPxOpt = None,
-    backend: BackendOpt = "onnxruntime",
-    harmonise: HarmoniseOpt = False,
-    tta: TtaOpt = False,
-    scale_tta: ScaleTtaOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Classify cell images: path, predicted label and the probability of every class."""
@@ -115,9 +111,8 @@ def predict(
 
     try:
         with Bar("classifying") as bar:
-            res = predict_to_csv(images, out, overwrite=overwrite, model=model or None, um_per_px=um_per_px,
-                                 labels=labels, backend=backend, harmonise=harmonise, tta=tta, scale_tta=scale_tta,
-                                 progress=bar)
+            res = predict_to_csv(images, out, options=options, overwrite=overwrite, um_per_px=um_per_px,
+                                 labels=labels, progress=bar)
     except EXPECTED_ERRORS as exc:
         raise fail(exc) from None
     console.print(f"{len(res['rows'])} cells classified -> [bold]{res['csv']}[/] "
@@ -129,16 +124,13 @@ def predict(
 
 
 @app.command()
+@with_inference_options
 def evaluate(
     data: Annotated[Path, typer.Option("--data", "-d", help="Labelled ImageFolder or manifest.csv.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")],
-    model: ModelsOpt = None,
+    options: InferenceOptions,
     um_per_px: UmPerPxOpt = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="True labels not scored (repeat).")] = None,
-    backend: BackendOpt = "onnxruntime",
-    harmonise: HarmoniseOpt = False,
-    tta: TtaOpt = False,
-    scale_tta: ScaleTtaOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Accuracy, macro-F1, per-class scores, confusion matrix, calibration and referral curve."""
@@ -146,9 +138,8 @@ def evaluate(
 
     try:
         with Bar("evaluating") as bar:
-            res = evaluate_model(data, out, overwrite=overwrite, model=model or None, um_per_px=um_per_px,
-                                 exclude=exclude or (), backend=backend, harmonise=harmonise, tta=tta,
-                                 scale_tta=scale_tta, progress=bar)
+            res = evaluate_model(data, out, options=options, overwrite=overwrite, um_per_px=um_per_px,
+                                 exclude=exclude or (), progress=bar)
     except EXPECTED_ERRORS as exc:
         raise fail(exc) from None
     m = res["metrics"]

@@ -20,7 +20,7 @@ from hemotwin.vision.data import coarsest_common, load_training_data, map_items_
 from hemotwin.vision.datasets import Dataset, to_canonical
 from hemotwin.vision.geometry import Geometry, Prepared, Progress, prepare, summary_of
 from hemotwin.vision.inference import (
-    ModelSpec,
+    InferenceOptions,
     collapse_to,
     ensemble_paths,
     harmonise_arrays,
@@ -31,9 +31,8 @@ from hemotwin.vision.inference import (
 __all__ = ["evaluate_model", "stress_model"]
 
 
-def evaluate_model(data: str | Path, out_dir: str | Path, *, overwrite: bool = False, model: ModelSpec = None,
-                   um_per_px: float | None = None, exclude: Sequence[str] = (), backend: str = "onnxruntime",
-                   harmonise: bool = False, tta: bool = False, scale_tta: float | str | None = None,
+def evaluate_model(data: str | Path, out_dir: str | Path, *, options: InferenceOptions = InferenceOptions(),
+                   overwrite: bool = False, um_per_px: float | None = None, exclude: Sequence[str] = (),
                    progress: Progress | None = None) -> dict[str, Any]:
     """Score a model on a labelled data set; writes report.json, report.html, figures and predictions.csv.
 
@@ -48,14 +47,13 @@ def evaluate_model(data: str | Path, out_dir: str | Path, *, overwrite: bool = F
         The report folder; a non-empty one is written into only with ``overwrite``.
     overwrite
         Allow replacing the report files in ``out_dir``.
-    model
-        Model file(s); several are scored as one seed ensemble (the mean of their probabilities).
+    options
+        The model(s) and how they read (:class:`~hemotwin.vision.inference.InferenceOptions`); several
+        model files are scored as one seed ensemble (the mean of their probabilities).
     um_per_px
         Pixel size of images that carry none (:mod:`hemotwin.io.pixel_size`).
     exclude
         True labels not scored (their cells are still listed in predictions.csv).
-    backend, harmonise, tta, scale_tta
-        See :func:`hemotwin.vision.inference.predict_files`.
     progress
         Called after each image read.
 
@@ -71,24 +69,26 @@ def evaluate_model(data: str | Path, out_dir: str | Path, *, overwrite: bool = F
 
     pixel_size.check_um_per_px(um_per_px)
     out_dir = prepare_output_dir(out_dir, overwrite=overwrite)
-    loaded, engine = open_engine(model, backend=backend, tta=tta, scale_tta=scale_tta)
+    loaded, engine = options.open()
     geom = Geometry(loaded.preprocessing.um_per_px, loaded.preprocessing.input_size)
     (ds,), notes = load_training_data([data], um_per_px=um_per_px)
     ds, skipped = map_items_to(ds, coarsest_common(ds, loaded.labels))
     prep = prepare(ds, geom, working=False, um_per_px=um_per_px, progress=progress)
     truth = [ds.items[i].label for i in prep.kept]
     target = tuple(lab for lab in taxonomy.canonical_labels() if lab in set(truth))
-    images, harmonisation = harmonise_arrays(loaded, prep.images) if harmonise else (prep.images, {"harmonised": False})
+    images, harmonisation = (harmonise_arrays(loaded, prep.images) if options.harmonise
+                             else (prep.images, {"harmonised": False}))
     probs, target, dropped = collapse_to(predict_arrays(engine, images), loaded.labels, target)
     probs = np.nan_to_num(probs, nan=0.0)  # classes with no counterpart in the data set's labels
     metrics = evaluate_predictions(truth, probs, target, exclude=exclude)
     metrics["unmapped_probability_mean"] = float(np.mean(dropped)) if len(dropped) else 0.0
     metrics["read"] = summary_of(prep)
-    models = ensemble_paths(model)
+    models = ensemble_paths(options.model)
     prov = provenance(command="evaluate", config={"data": str(data), "model": str(loaded.path), "models": models,
                                                   "exclude": list(exclude), "um_per_px": um_per_px,
-                                                  "harmonise": harmonise, "tta": tta,
-                                                  "scale_tta": scale_tta, "scale_tta_zooms": list(engine.zooms)},
+                                                  "harmonise": options.harmonise, "tta": options.tta,
+                                                  "scale_tta": options.scale_tta,
+                                                  "scale_tta_zooms": list(engine.zooms)},
                       inputs={"model_sha256": file_sha256(loaded.path),
                               **({f"model_sha256[{i}]": file_sha256(m) for i, m in enumerate(models)}
                                  if len(models) > 1 else {})},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from hemotwin.io.images import IMAGE_SUFFIXES, read_image
 from hemotwin.vision.datasets import estimate_um_per_px, to_canonical
 from hemotwin.vision.geometry import Geometry, Progress
 
-__all__ = ["DEFAULT_MODEL_NAME", "ModelSpec", "collapse_to", "default_model_path", "ensemble_paths",
+__all__ = ["DEFAULT_MODEL_NAME", "InferenceOptions", "ModelSpec", "collapse_to", "default_model_path", "ensemble_paths",
            "expand_image_paths", "harmonise_arrays", "harmoniser_of", "open_engine", "predict_arrays", "predict_files",
            "predict_to_csv", "scale_tta_factor", "write_predictions"]
 
@@ -31,6 +32,41 @@ DEFAULT_MODEL_NAME = "default_model.hemo"
 
 #: One or several model files (a seed ensemble); None is the shipped model.
 ModelSpec = str | Path | Sequence[str | Path] | None
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How cells are read by a model: which file(s), the backend, harmonisation and test-time averaging.
+
+    One definition shared by :func:`predict_files`, :func:`predict_to_csv` and
+    :func:`hemotwin.vision.assess.evaluate_model` (and the command line's options of the same names).
+
+    Attributes
+    ----------
+    model
+        A ``.hemo`` file, several (a seed ensemble: the mean of their probabilities), or None for the
+        shipped model (:func:`open_engine`).
+    backend
+        ``onnxruntime`` or ``torch``.
+    harmonise
+        Map the images into the model's training stain space first (:func:`harmonise_arrays`; the
+        images should come from one scanner).
+    tta
+        Average each cell over its eight rotations and mirror images.
+    scale_tta
+        Average each cell over zooms ``1/F``, 1 and ``F`` (:func:`scale_tta_factor`; None: off).
+    """
+
+    model: ModelSpec = None
+    backend: str = "onnxruntime"
+    harmonise: bool = False
+    tta: bool = False
+    scale_tta: float | str | None = None
+
+    def open(self, *, num_threads: int | None = None) -> tuple[Any, Any]:
+        """The loaded (first) model and its engine (:func:`open_engine`)."""
+        return open_engine(self.model, backend=self.backend, num_threads=num_threads, tta=self.tta,
+                           scale_tta=self.scale_tta)
 
 
 def default_model_path() -> Path:
@@ -228,9 +264,8 @@ def _file_pixel_size(path: str | Path, rgb: np.ndarray, info: Any, option: float
                               option=option, estimate=red_cells)
 
 
-def predict_files(paths: Sequence[str | Path], *, model: ModelSpec = None, um_per_px: float | None = None,
-                  labels: str | Sequence[str] | None = None, backend: str = "onnxruntime", harmonise: bool = False,
-                  tta: bool = False, scale_tta: float | str | None = None,
+def predict_files(paths: Sequence[str | Path], *, options: InferenceOptions = InferenceOptions(),
+                  um_per_px: float | None = None, labels: str | Sequence[str] | None = None,
                   progress: Progress | None = None) -> dict[str, Any]:
     """Classify image files; unreadable files and files of unknown pixel size are listed and skipped.
 
@@ -238,21 +273,13 @@ def predict_files(paths: Sequence[str | Path], *, model: ModelSpec = None, um_pe
     ----------
     paths
         Image files.
-    model
-        Model file(s) (:func:`open_engine`): several give their mean (a seed ensemble).
+    options
+        The model(s) and how they read (:class:`InferenceOptions`).
     um_per_px
         Pixel size of files whose metadata carry none (:mod:`hemotwin.io.pixel_size`; else the
         red-cell ruler on each image).
     labels
         Report in another (coarser) label set (:func:`collapse_to`).
-    backend
-        ``onnxruntime`` or ``torch``.
-    harmonise
-        Map the images into the model's training stain space first (:func:`harmonise_arrays`; the
-        files should come from one scanner).
-    tta, scale_tta
-        Average each cell over its eight rotations and mirror images; over zooms
-        (:func:`scale_tta_factor`).
     progress
         Called after each file.
 
@@ -264,7 +291,7 @@ def predict_files(paths: Sequence[str | Path], *, model: ModelSpec = None, um_pe
         ``harmonisation``, ``tta``, ``scale_tta_zooms``.
     """
     pixel_size.check_um_per_px(um_per_px)
-    loaded, engine = open_engine(model, backend=backend, tta=tta, scale_tta=scale_tta)
+    loaded, engine = options.open()
     geom = Geometry(loaded.preprocessing.um_per_px, loaded.preprocessing.input_size)
     imgs, rows, failures = [], [], []
     for k, p in enumerate(paths):
@@ -279,7 +306,7 @@ def predict_files(paths: Sequence[str | Path], *, model: ModelSpec = None, um_pe
             progress(k + 1, len(paths))
     batch = np.stack(imgs) if imgs else np.zeros((0, geom.input_size, geom.input_size, 3), np.uint8)
     harmonisation: dict[str, Any] = {"harmonised": False}
-    if harmonise:
+    if options.harmonise:
         batch, harmonisation = harmonise_arrays(loaded, batch)
     probs = predict_arrays(engine, batch)
     out_labels: tuple[str, ...] = tuple(loaded.labels)
@@ -294,8 +321,8 @@ def predict_files(paths: Sequence[str | Path], *, model: ModelSpec = None, um_pe
         for lab, v in zip(out_labels, p, strict=True):
             row[f"p_{lab}"] = round(float(v), 5)
     return {"rows": rows, "labels": list(out_labels), "failures": failures, "model": str(loaded.path),
-            "models": ensemble_paths(model),
-            "harmonisation": harmonisation, "tta": tta, "scale_tta_zooms": list(engine.zooms)}
+            "models": ensemble_paths(options.model),
+            "harmonisation": harmonisation, "tta": options.tta, "scale_tta_zooms": list(engine.zooms)}
 
 
 def write_predictions(path: str | Path, result: dict[str, Any]) -> Path:
@@ -309,11 +336,9 @@ def write_predictions(path: str | Path, result: dict[str, Any]) -> Path:
     return Path(path)
 
 
-def predict_to_csv(inputs: Sequence[str | Path], out: str | Path, *, overwrite: bool = False,
-                   model: ModelSpec = None, um_per_px: float | None = None,
-                   labels: str | Sequence[str] | None = None, backend: str = "onnxruntime", harmonise: bool = False,
-                   tta: bool = False, scale_tta: float | str | None = None,
-                   progress: Progress | None = None) -> dict[str, Any]:
+def predict_to_csv(inputs: Sequence[str | Path], out: str | Path, *, options: InferenceOptions = InferenceOptions(),
+                   overwrite: bool = False, um_per_px: float | None = None,
+                   labels: str | Sequence[str] | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """Classify image files and folders and write the CSV ``out``: the ``predict`` workflow.
 
     Parameters
@@ -324,7 +349,7 @@ def predict_to_csv(inputs: Sequence[str | Path], out: str | Path, *, overwrite: 
         The CSV to write; an existing file is replaced only with ``overwrite``.
     overwrite
         Allow replacing ``out``.
-    model, um_per_px, labels, backend, harmonise, tta, scale_tta, progress
+    options, um_per_px, labels, progress
         See :func:`predict_files`.
 
     Returns
@@ -337,7 +362,6 @@ def predict_to_csv(inputs: Sequence[str | Path], out: str | Path, *, overwrite: 
     pixel_size.check_um_per_px(um_per_px)
     paths = expand_image_paths(inputs)
     dest = prepare_output_file(out, overwrite=overwrite)
-    res = predict_files(paths, model=model, um_per_px=um_per_px, labels=labels, backend=backend,
-                        harmonise=harmonise, tta=tta, scale_tta=scale_tta, progress=progress)
+    res = predict_files(paths, options=options, um_per_px=um_per_px, labels=labels, progress=progress)
     res["csv"] = str(write_predictions(dest, res))
     return res
