@@ -264,9 +264,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     from hemotwin.twin.harmonise import StainHarmoniser
     from hemotwin.twin.reimage import StainBasis
-    from hemotwin.vision.infer import InferenceEngine, scale_tta_zooms
+    from hemotwin.vision.engines import InferenceEngine, scale_tta_zooms
+    from hemotwin.vision.fitting import CellArrayDataset, TrainConfig, fit, target_masks
     from hemotwin.vision.models import ModelConfig
-    from hemotwin.vision.train import CellArrayDataset, TrainConfig, fit, target_masks
 
     t0 = time.perf_counter()
     geom = Geometry()

@@ -6,7 +6,7 @@ GroupNorm, 112 px at 0.225 µm/px):
 - **inference** cells/s through onnxruntime and torch at batch sizes 1 / 32 / 128 (median of repeats,
   intra-op threads = the cores this process may use); BatchNorm and LayerNorm variants at batch 128
   for the normalisation comparison (BatchNorm is what an inference-optimised conv net would use);
-- **training** images/s of :func:`hemotwin.vision.train.fit` with a cheap augmentation (random flip)
+- **training** images/s of :func:`hemotwin.vision.fitting.fit` with a cheap augmentation (random flip)
   and with an expensive one (flip + 5 ms of busy CPU work per image, a stand-in for twin re-imaging),
   with 0, 1 and 2 DataLoader workers: the ratio cheap/expensive is what "twin costs < 2x" refers to;
 - the model file size and the parameter / MAC counts.
@@ -30,7 +30,8 @@ import onnxruntime as ort
 import torch
 
 import hemotwin
-from hemotwin.vision.infer import InferenceEngine
+from hemotwin.vision.engines import InferenceEngine
+from hemotwin.vision.fitting import CellArrayDataset, TrainConfig, fit
 from hemotwin.vision.modelfile import save_model
 from hemotwin.vision.models import (
     DEFAULT_INPUT_SIZE,
@@ -40,7 +41,6 @@ from hemotwin.vision.models import (
     count_macs,
     count_parameters,
 )
-from hemotwin.vision.train import CellArrayDataset, TrainConfig, fit
 
 N_CLASSES = 15
 

@@ -69,11 +69,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     from hemotwin.vision.augment import make_augment
+    from hemotwin.vision.engines import InferenceEngine
     from hemotwin.vision.evaluate import evaluate_predictions
-    from hemotwin.vision.infer import InferenceEngine
+    from hemotwin.vision.fitting import CellArrayDataset, TrainConfig, fit, target_masks
     from hemotwin.vision.inference import collapse_to
     from hemotwin.vision.models import ModelConfig
-    from hemotwin.vision.train import CellArrayDataset, TrainConfig, fit, target_masks
 
     t0 = time.perf_counter()
     x_tr, y_tr = render_set(args.per_class, 1000 + args.seed, 0.6, working=True, workers=args.workers)

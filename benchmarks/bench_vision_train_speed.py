@@ -37,9 +37,9 @@ from hemotwin.twin.reimage import StainBasis
 from hemotwin.vision.augment import TargetReimaging, make_augment
 from hemotwin.vision.data import load_training_data, map_items_to
 from hemotwin.vision.datasets import split
+from hemotwin.vision.fitting import CellArrayDataset, TrainConfig, fit, target_masks
 from hemotwin.vision.geometry import Geometry, prepare
 from hemotwin.vision.models import ModelConfig
-from hemotwin.vision.train import CellArrayDataset, TrainConfig, fit, target_masks
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -40,8 +40,8 @@ from bench_vision import (
 
 from hemotwin.vision.data import load_training_data, map_items_to
 from hemotwin.vision.datasets import load_dataset, split
+from hemotwin.vision.engines import InferenceEngine, scale_tta_zooms
 from hemotwin.vision.geometry import Geometry, prepare
-from hemotwin.vision.infer import InferenceEngine, scale_tta_zooms
 from hemotwin.vision.modelfile import load_model
 
 ARMS = ("plain", "dihedral", "scale", "both")

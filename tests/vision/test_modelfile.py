@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hemotwin.errors import InputError, OutputExistsError
-from hemotwin.vision.infer import InferenceEngine
+from hemotwin.vision.engines import InferenceEngine
 from hemotwin.vision.modelfile import FORMAT_VERSION, MANIFEST, ONNX, WEIGHTS, load_model, save_model
 from hemotwin.vision.models import ModelConfig, build_model
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from hemotwin.errors import InputError
+from hemotwin.vision.engines import EnsembleEngine, InferenceEngine, dihedral_views, scale_tta_zooms, zoom_views
 from hemotwin.vision.export import INPUT_NAME, export_onnx
-from hemotwin.vision.infer import EnsembleEngine, InferenceEngine, dihedral_views, scale_tta_zooms, zoom_views
 from hemotwin.vision.models import (
     DEFAULT_INPUT_SIZE,
     ModelConfig,

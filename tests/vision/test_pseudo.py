@@ -10,9 +10,9 @@ import torch
 from _vision_synth import make_shapes
 
 from hemotwin.errors import InputError
+from hemotwin.vision.fitting import CellArrayDataset, TrainConfig, evaluate, fit, predict_logits
 from hemotwin.vision.models import ModelConfig
 from hemotwin.vision.pseudo import prediction_sets, set_summary
-from hemotwin.vision.train import CellArrayDataset, TrainConfig, evaluate, fit, predict_logits
 
 SMALL = ModelConfig(n_classes=3, input_size=32, widths=(8, 16, 32, 64), blocks=(1, 1, 1, 1))
 

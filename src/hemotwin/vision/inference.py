@@ -91,7 +91,7 @@ def open_engine(model: ModelSpec = None, *, backend: str = "onnxruntime", num_th
     num_threads
         Inference threads (None: the engine's default).
     tta, scale_tta
-        See :class:`~hemotwin.vision.infer.InferenceEngine` and :func:`scale_tta_factor`
+        See :class:`~hemotwin.vision.engines.InferenceEngine` and :func:`scale_tta_factor`
         (``"model"``: each member's own training zoom).
 
     Returns
@@ -106,7 +106,7 @@ def open_engine(model: ModelSpec = None, *, backend: str = "onnxruntime", num_th
     InputError
         ``model`` names no file, a missing file, or files of different input geometry.
     """
-    from hemotwin.vision.infer import EnsembleEngine, InferenceEngine, scale_tta_zooms
+    from hemotwin.vision.engines import EnsembleEngine, InferenceEngine, scale_tta_zooms
     from hemotwin.vision.modelfile import load_model
 
     if model is None or isinstance(model, str | Path):
@@ -154,7 +154,7 @@ def scale_tta_factor(loaded: Any, scale_tta: float | str | None) -> float:
     InputError
         Not a factor in range, or ``"model"`` for a model trained without a zoom.
     """
-    from hemotwin.vision.infer import MAX_TTA_ZOOM
+    from hemotwin.vision.engines import MAX_TTA_ZOOM
 
     expected = f"'model' or a zoom factor between 1 (off) and {MAX_TTA_ZOOM}"
     if scale_tta is None:

@@ -46,7 +46,7 @@ def prediction_sets(probs: np.ndarray, *, coverage: float = 0.9) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        ``N x K`` boolean target masks (see :func:`hemotwin.vision.train.target_masks`).
+        ``N x K`` boolean target masks (see :func:`hemotwin.vision.fitting.target_masks`).
 
     Examples
     --------

@@ -3,7 +3,7 @@
 :class:`TrainRequest` holds everything a training run needs, grouped by concern (data and
 geometry, augmentation, target scanner, fitting, distillation, unlabelled cells, runtime);
 :func:`train_model` checks it, reads the data, builds the augmentation and fits the network
-(:mod:`hemotwin.vision.train`), then saves the model with its provenance. The helpers for
+(:mod:`hemotwin.vision.fitting`), then saves the model with its provenance. The helpers for
 teachers (distillation and their labels for unlabelled cells) and the stain reference stored for
 harmonisation are public for the benchmarks and scripts.
 """
@@ -80,7 +80,7 @@ class TrainRequest:
     p_target
         See ``target``.
     epochs, batch_size, patience, norm, seed
-        The fit (:class:`~hemotwin.vision.train.TrainConfig`) and the network's normalisation.
+        The fit (:class:`~hemotwin.vision.fitting.TrainConfig`) and the network's normalisation.
     ema_epochs
         Validate and keep a moving average of the weights with this time constant in epochs
         (0 = the best epoch's own weights).
@@ -201,7 +201,7 @@ def train_model(request: TrainRequest, *, progress: Callable | None = None,
     request
         What to train (:class:`TrainRequest`); checked before any data is read.
     progress
-        ``progress(done, total, info)`` after every batch (:func:`~hemotwin.vision.train.fit`).
+        ``progress(done, total, info)`` after every batch (:func:`~hemotwin.vision.fitting.fit`).
     log
         Called with a line for each step a user should know about.
 
@@ -219,9 +219,9 @@ def train_model(request: TrainRequest, *, progress: Callable | None = None,
         target and unlabelled folders (the error names the parameter or the file).
     """
     from hemotwin.vision.datasets import split
+    from hemotwin.vision.fitting import CellArrayDataset, TrainConfig, fit, target_masks
     from hemotwin.vision.modelfile import save_model
     from hemotwin.vision.models import ModelConfig
-    from hemotwin.vision.train import CellArrayDataset, TrainConfig, fit, target_masks
 
     r = request
     log = log or (lambda _m: None)
@@ -355,7 +355,7 @@ def with_unlabelled_cells(images: np.ndarray, masks: np.ndarray, aug: Augment, c
     -------
     CellArrayDataset
     """
-    from hemotwin.vision.train import CellArrayDataset
+    from hemotwin.vision.fitting import CellArrayDataset
 
     cell_aug = aug if augment != "twin" else make_augment("color", geometry, box_crop=box_crop,
                                                           scale_jitter=scale_jitter)
@@ -409,14 +409,14 @@ def teacher_prediction_sets(nets: Sequence[Any], info: Sequence[dict[str, Any]],
     """Teachers' mean probabilities on model-sized ``images`` and their prediction sets at ``coverage``.
 
     Each teacher answers averaged over its own training zoom (``1/F, 1, F``; see
-    :func:`~hemotwin.vision.infer.scale_tta_zooms`), the scoring that measured best for such models.
+    :func:`~hemotwin.vision.engines.scale_tta_zooms`), the scoring that measured best for such models.
 
     Returns
     -------
     probs, masks : ndarray
         See :func:`hemotwin.vision.pseudo.prediction_sets`.
     """
-    from hemotwin.vision.infer import EnsembleEngine, InferenceEngine, scale_tta_zooms
+    from hemotwin.vision.engines import EnsembleEngine, InferenceEngine, scale_tta_zooms
     from hemotwin.vision.pseudo import prediction_sets
 
     engines = [InferenceEngine(net, backend="torch", num_threads=num_threads,

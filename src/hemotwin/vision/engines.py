@@ -17,9 +17,9 @@ import torch
 from hemotwin.errors import InputError
 from hemotwin.vision.augment import ScaleJitter
 from hemotwin.vision.export import INPUT_NAME, export_onnx
+from hemotwin.vision.fitting import available_cores
 from hemotwin.vision.modelfile import LoadedModel, load_model
 from hemotwin.vision.models import HemoNet
-from hemotwin.vision.train import available_cores
 
 Backend = Literal["onnxruntime", "torch"]
 

@@ -9,9 +9,7 @@ from _vision_synth import make_shapes
 
 from hemotwin.errors import InputError
 from hemotwin.taxonomy import CLASS_CODES
-from hemotwin.vision.losses import distillation_loss, make_loss, set_nll, teacher_probabilities
-from hemotwin.vision.models import ModelConfig
-from hemotwin.vision.train import (
+from hemotwin.vision.fitting import (
     CellArrayDataset,
     TrainConfig,
     class_weights,
@@ -20,6 +18,8 @@ from hemotwin.vision.train import (
     macro_f1,
     target_masks,
 )
+from hemotwin.vision.losses import distillation_loss, make_loss, set_nll, teacher_probabilities
+from hemotwin.vision.models import ModelConfig
 
 # One intra-op thread in tests: the suite runs under pytest-xdist (-n 2) on 2 cores, and OpenMP
 # threads spin-waiting on contended cores made the same fit up to 100x slower.
@@ -96,7 +96,7 @@ def test_early_stopping_restores_best_epoch(shapes):
 
 def test_weight_average_is_the_exponential_average_of_the_trajectory():
     """The average follows w_avg <- d w_avg + (1 - d) w: the plain mean until d reaches exp(-1/tau)."""
-    from hemotwin.vision.train import _WeightAverage
+    from hemotwin.vision.fitting import _WeightAverage
 
     net = torch.nn.Linear(2, 1)
     avg = _WeightAverage(net, tau_steps=10.0)
