@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hemotwin.io.report import RESEARCH_USE
+
 __all__ = ["plot_calibration", "plot_km_groups"]
 
-# The corner stamp of every plot: the first sentence of hemotwin.io.report.RESEARCH_USE only, since
-# written plots carry it as is (the full notice would change their pixels).
-_RUO = "For research use only"
 
 
 def _pyplot():
@@ -70,7 +69,7 @@ def plot_km_groups(y: np.ndarray, groups: Sequence[int] | np.ndarray, path: str 
     ax.set_ylabel("overall survival (Kaplan-Meier)")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, loc="upper right", frameon=False)
-    fig.text(0.99, 0.01, _RUO, ha="right", va="bottom", fontsize=6, color="0.4")
+    fig.text(0.99, 0.01, RESEARCH_USE, ha="right", va="bottom", fontsize=6, color="0.4")
     fig.tight_layout(rect=(0, 0.03, 1, 1))  # leave room for the research-use footer
     path = Path(path)
     fig.savefig(path)
@@ -101,7 +100,7 @@ def plot_calibration(calibration: pd.DataFrame, path: str | Path, *, title: str 
         ax.set_title(f"{h:g} year(s)", fontsize=10)
         ax.legend(fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=10)
-    fig.text(0.99, 0.01, _RUO, ha="right", va="bottom", fontsize=6, color="0.4")
+    fig.text(0.99, 0.01, RESEARCH_USE, ha="right", va="bottom", fontsize=6, color="0.4")
     fig.tight_layout(rect=(0, 0.03, 1, 1))  # leave room for the research-use footer
     path = Path(path)
     fig.savefig(path)
