@@ -110,15 +110,8 @@ def test_predict_without_images_or_model_is_a_clear_error(tmp_path: Path):
     assert res.exit_code == 2 and "nope.hemo" in _flat(res)
 
 
-def test_train_unlabelled_without_teachers_is_a_clear_error(tmp_path: Path):
-    """``--unlabelled`` cells are labelled by the teachers, so without ``--teacher`` nothing can train."""
-    cells = tmp_path / "cells"
-    cells.mkdir()
-    res = runner.invoke(app, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "m.hemo"),
-                              "--unlabelled", str(cells)])
-    assert res.exit_code == 2
-    assert "--unlabelled" in _flat(res) and "--teacher" in _flat(res)
-    res = runner.invoke(app, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "m.hemo"),
-                              "--pseudo-coverage", "1.5"])
-    assert res.exit_code == 2 and "--pseudo-coverage" in _flat(res) and "1.5" in _flat(res)
-    assert not (tmp_path / "m.hemo").exists()
+def test_train_has_no_self_training_options():
+    """Self-training on a scanner's unlabelled cells was measured worse (docs/experiments.md): not a user option."""
+    res = runner.invoke(app, ["train", "--help"])
+    assert res.exit_code == 0
+    assert "--unlabelled" not in _flat(res) and "--pseudo-coverage" not in _flat(res)

@@ -61,17 +61,6 @@ def train(
                                                          "--teacher).")] = None,
     distill_temperature: Annotated[float, typer.Option("--distill-temperature", help="Softening temperature of the "
                                                        "distillation.")] = 2.0,
-    unlabelled: Annotated[list[Path] | None, typer.Option("--unlabelled", help="Folder of unlabelled white-cell crops "
-                                                          "from the scanner the model will be used on (repeat; "
-                                                          "with --teacher): they join the training set labelled "
-                                                          "by the teachers' prediction sets. Measured worse on "
-                                                          "BCCD (teachers weaker there than the student).")] = None,
-    unlabelled_um_per_px: Annotated[float | None, typer.Option("--unlabelled-um-per-px", help="Pixel size of the "
-                                                               "--unlabelled cells that carry none (default: "
-                                                               "--target-um-per-px).")] = None,
-    pseudo_coverage: Annotated[float, typer.Option("--pseudo-coverage", help="Probability the teachers' class set "
-                                                   "for an unlabelled cell must hold (1 = distillation "
-                                                   "only).")] = 0.9,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Train a white-cell classifier (CPU), with early stopping and a full provenance record."""
@@ -82,8 +71,7 @@ def train(
                                seed=seed, um_per_px=um_per_px, norm=norm, num_threads=threads, overwrite=overwrite,
                                target=target, target_um_per_px=target_um_per_px, scale_jitter=scale_jitter,
                                ema_epochs=ema_epochs, teachers=teacher, distill_weight=distill_weight,
-                               distill_temperature=distill_temperature, unlabelled=unlabelled,
-                               unlabelled_um_per_px=unlabelled_um_per_px, pseudo_coverage=pseudo_coverage)
+                               distill_temperature=distill_temperature)
         with Bar("training (batches)") as bar:
             res = train_model(request, progress=bar, log=console.print)
     except EXPECTED_ERRORS as exc:
