@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 
 import numpy as np
@@ -54,8 +55,13 @@ def test_train_predict_evaluate(twin_cells, tmp_path):
     with zipfile.ZipFile(out) as z:
         manifest = json.loads(z.read("manifest.json"))
     prov = json.dumps(manifest)
-    # The file records what it was trained on and how.
+    # The file records what it was trained on and how, and the temperature fitted on held-out cells
+    # (inside the searched range; the fit can only lower the held-out NLL).
     assert str(twin_cells) in prov and '"color"' in prov
+    cal = re.search(r'"calibration": (\{[^{}]*\})', prov)
+    assert cal, "the model file records its calibration"
+    cal = json.loads(cal.group(1))
+    assert 0.05 < cal["temperature"] < 20 and cal["nll_after"] <= cal["nll_before"] + 1e-9 and cal["n"] > 0
     files = sorted(twin_cells.rglob("*.png"))[:6]
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")

@@ -101,6 +101,9 @@ class TrainRequest:
         Pixel size of the ``unlabelled`` cells that carry none (default ``target_um_per_px``).
     pseudo_coverage
         Probability the teachers' class set for an unlabelled cell must hold.
+    calibrate
+        Fit a temperature on the validation cells (as read and re-imaged) and fold it into the network,
+        so that its probabilities are calibrated (:mod:`hemotwin.vision.temperature`).
     num_threads, num_workers
         Torch threads (None: all cores) and augmentation worker processes.
     overwrite
@@ -131,6 +134,7 @@ class TrainRequest:
     norm: str = "group"
     ema_epochs: float = 0.0
     seed: int = 0
+    calibrate: bool = True
     # distillation
     teachers: Sequence[str | Path] | None = None
     distill_weight: float | None = None
@@ -266,6 +270,7 @@ def train_model(request: TrainRequest, *, progress: Callable | None = None,
     mcfg = ModelConfig(n_classes=len(model_labels), input_size=geometry.input_size, norm=r.norm)
     res = fit(mcfg, train_ds, CellArrayDataset(va.images, y_va) if len(va.images) else None, config=cfg,
               progress=progress, teachers=teacher_models)
+    calibration = _calibrate(res.model, r, parts.val, aug, model_labels, log) if r.calibrate and len(va.kept) else None
     checksums = {str(d): data_checksum(ds) for d, ds in zip(r.data, datasets, strict=True)}
     stain_reference = fit_stain_reference(tr.images, geometry, seed=r.seed, log=log)
     twin = r.augment == "twin"
@@ -282,7 +287,7 @@ def train_model(request: TrainRequest, *, progress: Callable | None = None,
                training_config=res.config.model_dump(mode="json"), overwrite=r.overwrite,
                extra={"data": [str(d) for d in r.data], "notes": notes, "stain_reference": stain_reference,
                       "train_read": summary_of(tr), "teachers": teacher_info,
-                      "unlabelled": unlabelled_record,
+                      "unlabelled": unlabelled_record, "calibration": calibration,
                       "val_read": summary_of(va), "best_epoch": res.best_epoch,
                       "train_images_per_s": res.train_images_per_s})
     return {"model": str(out), "labels": list(model_labels), "best_epoch": res.best_epoch,
@@ -290,6 +295,30 @@ def train_model(request: TrainRequest, *, progress: Callable | None = None,
             "n_train": len(tr.kept), "n_val": len(va.kept), "n_unlabelled": len(train_ds) - len(tr.kept),
             "failures": tr.failures + va.failures, "notes": notes,
             "history": res.history}
+
+
+def _calibrate(model: Any, r: TrainRequest, val: Any, aug: Augment, model_labels: Sequence[str],
+               log: Log) -> dict[str, Any]:
+    """Fit the temperature on the validation cells, as they are and re-imaged, and fold it into ``model``.
+
+    Each validation cell is shown twice: at the model's geometry as read, and through the training
+    augmentation (another scanner, zoom and stain) drawn from a fixed seed, so the probabilities are
+    calibrated for the conditions the model is trained to meet (:mod:`hemotwin.vision.temperature`).
+    """
+    from hemotwin.vision.fitting import target_masks
+    from hemotwin.vision.temperature import fit_temperature, fold_temperature, logits_of
+
+    work = prepare(val, r.geometry, working=True, um_per_px=r.um_per_px)
+    rng = np.random.default_rng([r.seed, 7919])
+    plain = np.stack([to_model_geometry(w, r.geometry) for w in work.images])
+    shown = np.stack([aug(w, rng) for w in work.images])
+    masks = target_masks([val.items[i].label for i in work.kept], model_labels)
+    fit_info = fit_temperature(logits_of(model, np.concatenate([plain, shown])), np.concatenate([masks, masks]))
+    fold_temperature(model, fit_info["temperature"])
+    log(f"temperature {fit_info['temperature']:.3f} on {len(work.kept)} validation cells, as read and re-imaged "
+        f"(NLL {fit_info['nll_before']:.3f} -> {fit_info['nll_after']:.3f})")
+    return {**fit_info, "views": ["as read", "training augmentation (seeded)"],
+            "method": "temperature scaling (Guo et al. 2017) on the validation split"}
 
 
 def _fit_twin(r: TrainRequest, tr: Prepared, log: Log) -> tuple[Any, Any, dict[str, Any] | None]:
