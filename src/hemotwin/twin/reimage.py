@@ -38,6 +38,10 @@ cameras and stains") in three pieces:
 :class:`ReImager`
     The engine the trainer calls per sample: ``reimager(rgb, um_per_px, rng) -> rgb``, drawing a
     :func:`~hemotwin.twin.profiles.randomize` neighbour of a base profile per call.
+:class:`SpaceReImager`
+    The same call, drawing each target scanner from a whole
+    :class:`~hemotwin.twin.scanner_space.ScannerSpace` (any pixel size, objective, lamp, camera,
+    processing and Romanowsky protocol of its documented ranges; docs/scanner_space.md).
 
 Limitations (by construction): the estimated maps are those of the *already blurred* source
 image, so re-imaging applies optics twice (fine when the target resolves less than the source,
@@ -62,12 +66,14 @@ from hemotwin.twin import camera as cam
 from hemotwin.twin.profiles import ScannerProfile, load_profile, randomize
 from hemotwin.twin.render import PH_PURPLE_SHIFT_NM, processing_matrix, render, spectral_setup, stain_factors
 from hemotwin.twin.resample import resize_hwc
+from hemotwin.twin.scanner_space import DEFAULT_SCANNER_SPACE, ScannerSpace
 from hemotwin.twin.specimen.maps import ABSORBERS, AbsorberMaps
 
 __all__ = [
     "TONES",
     "UNMIXED",
     "ReImager",
+    "SpaceReImager",
     "StainBasis",
     "estimate_background",
     "nnls3",
@@ -681,3 +687,76 @@ class ReImager:
                        out_um_per_px=out_um, out_size=out_size, field_position=pos)
 
     run = __call__
+
+
+class SpaceReImager(ReImager):
+    """Augmentation engine over a whole :class:`~hemotwin.twin.scanner_space.ScannerSpace`.
+
+    Same call as :class:`ReImager` — ``engine(rgb, um_per_px, rng, *, zoom=1.0) -> uint8 RGB`` —
+    but each call's target scanner is a draw from ``space`` (any pixel size, objective, lamp,
+    camera, processing and stain protocol of its documented ranges), not a neighbour of one preset.
+
+    Speed: as in :class:`ReImager`, the *hardware* of a draw — illuminant, optics, camera and the
+    white-balance calibration, which key the render caches — is one of ``pool_size`` draws made
+    once from ``pool_seed`` (``pool_size=None``: every call draws all, exact but ~10x slower),
+    while the stain (protocol and per-field spread), processing (white-balance residual, gamma,
+    saturation, levels, JPEG), noise realisation and field position are drawn fresh per call.
+    Each pool member costs ~0.1 s at its first use (or in :meth:`warmup`, per process).
+    The engine pickles (DataLoader workers), caches are rebuilt per process.
+
+    Parameters
+    ----------
+    basis
+        The stain basis that unmixes the input crops.
+    space
+        The scanner space (default :data:`~hemotwin.twin.scanner_space.DEFAULT_SCANNER_SPACE`).
+    pool_size
+        Number of cached hardware draws (1..60; the render caches hold 64), or None.
+    pool_seed
+        Seed of the pool.
+    vary_field_position
+        Draw the crop's position on the sensor (vignetting) per call.
+    out_um_per_px, out_size
+        Output grid (default: the input's µm/px and size); the drawn pixel size then shows as
+        lost (or aliased) detail, not as a different image size.
+    """
+
+    def __init__(self, basis: StainBasis, space: ScannerSpace | None = None, *, pool_size: int | None = 32,
+                 pool_seed: int = 0, vary_field_position: bool = True, out_um_per_px: float | None = None,
+                 out_size: int | Sequence[int] | None = None) -> None:
+        if not isinstance(basis, StainBasis):
+            raise InputError("SpaceReImager.basis", type(basis).__name__, "a StainBasis")
+        space = DEFAULT_SCANNER_SPACE if space is None else space
+        if not isinstance(space, ScannerSpace):
+            raise InputError("SpaceReImager.space", type(space).__name__, "a ScannerSpace")
+        if pool_size is not None and not (isinstance(pool_size, int | np.integer) and 1 <= int(pool_size) <= 60):
+            raise InputError("SpaceReImager.pool_size", pool_size, "None or 1..60 (the render caches hold 64)")
+        if out_um_per_px is not None and not (0.0 < float(out_um_per_px) <= 50.0):
+            raise InputError("SpaceReImager.out_um_per_px", out_um_per_px, "None or a pixel size in (0, 50] µm")
+        self.basis = basis
+        self.space = space
+        self.profile = None  # no base profile: every call draws from the space
+        self.strength = None
+        self.vary_field_position = bool(vary_field_position)
+        self.out_um_per_px = out_um_per_px
+        self.out_size = out_size
+        self.pool: list[ScannerProfile] | None = None
+        if pool_size is not None:
+            prng = np.random.default_rng(pool_seed)
+            self.pool = [space.sample(prng) for _ in range(int(pool_size))]
+
+    def draw_profile(self, rng: np.random.Generator) -> ScannerProfile:
+        """The target profile of one call: pooled hardware, fresh stain and processing."""
+        if self.pool is None:
+            return self.space.sample(rng)
+        s = self.pool[int(rng.integers(len(self.pool)))]
+        protocol, stain = self.space.sample_stain(rng)
+        proc = self.space.sample_processing(
+            rng, {"white_balance": s.processing.white_balance, "wb_reference_k": s.processing.wb_reference_k})
+        hardware = s.description.split(", stain ")[0]
+        return s.model_copy(update={"stain": stain, "processing": proc,
+                                    "description": f"{hardware}, stain {protocol}"})
+
+    def __repr__(self) -> str:
+        n = "None" if self.pool is None else len(self.pool)
+        return f"SpaceReImager(space={self.space.name!r}, pool_size={n}, basis={self.basis!r})"
