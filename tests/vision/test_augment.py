@@ -129,3 +129,28 @@ def test_composed_zoom_equals_zooming_then_resampling(zoom):
     np.testing.assert_array_equal(work, keep)
     assert one.shape == two.shape == (geom.input_size, geom.input_size, 3) and one.dtype == np.uint8
     assert np.abs(one.astype(int) - two.astype(int)).max() <= 1
+
+
+def test_wide_mode_reimages_through_the_scanner_space():
+    """``wide`` re-images every sample through a scanner of the wide space: varied, seeded, model-sized."""
+    from hemotwin.errors import InputError
+    from hemotwin.twin.reimage import StainBasis
+    from hemotwin.vision.augment import make_augment
+    from hemotwin.vision.geometry import Geometry
+
+    geom = Geometry()
+    n = geom.work_size
+    yy, xx = np.mgrid[:n, :n]
+    inside = (yy - (n - 1) / 2) ** 2 + (xx - (n - 1) / 2) ** 2 < (4.0 / geom.work_um_per_px) ** 2
+    disc = np.where(inside[..., None], np.array([90, 60, 150]), np.array([225, 220, 228])).astype(np.uint8)
+    aug = make_augment("wide", geom, basis=StainBasis(), p_reimage=1.0, pool_size=1)
+    outs = [aug(disc, np.random.default_rng(s)) for s in range(10)]
+    assert all(o.shape == (geom.input_size, geom.input_size, 3) and o.dtype == np.uint8 for o in outs)
+    assert np.array_equal(outs[0], aug(disc, np.random.default_rng(0)))  # same seed, same sample
+    # Stain protocol, lamp and processing differ between draws: the centre of the disc changes colour by
+    # far more than the colour jitter's few levels (measured spread ~15-30 levels; 5 is a safe floor).
+    c = geom.input_size // 2
+    centres = np.array([o[c - 4:c + 4, c - 4:c + 4].reshape(-1, 3).mean(axis=0) for o in outs])
+    assert centres.std(axis=0).max() > 5.0
+    with pytest.raises(InputError, match="wide"):
+        make_augment("wide", geom)

@@ -1,8 +1,9 @@
-"""Commands of the vision layer: ``train``, ``predict``, ``evaluate``, ``stress``.
+"""Commands of the vision layer: ``calibrate``, ``train``, ``predict``, ``evaluate``, ``stress``.
 
-Each calls one library workflow (:func:`~hemotwin.vision.training.train_model`,
-:func:`~hemotwin.vision.inference.predict_to_csv`, :func:`~hemotwin.vision.assess.evaluate_model`,
-:func:`~hemotwin.vision.assess.stress_model`) and prints its result.
+Each calls one library workflow (:func:`~hemotwin.vision.scanner.calibrate_scanner`,
+:func:`~hemotwin.vision.training.train_model`, :func:`~hemotwin.vision.inference.predict_to_csv`,
+:func:`~hemotwin.vision.assess.evaluate_model`, :func:`~hemotwin.vision.assess.stress_model`) and prints
+its result.
 """
 
 from __future__ import annotations
@@ -33,19 +34,50 @@ app = typer.Typer()
 
 
 @app.command()
+def calibrate(
+    images: Annotated[Path, typer.Argument(help="Folder of unlabelled smear fields from one scanner.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Scanner file to write (.yaml).")],
+    um_per_px: UmPerPxOpt = None,
+    max_images: Annotated[int, typer.Option("--max-images", help="Images measured at most (a random draw).")] = 64,
+    seed: SeedOpt = 0,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Fit a scanner profile from its images: pixel size, resolution, noise, stain and colour.
+
+    The file serves ``train --scanner`` and ``analyze --scanner`` (docs/scanner.md).
+    """
+    from hemotwin.vision.scanner import calibrate_scanner
+
+    try:
+        with Bar("measuring images") as bar:
+            cal = calibrate_scanner(images, max_images=max_images, seed=seed, um_per_px=um_per_px, progress=bar,
+                                    out=out, overwrite=overwrite)
+    except EXPECTED_ERRORS as exc:
+        raise fail(exc) from None
+    for line in cal.summary_lines():
+        console.print(line, highlight=False)
+    for s in cal.skipped[:20]:
+        err_console.print(f"[yellow]skipped[/] {s['path']}: {s['reason']}")
+    console.print(f"scanner file -> [bold]{out}[/]")
+
+
+@app.command()
 def train(
     data: Annotated[list[Path], typer.Option("--data", "-d", help="ImageFolder or manifest.csv (repeat).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write (.hemo).")],
-    augment: Annotated[str, typer.Option("--augment", help="none | color | twin")] = "twin",
+    augment: Annotated[str, typer.Option(
+        "--augment", help="none | color | twin | wide (re-imaged through the wide scanner space)")] = "twin",
     epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs (early stopping on validation).")] = 30,
     labels: Annotated[str, typer.Option("--labels", help="auto | wbc5 | pbc | matek15 | comma list")] = "auto",
     um_per_px: UmPerPxOpt = None,
     norm: Annotated[str, typer.Option("--norm", help="group | layer | batch")] = "group",
     seed: SeedOpt = 0,
     threads: Annotated[int | None, typer.Option("--threads", help="Torch threads (default: all cores).")] = None,
-    target: Annotated[Path | None, typer.Option("--target", help="Folder of unlabelled images from the scanner the "
-                                                "model will be used on: re-image training cells as that scanner "
-                                                "(with --augment twin).")] = None,
+    scanner: Annotated[Path | None, typer.Option("--scanner", help="Scanner file of the scanner the model will be "
+                                                 "used on (hemotwin calibrate): re-image training cells as that "
+                                                 "scanner (with --augment twin).")] = None,
+    target: Annotated[Path | None, typer.Option("--target", help="Folder of unlabelled images from the target "
+                                                "scanner (older form of --scanner; not with it).")] = None,
     target_um_per_px: Annotated[float | None, typer.Option("--target-um-per-px", help="Pixel size of the --target "
                                                            "images that carry none (else red cells).")] = None,
     scale_jitter: Annotated[float | None, typer.Option("--scale-jitter", help="Zoom each training cell by up to this "
@@ -64,9 +96,11 @@ def train(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Train a white-cell classifier (CPU), with early stopping and a full provenance record."""
+    from hemotwin.vision.scanner import training_target
     from hemotwin.vision.training import TrainRequest, train_model
 
     try:
+        target, target_um_per_px = training_target(scanner, target=target, target_um_per_px=target_um_per_px)
         request = TrainRequest(data=[str(d) for d in data], out=out, labels=labels, augment=augment, epochs=epochs,
                                seed=seed, um_per_px=um_per_px, norm=norm, num_threads=threads, overwrite=overwrite,
                                target=target, target_um_per_px=target_um_per_px, scale_jitter=scale_jitter,

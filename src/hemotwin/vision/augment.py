@@ -291,13 +291,14 @@ def make_augment(mode: str, geometry: Geometry, *, basis: Any = None, strength: 
                  profiles: Sequence[str] = TWIN_PROFILES, pool_size: int = 12, seed: int = 0,
                  target: TargetReimaging | None = None, box_crop: float = 0.0,
                  scale_jitter: float = 1.0) -> Augment:
-    """The training augmentation of ``mode`` (``none``, ``color``, ``twin``): working -> model geometry.
+    """The training augmentation of ``mode`` (``none``, ``color``, ``twin``, ``wide``): working -> model geometry.
 
     Parameters
     ----------
     mode
-        ``none`` (flips and rotations), ``color`` (and the colour jitter) or ``twin`` (and the twin
-        re-imaging before the jitter).
+        ``none`` (flips and rotations), ``color`` (and the colour jitter), ``twin`` (and the twin
+        re-imaging through neighbours of the four presets before the jitter) or ``wide`` (the same
+        through the wide scanner space, :class:`~hemotwin.twin.reimage.SpaceReImager`).
     geometry
         The model geometry; the augmentation takes working-geometry crops.
     basis
@@ -342,10 +343,10 @@ def make_augment(mode: str, geometry: Geometry, *, basis: Any = None, strength: 
         return Compose((*first, to_model, Geometric()))
     if mode == "color":
         return Compose((*first, to_model, Geometric(), ColorJitter()))
-    if mode == "twin":
+    if mode in ("twin", "wide"):
         if basis is None:
-            raise InputError("augment", "twin", "a fitted StainBasis (basis=...)")
-        from hemotwin.twin.reimage import ReImager
+            raise InputError("augment", mode, "a fitted StainBasis (basis=...)")
+        from hemotwin.twin.reimage import ReImager, SpaceReImager
 
         # Copies that remember their unmixings; the caller's objects are left as they were.
         basis = copy.copy(basis).memoize(UNMIX_CACHE_BYTES)
@@ -353,9 +354,14 @@ def make_augment(mode: str, geometry: Geometry, *, basis: Any = None, strength: 
         if target is not None:
             style = copy.copy(target.style)
             style.source_ = copy.copy(style.source_).memoize(UNMIX_CACHE_BYTES)
-        reimagers = [ReImager(basis, profile=p, strength=strength, pool_size=pool_size, pool_seed=seed + k,
-                              out_um_per_px=geometry.um_per_px, out_size=geometry.input_size)
-                     for k, p in enumerate(profiles)]
+        if mode == "twin":
+            reimagers = [ReImager(basis, profile=p, strength=strength, pool_size=pool_size, pool_seed=seed + k,
+                                  out_um_per_px=geometry.um_per_px, out_size=geometry.input_size)
+                         for k, p in enumerate(profiles)]
+        else:
+            # One engine over the whole scanner space, with as many cached scanners as the presets' pools.
+            reimagers = [SpaceReImager(basis, pool_size=min(60, pool_size * len(profiles)), pool_seed=seed,
+                                       out_um_per_px=geometry.um_per_px, out_size=geometry.input_size)]
         # The physical re-imaging is followed by the same colour jitter as the baseline, so the
         # comparison measures what the twin adds on top of it.
         # (The jitter is pixel-wise or isotropic, so it commutes with the flips that follow.)
@@ -364,4 +370,4 @@ def make_augment(mode: str, geometry: Geometry, *, basis: Any = None, strength: 
                                              jitter=ColorJitter(),
                                              jitter_target=target.jitter if target is not None else True),
                         Geometric()))
-    raise InputError("augment", mode, "one of none, color, twin")
+    raise InputError("augment", mode, "one of none, color, twin, wide")

@@ -186,7 +186,7 @@ class TrainRequest:
         cov = self.pseudo_coverage
         if isinstance(cov, bool) or not (isinstance(cov, int | float) and 0.0 < cov <= 1.0):
             raise InputError("pseudo_coverage", cov, "a probability in (0, 1]")
-        if self.target is not None and self.augment != "twin":
+        if self.target is not None and self.augment not in ("twin", "wide"):
             raise InputError("target", str(self.target), "the twin augmentation (the target scanner is a twin "
                              "re-imaging; --augment twin on the command line)")
         return float(weight)
@@ -273,11 +273,12 @@ def train_model(request: TrainRequest, *, progress: Callable | None = None,
     calibration = _calibrate(res.model, r, parts.val, aug, model_labels, log) if r.calibrate and len(va.kept) else None
     checksums = {str(d): data_checksum(ds) for d, ds in zip(r.data, datasets, strict=True)}
     stain_reference = fit_stain_reference(tr.images, geometry, seed=r.seed, log=log)
-    twin = r.augment == "twin"
+    twin = r.augment in ("twin", "wide")
     augmentation = {"mode": r.augment, "box_crop": r.box_crop, "scale_jitter": scale_jitter,
                     "twin_strength": r.twin_strength if twin else None,
                     "p_reimage": p_reimage if twin else None,
-                    "twin_profiles": list(TWIN_PROFILES) if twin else None,
+                    "twin_profiles": list(TWIN_PROFILES) if r.augment == "twin" else None,
+                    "scanner_space": _space_record() if r.augment == "wide" else None,
                     "stain_basis": basis.to_dict() if basis is not None else None,
                     "target": None if style is None else {**target_info, "p_target": r.p_target,
                                                           "style": style.to_dict()}}
@@ -295,6 +296,13 @@ def train_model(request: TrainRequest, *, progress: Callable | None = None,
             "n_train": len(tr.kept), "n_val": len(va.kept), "n_unlabelled": len(train_ds) - len(tr.kept),
             "failures": tr.failures + va.failures, "notes": notes,
             "history": res.history}
+
+
+def _space_record() -> dict[str, Any]:
+    """The scanner space the ``wide`` augmentation draws from, for the model's provenance."""
+    from hemotwin.twin.scanner_space import DEFAULT_SCANNER_SPACE
+
+    return DEFAULT_SCANNER_SPACE.to_dict()
 
 
 def _calibrate(model: Any, r: TrainRequest, val: Any, aug: Augment, model_labels: Sequence[str],
@@ -323,7 +331,7 @@ def _calibrate(model: Any, r: TrainRequest, val: Any, aug: Augment, model_labels
 
 def _fit_twin(r: TrainRequest, tr: Prepared, log: Log) -> tuple[Any, Any, dict[str, Any] | None]:
     """The twin augmentation's stain basis and, with a target, its style: ``(basis, style, target_info)``."""
-    if r.augment != "twin":
+    if r.augment not in ("twin", "wide"):
         return None, None, None
     from hemotwin.twin.reimage import StainBasis
 
@@ -386,7 +394,7 @@ def with_unlabelled_cells(images: np.ndarray, masks: np.ndarray, aug: Augment, c
     """
     from hemotwin.vision.fitting import CellArrayDataset
 
-    cell_aug = aug if augment != "twin" else make_augment("color", geometry, box_crop=box_crop,
+    cell_aug = aug if augment not in ("twin", "wide") else make_augment("color", geometry, box_crop=box_crop,
                                                           scale_jitter=scale_jitter)
     return CellArrayDataset(np.concatenate([images, cells]), np.concatenate([masks, cell_masks]),
                             aug=[aug, cell_aug], seed=seed, aug_index=np.repeat([0, 1], [len(images), len(cells)]))
