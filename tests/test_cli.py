@@ -115,3 +115,22 @@ def test_train_has_no_self_training_options():
     res = runner.invoke(app, ["train", "--help"])
     assert res.exit_code == 0
     assert "--unlabelled" not in _flat(res) and "--pseudo-coverage" not in _flat(res)
+
+
+def test_scanner_file_commands_have_help():
+    """`calibrate` fits a scanner file; `train` and `analyze` take it as --scanner (docs/scanner.md)."""
+    res = runner.invoke(app, ["calibrate", "--help"])
+    assert res.exit_code == 0 and "--out" in _flat(res) and "--um-per-px" in _flat(res)
+    for cmd in (["train"], ["analyze"]):
+        res = runner.invoke(app, [*cmd, "--help"])
+        assert res.exit_code == 0 and "--scanner" in _flat(res)
+
+
+def test_calibrate_on_too_few_images_names_the_folder(tmp_path: Path):
+    folder = tmp_path / "lab_fields"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((64, 64, 3), 230, np.uint8)).save(folder / f"f{i}.png")
+    res = runner.invoke(app, ["calibrate", str(folder), "--out", str(tmp_path / "s.yaml")])
+    assert res.exit_code == 2 and "lab_fields" in _flat(res) and "atleast5images" in _flat(res)
+    assert not (tmp_path / "s.yaml").exists()

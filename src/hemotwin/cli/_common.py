@@ -44,7 +44,8 @@ OPTION_OF: dict[str, str] = {
     "horizon_days": "--horizon-days", "n_estimators": "--n-estimators", "alpha": "--alpha",
     "min_gene_count": "--min-gene-count", "tau": "--tau", "centers": "--centers", "n": "--n",
     "workers": "--workers", "threads": "--threads", "num_threads": "--threads",
-    "patient / cohort": "PATIENT / --cohort", "images": "IMAGES",
+    "patient / cohort": "PATIENT / --cohort", "images": "IMAGES", "scanner": "--scanner",
+    "max_images": "--max-images",
 }
 
 
