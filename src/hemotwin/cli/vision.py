@@ -75,13 +75,9 @@ def train(
     threads: Annotated[int | None, typer.Option("--threads", help="Torch threads (default: all cores).")] = None,
     scanner: Annotated[Path | None, typer.Option("--scanner", help="Scanner file of the scanner the model will be "
                                                  "used on (hemotwin calibrate): re-image training cells as that "
-                                                 "scanner (with --augment twin).")] = None,
-    target: Annotated[Path | None, typer.Option("--target", help="Folder of unlabelled images from the target "
-                                                "scanner (older form of --scanner; not with it).")] = None,
-    target_um_per_px: Annotated[float | None, typer.Option("--target-um-per-px", help="Pixel size of the --target "
-                                                           "images that carry none (else red cells).")] = None,
+                                                 "scanner (with --augment twin or wide).")] = None,
     scale_jitter: Annotated[float | None, typer.Option("--scale-jitter", help="Zoom each training cell by up to this "
-                                                       "factor (1 = off; default 1.2 with --target, else 1).")] = None,
+                                                       "factor (1 = off; default 1.2 with --scanner, else 1).")] = None,
     ema_epochs: Annotated[float, typer.Option("--ema-epochs", help="Validate and keep a moving average of the weights "
                                               "with this time constant in epochs (0 = off).")] = 0.0,
     teacher: Annotated[list[Path] | None, typer.Option("--teacher", help="Model file to distil from (repeat for a "
@@ -100,7 +96,7 @@ def train(
     from hemotwin.vision.training import TrainRequest, train_model
 
     try:
-        target, target_um_per_px = training_target(scanner, target=target, target_um_per_px=target_um_per_px)
+        target, target_um_per_px = training_target(scanner)
         request = TrainRequest(data=[str(d) for d in data], out=out, labels=labels, augment=augment, epochs=epochs,
                                seed=seed, um_per_px=um_per_px, norm=norm, num_threads=threads, overwrite=overwrite,
                                target=target, target_um_per_px=target_um_per_px, scale_jitter=scale_jitter,
