@@ -57,12 +57,17 @@ def test_counts_are_consistent_and_every_cell_is_accounted_for(result, sample):
     truth = json.loads((sample / "truth.json").read_text())
     c = result["counts"]
     assert c["n_classified"] == c["n_counted"] + c["n_referred"] == len(result["cells"])
-    assert len(result["review"]) == c["n_referred"]
+    # Since the evidence rule (issue 20) the review list holds, besides the referred cells, the counted
+    # rare-class calls below the evidence threshold (and confident calls behind a flag with too few).
+    assert len(result["review"]) == c["n_review"] >= c["n_referred"] + c["n_unsure"]
+    assert sum(r["kind"] == "below_confidence" for r in result["review"]) == c["n_referred"]
+    assert sum(r["kind"] == "rare_unconfirmed" for r in result["review"]) == c["n_unsure"]
     # The twin places whole white cells inside the fields and detection finds nearly all of them.
     assert abs(c["n_classified"] + c["n_border_excluded"] - truth["cells"]) <= 3
     rows = result["differential"]["rows"]
     assert sum(r["count"] for r in rows) == c["n_counted"]
-    assert all(r["confidence"] < 0.5 for r in result["review"])
+    assert all(r["confidence"] < 0.5 for r in result["review"] if r["kind"] == "below_confidence")
+    assert all(0.5 <= r["confidence"] < 0.9 for r in result["review"] if r["kind"] == "rare_unconfirmed")
     assert result["sample"]["n_fields_analysed"] == len(truth["fields"])
     assert result["sample"]["pixel_size_sources"] == {"metadata (PNG pHYs)": len(truth["fields"])} or all(
         s.startswith("metadata") for s in result["sample"]["pixel_size_sources"])

@@ -42,6 +42,9 @@ def analyze_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.html, report.json).")],
     model: ModelOpt = None,
     um_per_px: UmPerPxOpt = None,
+    scanner: Annotated[Path | None, typer.Option(
+        "--scanner", help="Scanner file (hemotwin calibrate): its pixel size for fields whose files carry none "
+                          "(not with --um-per-px).")] = None,
     min_confidence: Annotated[float, typer.Option(
         "--min-confidence", help="Cells below this top probability go to the review list.")] = 0.5,
     specimen: Annotated[str, typer.Option("--specimen", help="blood | marrow")] = "blood",
@@ -67,7 +70,8 @@ def analyze_cmd(
     from hemotwin.io.report import RESEARCH_USE
 
     try:
-        cfg = AnalysisConfig(model=str(model) if model else None, um_per_px=um_per_px, min_confidence=min_confidence,
+        cfg = AnalysisConfig(model=str(model) if model else None, um_per_px=um_per_px,
+                             scanner=str(scanner) if scanner else None, min_confidence=min_confidence,
                              specimen=specimen, calibration=calibration, profile=profile, wbc_1e9_per_l=wbc,
                              backend=backend, seed=seed)
         with Bar("analysing fields") as bar:

@@ -34,7 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hemotwin.diagnosis.classify import CROP_MARGIN, DEFAULT_CONFIDENCE, CellClassifier, thumbnail
 from hemotwin.diagnosis.differential import LEUKOCYTE_CODES, count_differential
+from hemotwin.diagnosis.flags import RARE_CONFIDENCE
 from hemotwin.errors import HemotwinError, InputError
+from hemotwin.io import pixel_size
 from hemotwin.io.report import RESEARCH_USE
 from hemotwin.taxonomy import BLAST_CODES, CLASS_CODES
 
@@ -43,7 +45,7 @@ __all__ = ["REPORT_SCHEMA_VERSION", "AnalysisConfig", "AnalysisEngine", "analyze
 Progress = Callable[[int, int], None]
 
 #: Version of report.json (docs/report_schema.md). Bump the major part on breaking changes.
-REPORT_SCHEMA_VERSION = "1.1"
+REPORT_SCHEMA_VERSION = "1.2"
 
 
 class AnalysisConfig(BaseModel):
@@ -57,8 +59,16 @@ class AnalysisConfig(BaseModel):
         Inference backend (``onnxruntime`` or ``torch``).
     um_per_px
         Pixel size for fields whose files carry none.
+    scanner
+        Scanner file (:class:`~hemotwin.vision.scanner.ScannerCalibration`, ``hemotwin calibrate``):
+        its pixel size serves fields whose files carry none, as an option-level source recorded as
+        ``"option (scanner file <name>)"``; the file goes into the provenance. Not with ``um_per_px``.
     min_confidence
         Review threshold on the top class probability.
+    rare_confidence
+        Top probability a rare-class call (blasts, NRBC, smudge cells ...) needs to count as evidence
+        for a flag (the evidence rule, :mod:`hemotwin.diagnosis.flags`); below it the call is counted
+        but unsure, and goes to the review list.
     specimen
         ``blood`` or ``marrow`` (which WHO blast criterion applies).
     calibration
@@ -80,7 +90,9 @@ class AnalysisConfig(BaseModel):
     model: str | None = None
     backend: Literal["onnxruntime", "torch"] = "onnxruntime"
     um_per_px: float | None = Field(default=None, gt=0)
+    scanner: str | None = None
     min_confidence: float = Field(default=DEFAULT_CONFIDENCE, ge=0.0, le=1.0)
+    rare_confidence: float = Field(default=RARE_CONFIDENCE, ge=0.0, le=1.0)
     specimen: Literal["blood", "marrow"] = "blood"
     calibration: str = "auto"
     profile: str | None = None
@@ -197,11 +209,14 @@ class AnalysisEngine:
         from hemotwin.diagnosis.sample import open_sample
 
         t0 = time.perf_counter()
-        src = open_sample(sample, um_per_px=self.config.um_per_px, tile=self.config.tile)
+        um_option, scanner_label = _scanner_pixel_size(self.config)
+        src = open_sample(sample, um_per_px=um_option, tile=self.config.tile)
         fields: list[FieldResult] = []
         cells: list[CellResult] = []
         geometry = (self.classifier.um_per_px, self.classifier.input_size)
         for k, (fr, kept, crops) in enumerate(_map_fields(src, geometry, workers)):
+            if scanner_label and fr.um_source == pixel_size.OPTION:
+                fr.um_source = scanner_label
             fields.append(fr)
             t1 = time.perf_counter()
             cells += self._classify(fr, kept, crops, len(cells) + 1)
@@ -243,14 +258,18 @@ class AnalysisEngine:
         cfg = self.config
         counted = Counter(c.call for c in cells if not c.referred)
         calls_all = Counter(c.call for c in cells)
+        unsure = {c.id for c in cells if not c.referred and not _confident(c, cfg)}
+        confident = Counter(c.call for c in cells if not c.referred and c.id not in unsure)
         um_values = [f.um_per_px for f in fields if f.status != "skipped" and f.um_per_px]
         cal, cal_note = self._calibration(um_values)
         posterior = sample_posterior(calls_all, cal, seed=cfg.seed) if cal is not None and cells else None
-        counting = Counting(counted, posterior=posterior, calls_all=calls_all, calibration=cal, seed=cfg.seed)
+        counting = Counting(counted, posterior=posterior, calls_all=calls_all, calibration=cal, confident=confident,
+                            seed=cfg.seed)
         flags = evaluate_flags(counting, specimen=cfg.specimen, wbc_1e9_per_l=cfg.wbc_1e9_per_l)
         apl = next(f for f in flags if f.id == "apl_pattern").state == "positive"
         eq = PROMYELOCYTES if apl else ()
-        diff = count_differential(counted, n_referred=sum(c.referred for c in cells), blast_equivalents=eq)
+        diff = count_differential(counted, n_referred=sum(c.referred for c in cells), blast_equivalents=eq,
+                                  unsure=Counter(c.call for c in cells if c.id in unsure))
         corrected = None
         if posterior is not None:
             rows = [corrected_estimate(posterior, (code,), name=code, count=counted.get(code, 0),
@@ -282,6 +301,7 @@ class AnalysisEngine:
                              f"({cal.um_per_px:g} µm/px): their error rates may differ from the calibration's")
         n_cells = len(cells)
         n_ref = sum(c.referred for c in cells)
+        review = _review_list(cells, unsure, flags, cfg)
         statement = _headline(diff, primary_blasts, flags, n_cells, cal is not None)
         return {
             "schema_version": REPORT_SCHEMA_VERSION,
@@ -305,7 +325,8 @@ class AnalysisEngine:
                       "input_size": self.classifier.input_size},
             "settings": cfg.model_dump(mode="json"),
             "counts": {"n_detected": sum(f.n_detected for f in fields), "n_classified": n_cells,
-                       "n_counted": n_cells - n_ref, "n_referred": n_ref,
+                       "n_counted": n_cells - n_ref, "n_referred": n_ref, "n_unsure": len(unsure),
+                       "n_review": len(review),
                        "n_border_excluded": sum(f.n_border for f in fields),
                        "n_leukocytes_counted": diff.n_leukocytes,
                        "n_rbc": sum(f.n_rbc for f in fields), "n_platelets": sum(f.n_platelets for f in fields)},
@@ -313,6 +334,7 @@ class AnalysisEngine:
                              "note": "Exact 95 % intervals on the counted calls (cells at or above the confidence "
                                      "threshold); they do not account for classifier error.",
                              "denominator": list(LEUKOCYTE_CODES),
+                             "n_unsure": diff.n_unsure,
                              "rows": [r.model_dump() for r in diff.rows],
                              "blasts": diff.blasts.model_dump(),
                              "blasts_with_equivalents": diff.blasts_with_equivalents.model_dump(),
@@ -324,10 +346,10 @@ class AnalysisEngine:
                               "primary_method": primary_blasts.method},
             "flags": [f.model_dump() for f in flags],
             "counting_advice": counting_advice(flags).model_dump(),
-            "review": [{"cell_id": c.id, "field": c.field, "call": c.call, "confidence": c.confidence,
-                        "top": c.top} for c in cells if c.referred],
+            "review": review,
             "cells": [{"id": c.id, "field": c.field, "bbox": list(c.bbox), "centroid": list(c.centroid),
-                       "call": c.call, "confidence": c.confidence, "referred": c.referred, "top": c.top,
+                       "call": c.call, "confidence": c.confidence, "referred": c.referred,
+                       "unsure": c.referred or c.id in unsure, "top": c.top,
                        "detection_score": round(c.detection_score, 4)} for c in cells],
         }
 
@@ -429,6 +451,69 @@ def _field_json(f: FieldResult) -> dict[str, Any]:
             "quality": f.quality, "notes": f.notes, "reason": f.reason, "seconds": round(f.seconds, 3)}
 
 
+def _scanner_pixel_size(cfg: AnalysisConfig) -> tuple[float | None, str | None]:
+    """The option-level pixel size and its source label: ``um_per_px``, or the scanner file's (or none)."""
+    if cfg.scanner is None:
+        return cfg.um_per_px, None
+    if cfg.um_per_px is not None:
+        raise InputError("scanner", cfg.scanner, "either a scanner file or a pixel size (um_per_px), not both: the "
+                         "scanner file holds the pixel size")
+    from hemotwin.vision.scanner import ScannerCalibration
+
+    cal = ScannerCalibration.load(cfg.scanner)
+    return cal.pixel_size.um_per_px, pixel_size.label(pixel_size.OPTION, f"scanner file {Path(cfg.scanner).name}")
+
+
+def _confident(cell: CellResult, cfg: AnalysisConfig) -> bool:
+    """Whether a counted cell is a confident call under the evidence rule (flags.is_confident)."""
+    from hemotwin.diagnosis.flags import is_confident
+
+    return is_confident(cell.call, cell.confidence, cell.top, min_confidence=cfg.min_confidence,
+                        rare_confidence=cfg.rare_confidence)
+
+
+def _review_list(cells: list[CellResult], unsure: set[int], flags, cfg: AnalysisConfig) -> list[dict[str, Any]]:
+    """The cells a morphologist must look at, each with its reason (docs/diagnosis.md, "The evidence rule").
+
+    ``below_confidence``: under the review threshold, not counted. ``rare_unconfirmed``: a counted
+    rare-class call below the evidence threshold. ``few_confident``: a confident call behind a flag
+    left indeterminate because too few confident calls stand behind it.
+    """
+    from hemotwin.diagnosis.flags import EVIDENCE_GROUPS, evidence_probability
+    from hemotwin.taxonomy import CLASS_NAMES
+
+    few: dict[str, list[str]] = {}
+    for f in flags:
+        for ev in f.evidence:
+            if f.state == "indeterminate" and ev.issue in ("too_few_confident", "confident_calls_insufficient"):
+                for code in ev.codes:
+                    few.setdefault(code, []).append(f.id)
+    out = []
+    for c in cells:
+        name = CLASS_NAMES.get(c.call, c.call)
+        if c.referred:
+            kind = "below_confidence"
+            reason = (f"top probability {c.confidence:.2f} below the review threshold {cfg.min_confidence:g}: the "
+                      "model cannot place this cell; not counted")
+        elif c.id in unsure:
+            kind = "rare_unconfirmed"
+            group = EVIDENCE_GROUPS.get(c.call, (c.call,))
+            p = (f"{c.confidence:.2f}" if len(group) == 1 else
+                 f"{c.confidence:.2f} ({'+'.join(group)} {evidence_probability(c.call, c.top):.2f})")
+            reason = (f"called {c.call} ({name}), a rare class, at {p}: below the "
+                      f"{max(cfg.rare_confidence, cfg.min_confidence):g} a rare-class call needs as evidence; counted, "
+                      "but it cannot make a flag positive")
+        elif c.call in few:
+            kind = "few_confident"
+            reason = (f"confident {c.call} ({name}) call behind {', '.join(few[c.call])}: too few confident calls "
+                      "for a positive flag; confirm it")
+        else:
+            continue
+        out.append({"cell_id": c.id, "field": c.field, "call": c.call, "confidence": c.confidence, "top": c.top,
+                    "kind": kind, "reason": reason})
+    return out
+
+
 def _headline(diff, blasts, flags, n_cells: int, corrected: bool) -> str:
     if n_cells == 0:
         return "No white cell could be classified: no differential. See the skipped fields and quality notes."
@@ -436,7 +521,8 @@ def _headline(diff, blasts, flags, n_cells: int, corrected: bool) -> str:
     ind = [f.title for f in flags if f.state == "indeterminate"]
     b = (f"{blasts.name} {blasts.percent:.1f} % (95 % {blasts.lo:.1f}-{blasts.hi:.1f}, "
          f"{'corrected for classifier error' if corrected else 'Clopper–Pearson on the calls'})")
-    s = f"{diff.n_counted} cells counted, {diff.n_referred} referred for review; {b}."
+    unsure = f" ({diff.n_unsure} of them rare-class calls without the evidence a flag needs)" if diff.n_unsure else ""
+    s = f"{diff.n_counted} cells counted{unsure}, {diff.n_referred} referred for review; {b}."
     if pos:
         s += " Positive: " + "; ".join(pos) + "."
     if ind:
@@ -463,9 +549,13 @@ def analyze(sample: str | Path, out_dir: str | Path, *, config: AnalysisConfig |
     out = prepare_output_dir(out_dir, overwrite=overwrite)
     engine = AnalysisEngine(config, num_threads=num_threads)
     result = engine.run(sample, workers=workers, progress=progress)
+    inputs = {"model_sha256": engine.classifier.sha256, "sample": str(Path(sample).resolve())}
+    if config.scanner is not None:
+        from hemotwin.io.provenance import file_sha256
+
+        inputs |= {"scanner": str(Path(config.scanner).resolve()), "scanner_sha256": file_sha256(config.scanner)}
     result["provenance"] = provenance(
         command="analyze", config=config.model_dump(mode="json"), seeds={"seed": config.seed},
-        inputs={"model_sha256": engine.classifier.sha256, "sample": str(Path(sample).resolve())},
-        extra={"calibration": result["calibration_note"]})
+        inputs=inputs, extra={"calibration": result["calibration_note"]})
     paths = write_report(result, out)
     return {"result": result, **{k: str(v) for k, v in paths.items()}}

@@ -36,6 +36,7 @@ __all__ = [
     "additional_cells_needed",
     "clopper_pearson",
     "count_differential",
+    "cp_count_estimate",
     "cp_estimate",
     "decide",
 ]
@@ -134,10 +135,43 @@ def cp_estimate(counts: Mapping[str, int], numerator: Sequence[str], *, name: st
     num = tuple(numerator)
     den = tuple(denominator)
     x = int(sum(counts.get(c, 0) for c in num))
+    n_den = int(sum(counts.get(c, 0) for c in den))
+    return cp_count_estimate(x, n_den, numerator=num, denominator=den, name=name, level=level)
+
+
+def cp_count_estimate(x: int, n_den: int, *, numerator: Sequence[str], denominator: Sequence[str] = LEUKOCYTE_CODES,
+                      name: str | None = None, level: float = 0.95) -> Estimate:
+    """Clopper–Pearson estimate from the cell counts themselves (``x`` numerator cells, ``n_den`` denominator cells).
+
+    The same estimate as :func:`cp_estimate`, for counts that are not one class mapping (the flags'
+    evidence rule sets unsure cells aside or adds them, :mod:`hemotwin.diagnosis.flags`).
+
+    Parameters
+    ----------
+    x
+        Cells in the numerator.
+    n_den
+        Cells in the denominator (for a per-100 ratio, the denominator cells alone).
+    numerator, denominator
+        The class codes, as in :func:`cp_estimate` (they decide whether the ratio is per 100).
+    name
+        What is estimated.
+    level
+        Confidence level.
+
+    Returns
+    -------
+    Estimate
+        The estimate, in percent (per 100 denominator cells for a per-100 ratio).
+    """
+    num = tuple(numerator)
+    den = tuple(denominator)
+    x, n_den = int(x), int(n_den)
     per_100 = not set(num) <= set(den)
     if per_100 and set(num) & set(den):
         raise InputError("numerator", num, "codes all inside or all outside the denominator")
-    n_den = int(sum(counts.get(c, 0) for c in den))
+    if not per_100 and x > n_den:
+        raise InputError("x, n_den", (x, n_den), "a numerator inside the denominator: x <= n_den")
     n = n_den + x if per_100 else n_den
     lo, hi = clopper_pearson(x, n, level=level)
     p = x / n if n else float("nan")
@@ -150,13 +184,27 @@ def cp_estimate(counts: Mapping[str, int], numerator: Sequence[str], *, name: st
 
 
 class ClassCount(BaseModel):
-    """One row of the differential table."""
+    """One row of the differential table.
+
+    Attributes
+    ----------
+    code, name
+        The class.
+    count
+        Counted calls of the class.
+    unsure
+        Of them, calls of a rare class below the confidence its flags need as evidence
+        (:func:`hemotwin.diagnosis.flags.evidence_threshold`): counted, and on the review list.
+    estimate
+        The Clopper–Pearson estimate of the class.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     code: str
     name: str
     count: int = Field(ge=0)
+    unsure: int = Field(default=0, ge=0)
     estimate: Estimate
 
 
@@ -171,6 +219,9 @@ class Differential(BaseModel):
         Every counted cell, EBO and KSC included.
     n_referred
         Cells sent to the review list instead of being counted.
+    n_unsure
+        Counted cells called a rare class without the confidence a flag needs as evidence (on the
+        review list too; docs/diagnosis.md, "The evidence rule").
     rows
         One row per class code in taxonomy order (zero rows included, so tables are stable).
     blasts
@@ -188,6 +239,7 @@ class Differential(BaseModel):
     n_counted: int
     n_referred: int
     rows: list[ClassCount]
+    n_unsure: int = 0
     blasts: Estimate
     blasts_with_equivalents: Estimate
     blast_equivalent_codes: tuple[str, ...] = ()
@@ -198,7 +250,8 @@ class Differential(BaseModel):
 
 
 def count_differential(labels: Iterable[str] | Mapping[str, int], *, n_referred: int = 0,
-                       blast_equivalents: Sequence[str] = (), level: float = 0.95) -> Differential:
+                       blast_equivalents: Sequence[str] = (), unsure: Mapping[str, int] | None = None,
+                       level: float = 0.95) -> Differential:
     """Count a differential from per-cell class codes (or a code -> count mapping).
 
     Parameters
@@ -210,6 +263,9 @@ def count_differential(labels: Iterable[str] | Mapping[str, int], *, n_referred:
     blast_equivalents
         Codes counted with the blasts in ``blasts_with_equivalents`` (e.g. ``("PMO", "PMB")`` when the
         APL pattern is present).
+    unsure
+        Per class, the counted calls that lack the confidence a rare-class flag needs (at most the
+        class's count); recorded per row and in ``n_unsure``.
     level
         Confidence level of the intervals.
 
@@ -227,17 +283,23 @@ def count_differential(labels: Iterable[str] | Mapping[str, int], *, n_referred:
             raise InputError(f"labels[{code}]", k, "a non-negative integer count")
     if n_referred < 0:
         raise InputError("n_referred", n_referred, "a count >= 0")
+    unsure = dict(unsure or {})
+    for code, k in unsure.items():
+        if code not in CLASS_NAMES or not 0 <= int(k) <= counts.get(code, 0):
+            raise InputError(f"unsure[{code}]", k, "a class code and a count between 0 and the class's count")
     rows = []
     for code in CLASS_CODES:
         den = LEUKOCYTE_CODES
         est = cp_estimate(counts, (code,), name=code, denominator=den, level=level)
-        rows.append(ClassCount(code=code, name=CLASS_NAMES[code], count=int(counts.get(code, 0)), estimate=est))
+        rows.append(ClassCount(code=code, name=CLASS_NAMES[code], count=int(counts.get(code, 0)),
+                               unsure=int(unsure.get(code, 0)), estimate=est))
     eq = tuple(c for c in blast_equivalents if c not in BLAST_CODES)
     blasts = cp_estimate(counts, BLAST_CODES, name="blasts", level=level)
     with_eq = cp_estimate(counts, (*BLAST_CODES, *eq), name="blasts + blast equivalents", level=level)
     n_leuk = int(sum(counts.get(c, 0) for c in LEUKOCYTE_CODES))
     return Differential(n_leukocytes=n_leuk, n_counted=int(sum(counts.values())), n_referred=int(n_referred),
-                        rows=rows, blasts=blasts, blasts_with_equivalents=with_eq, blast_equivalent_codes=eq)
+                        n_unsure=int(sum(unsure.values())), rows=rows, blasts=blasts,
+                        blasts_with_equivalents=with_eq, blast_equivalent_codes=eq)
 
 
 class Decision(BaseModel):

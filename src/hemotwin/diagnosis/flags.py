@@ -11,28 +11,58 @@ report must say when the interval straddles a threshold"):
 The interval is the misclassification-corrected one when a chain calibration is available (it
 covers the true proportion), else the plain Clopper–Pearson interval on the counted calls (it covers
 the proportion of *calls*, and says so). Thresholds and their sources are in :data:`RULES`.
+
+**The evidence rule** (:class:`Evidence`, one rule for every flag that reads a rare class: blasts,
+promyelocytes, immature granulocytes, nucleated red cells, smudge cells, eosinophils, basophils). A
+call of a rare class is *confident* when its probability, summed over its flag group
+(:data:`EVIDENCE_GROUPS`), reaches :data:`RARE_CONFIDENCE` (stricter than the review threshold;
+:func:`is_confident`); every other classified cell is
+*unsure* (below the review threshold, or a rare-class call below the evidence threshold). Such a flag
+is positive only if, besides its interval, the confident calls alone decide it positive with every
+unsure cell counted as another leukocyte, it stays positive with the unsure calls of its classes
+counted as the class, and at least :data:`MIN_CONFIDENT_CELLS` confident calls stand behind it. A
+negative flag becomes indeterminate when those two readings differ (the unsure cells could tip it).
+Either way the flag says how many cells need review (docs/diagnosis.md, "The evidence rule").
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from hemotwin.diagnosis.differential import (
     LEUKOCYTE_CODES,
     Estimate,
     State,
     additional_cells_needed,
+    cp_count_estimate,
     cp_estimate,
 )
 from hemotwin.errors import InputError
 from hemotwin.taxonomy import BLAST_CODES, members
 
-__all__ = ["MAJOR_ADVICE_MAX", "MINOR_ADVICE_MAX", "RULES", "Counting", "CountingAdvice", "Flag", "Rule",
-           "counting_advice", "evaluate_flags"]
+__all__ = [
+    "EVIDENCE_GROUPS",
+    "MAJOR_ADVICE_MAX",
+    "MINOR_ADVICE_MAX",
+    "MIN_CONFIDENT_CELLS",
+    "RARE_CODES",
+    "RARE_CONFIDENCE",
+    "RULES",
+    "Counting",
+    "CountingAdvice",
+    "Evidence",
+    "Flag",
+    "Rule",
+    "counting_advice",
+    "evaluate_flags",
+    "evidence_probability",
+    "evidence_threshold",
+    "is_confident",
+]
 
 Severity = Literal["urgent", "major", "minor"]
 Specimen = Literal["blood", "marrow"]
@@ -135,6 +165,196 @@ _CLL_SMUDGE = (("KSC",), 5.0)
 _BANDS = (("NGB",), 10.0)
 
 
+#: Classes absent or rare (< 6 %) in normal adult blood: blasts, promyelocytes (bilobed included),
+#: myelocytes, metamyelocytes, nucleated red cells, smudge cells, eosinophils (1-6 %) and basophils
+#: (0-2 %). A flag that reads one of them is decided under the evidence rule (:class:`Evidence`).
+RARE_CODES: tuple[str, ...] = ("MYO", "MOB", "PMO", "PMB", "MYB", "MMZ", "EBO", "KSC", "EOS", "BAS")
+#: Probability (summed over the call's :data:`EVIDENCE_GROUPS` group) a rare-class call needs to count
+#: as evidence for a positive flag. Measured with the shipped model: on five twin samples (five cases,
+#: one preset each) 190 of 227 rare-class calls reached 0.9 on their own probability, and most that
+#: did not were myeloblast/monoblast splits (confident blasts on the group sum) or lymphocytes called
+#: blasts in a CLL sample; on 210 cells of BCCD fields (another microscope; the fields after the first
+#: 40) 14 rare-class calls reached 0.9 against 92 at the 0.5 review threshold, whose 82 wrong ones
+#: were neutrophils called basophils, myelocytes or smudge cells (docs/diagnosis.md).
+RARE_CONFIDENCE = 0.9
+#: Fewest confident calls behind a positive rare-class flag: one or two cells are an observation to
+#: confirm by eye, not a count (a "present" rule such as NRBC would otherwise fire on one cell).
+MIN_CONFIDENT_CELLS = 3
+
+
+def evidence_threshold(code: str, *, min_confidence: float, rare_confidence: float = RARE_CONFIDENCE) -> float:
+    """The top probability a call of ``code`` needs to count as evidence for a flag.
+
+    Parameters
+    ----------
+    code
+        The called class.
+    min_confidence
+        The review threshold (cells below it are not counted at all).
+    rare_confidence
+        The evidence threshold of the rare classes (:data:`RARE_CODES`).
+
+    Returns
+    -------
+    float
+        ``max(min_confidence, rare_confidence)`` for a rare class, else ``min_confidence``.
+    """
+    for name, v in (("min_confidence", min_confidence), ("rare_confidence", rare_confidence)):
+        if not 0 <= v <= 1:
+            raise InputError(name, v, "a probability in [0, 1]")
+    return max(min_confidence, rare_confidence) if code in RARE_CODES else min_confidence
+
+
+#: The classes whose summed probability is a rare-class call's evidence: the narrowest flag numerator
+#: holding the class (a cell the model splits between myeloblast and monoblast is a confident *blast*;
+#: one it splits between myeloblast and lymphocyte is not). Other rare classes stand alone.
+EVIDENCE_GROUPS: dict[str, tuple[str, ...]] = {"MYO": BLAST_CODES, "MOB": BLAST_CODES, "PMO": PROMYELOCYTES,
+                                               "PMB": PROMYELOCYTES, "MYB": IMMATURE_GRANULOCYTES,
+                                               "MMZ": IMMATURE_GRANULOCYTES}
+
+
+def evidence_probability(call: str, top: Sequence[tuple[str, float]]) -> float:
+    """The probability a call's flags read: summed over its :data:`EVIDENCE_GROUPS` group.
+
+    Parameters
+    ----------
+    call
+        The called class.
+    top
+        The cell's most probable classes as ``(code, probability)`` (the report's three are enough:
+        a group has at most four classes, and the probabilities left out are the smallest).
+
+    Returns
+    -------
+    float
+        The summed probability of the call's group (its own probability for a class outside them).
+    """
+    probs = dict(top)
+    return float(sum(probs.get(k, 0.0) for k in EVIDENCE_GROUPS.get(call, (call,))))
+
+
+def is_confident(call: str, confidence: float, top: Sequence[tuple[str, float]], *, min_confidence: float,
+                 rare_confidence: float = RARE_CONFIDENCE) -> bool:
+    """Whether a classified cell is a confident call under the evidence rule.
+
+    A cell below the review threshold never is; a call of a common class at or above it is; a
+    rare-class call is when :func:`evidence_probability` reaches :func:`evidence_threshold`.
+
+    Parameters
+    ----------
+    call, confidence
+        The call and its (top) probability.
+    top
+        The cell's most probable classes as ``(code, probability)``.
+    min_confidence, rare_confidence
+        The review threshold and the rare classes' evidence threshold.
+
+    Returns
+    -------
+    bool
+        True for a confident call.
+    """
+    need = evidence_threshold(call, min_confidence=min_confidence, rare_confidence=rare_confidence)
+    if confidence < min_confidence:
+        return False
+    return call not in RARE_CODES or max(confidence, evidence_probability(call, top)) >= need
+
+
+Judge = Callable[[Estimate], State]
+
+
+class Evidence(BaseModel):
+    """The cells behind one rare-class condition of a flag, and the rule that weighs them.
+
+    Attributes
+    ----------
+    codes
+        The condition's classes (its numerator).
+    confident
+        Calls of those classes at or above their evidence threshold.
+    unsure
+        Calls of those classes below it (counted between the thresholds, or referred).
+    unsure_other
+        Every other unsure cell: referred cells of other calls, and unconfirmed calls of other rare
+        classes.
+    low
+        Clopper–Pearson estimate on the confident calls, every unsure cell counted as a leukocyte of
+        another class (the least the class can be).
+    high
+        The same with the condition's unsure calls counted as the class (the most the calls can make
+        of it; the other unsure cells stay other leukocytes).
+    low_own
+        ``low`` with only the condition's own unsure calls as other leukocytes (the other unsure cells
+        set aside): when it reads as ``low`` does, the other unsure cells cannot change the decision and
+        are not counted in ``review_cells``. None: they are.
+    min_cells
+        Fewest confident calls behind a positive condition.
+    state
+        What the rule made of the condition (filled by :meth:`weigh`).
+    reason
+        Why the rule changed the interval's state, or None.
+    issue
+        The same as a key: ``"unsure_could_tip"``, ``"too_few_confident"`` or
+        ``"confident_calls_insufficient"`` (the corrected interval was positive, the confident calls
+        alone are not); None when the rule changed nothing.
+    review_cells
+        Cells a reviewer must look at to settle the condition (0 when the rule changed nothing).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    codes: tuple[str, ...]
+    confident: int = Field(ge=0)
+    unsure: int = Field(ge=0)
+    unsure_other: int = Field(ge=0)
+    low: Estimate
+    high: Estimate
+    low_own: Estimate | None = None
+    min_cells: int = MIN_CONFIDENT_CELLS
+    state: State | None = None
+    reason: str | None = None
+    issue: Literal["unsure_could_tip", "too_few_confident", "confident_calls_insufficient"] | None = None
+    review_cells: int = 0
+
+    def weigh(self, state: State, judge: Judge) -> Evidence:
+        """Apply the evidence rule to the state its interval gave (``judge`` reads an estimate).
+
+        * positive stays positive only when ``judge(low)`` and ``judge(high)`` are both positive and
+          at least ``min_cells`` confident calls stand behind it; otherwise indeterminate;
+        * negative stays negative unless ``judge(low) != judge(high)`` (the unsure cells could tip
+          it): then indeterminate;
+        * indeterminate stays indeterminate.
+
+        Returns
+        -------
+        Evidence
+            A copy with ``state``, ``reason`` and ``review_cells`` set.
+        """
+        lo_s, hi_s = judge(self.low), judge(self.high)
+        others = self.low_own is None or judge(self.low_own) != lo_s  # can the other unsure cells matter?
+        n_unsure = self.unsure + (self.unsure_other if others else 0)
+        codes = "+".join(self.codes)
+        new, reason, review, issue = state, None, 0, None
+        if state == "positive" and not (lo_s == hi_s == "positive"):
+            new, issue = "indeterminate", "unsure_could_tip"
+            if n_unsure:
+                reason, review = (f"{n_unsure} unsure cell(s) could tip it: with every unsure cell as another "
+                                  f"leukocyte the confident {codes} calls read {lo_s}, with the {self.unsure} unsure "
+                                  f"{codes} call(s) as {codes} it reads {hi_s}"), n_unsure
+            else:
+                issue = "confident_calls_insufficient"
+                reason, review = (f"the {self.confident} confident {codes} call(s) alone read {lo_s}"), self.confident
+        elif state == "positive" and self.confident < self.min_cells:
+            new, issue = "indeterminate", "too_few_confident"
+            reason, review = (f"only {self.confident} confident {codes} call(s) (at least {self.min_cells} needed "
+                              f"for a positive flag)"), self.confident + self.unsure
+        elif state == "negative" and lo_s != hi_s and n_unsure:
+            new, issue = "indeterminate", "unsure_could_tip"
+            reason, review = (f"{n_unsure} unsure cell(s) could tip it: the confident {codes} calls read {lo_s}, "
+                              f"with the {self.unsure} unsure {codes} call(s) as {codes} it reads {hi_s}"), n_unsure
+        return self.model_copy(update={"state": new, "reason": reason, "issue": issue, "review_cells": review})
+
+
 class Flag(BaseModel):
     """A rule's outcome on one sample.
 
@@ -149,6 +369,11 @@ class Flag(BaseModel):
     additional_cells
         For an indeterminate flag: more cells that would decide it if the observed proportions held
         (None: not decidable by counting alone).
+    evidence
+        The evidence rule's reading of each rare-class condition (empty for the other rules).
+    review_cells
+        Cells on the review list that could change this flag (the flag is indeterminate until they
+        are reviewed); 0 when the evidence rule changed nothing.
     statement
         One sentence for the report.
     """
@@ -164,6 +389,8 @@ class Flag(BaseModel):
     estimates: list[Estimate]
     additional_cells: int | None = None
     additional_cells_method: str | None = None
+    evidence: list[Evidence] = Field(default_factory=list)
+    review_cells: int = 0
     statement: str
 
 
@@ -180,6 +407,9 @@ class Counting:
         Calls of every classified cell (referred included): the input of the corrected estimate.
     calibration
         The chain calibration behind ``posterior`` (for the additional-cells search).
+    confident
+        Counted calls that are confident under the evidence rule (:func:`is_confident`), per class;
+        None: every counted call is. Every classified cell not in it is *unsure* (the evidence rule).
     search
         Find the cells needed by recomputing the corrected interval at larger counts (blast rules,
         about half a second each); False uses the 1/sqrt(n) approximation for the threshold rules.
@@ -187,10 +417,19 @@ class Counting:
     """
 
     def __init__(self, counts: Mapping[str, int], *, posterior=None, calls_all: Mapping[str, int] | None = None,
-                 calibration=None, seed: int = 0, search: bool = True) -> None:
+                 calibration=None, confident: Mapping[str, int] | None = None, seed: int = 0,
+                 search: bool = True) -> None:
         self.counts = dict(counts)
         self.posterior = posterior
         self.calls_all = dict(calls_all or counts)
+        self.confident = dict(counts if confident is None else confident)
+        for code, k in self.confident.items():
+            if not 0 <= k <= self.counts.get(code, 0):
+                raise InputError(f"confident[{code}]", k, "at most the counted calls of the class")
+        for code, k in self.counts.items():
+            if k > self.calls_all.get(code, 0):
+                raise InputError(f"calls_all[{code}]", self.calls_all.get(code, 0),
+                                 "at least the counted calls of the class (every classified cell)")
         self.calibration = calibration
         self.seed = seed
         self.search = search
@@ -220,6 +459,33 @@ class Counting:
                 self._cache[key] = corrected_estimate(self.posterior, numerator, denominator=denominator,
                                                       name=plain.name, count=plain.count, n=plain.n, seed=self.seed)
         return self._cache[key]
+
+    def evidence(self, numerator: tuple[str, ...], *, denominator: tuple[str, ...] = LEUKOCYTE_CODES,
+                 name: str | None = None) -> Evidence | None:
+        """The cells behind ``numerator`` under the evidence rule (None when it reads no rare class).
+
+        ``low``: confident calls of the numerator over the confident calls of the denominator plus
+        every unsure cell (all taken as other leukocytes). ``high``: the same with the numerator's
+        unsure calls taken as the class (the other unsure cells stay other leukocytes: only a cell
+        called the class is taken to be possibly of it).
+        """
+        if not set(numerator) & set(RARE_CODES):
+            return None
+        conf, every = self.confident, self.calls_all
+        x = sum(conf.get(k, 0) for k in numerator)
+        unsure = sum(every.get(k, 0) - conf.get(k, 0) for k in numerator)
+        unsure_all = sum(every.values()) - sum(conf.values())
+        n_den = sum(conf.get(k, 0) for k in denominator)
+        per_100 = not set(numerator) <= set(denominator)
+        label = name or "+".join(numerator)
+        low = cp_count_estimate(x, n_den + unsure_all, numerator=numerator,
+                                denominator=denominator, name=f"{label}, confident calls")
+        high = cp_count_estimate(x + unsure, n_den + unsure_all - (unsure if per_100 else 0), numerator=numerator,
+                                 denominator=denominator, name=f"{label}, confident + unsure calls")
+        low_own = cp_count_estimate(x, n_den + unsure, numerator=numerator, denominator=denominator,
+                                    name=f"{label}, confident calls (own unsure calls as other leukocytes)")
+        return Evidence(codes=numerator, confident=x, unsure=unsure, unsure_other=unsure_all - unsure, low=low,
+                        high=high, low_own=low_own)
 
     def additional_present(self, est: Estimate) -> tuple[int | None, str | None]:
         """More cells for a corrected interval that reaches 0 although cells were called to clear 0.
@@ -323,28 +589,50 @@ def evaluate_flags(counting: Counting, *, specimen: Specimen = "blood", wbc_1e9_
     return flags
 
 
-def _evaluate(rule: Rule, c: Counting, *, blast_codes: tuple[str, ...]) -> Flag:
-    num = blast_codes if rule.numerator == BLAST_CODES else rule.numerator
-    name = ("blasts + blast equivalents" if num != BLAST_CODES else "blasts") if rule.numerator == BLAST_CODES \
-        else None
-    e = c.estimate(num, denominator=rule.denominator, name=name)
-    estimates = [e]
-    straddled: float | None = None
-    extra: int | None = None
-    method: str | None = None
-    if rule.kind == "present":
+def _judge(kind: str, low: float, high: float | None) -> Judge:
+    """The interval rule of a condition as a function of its estimate."""
+    if kind == "present":
         # Present when the interval excludes 0; absent ("negative") when no cell was called. A
         # corrected interval can reach 0 although cells were called (the posterior lets every call be
         # a misread neighbour): that is undecided, not absent -- reporting it negative would be a
         # false negative (measured: MDS-IB2 samples with 20 of 500 cells called NRBC).
-        state: State = "positive" if e.lo > 0 else ("negative" if e.count == 0 else "indeterminate")
-        if state == "indeterminate":
-            extra, method = c.additional_present(e)
-    elif rule.kind == "range":
-        state, straddled = _state_range(e, rule.low, rule.high or 100.0)
-    else:
-        state = _state_at_least(e, rule.low)
-        straddled = rule.low if state == "indeterminate" else None
+        return lambda e: "positive" if e.lo > 0 else ("negative" if e.count == 0 else "indeterminate")
+    if kind == "range":
+        return lambda e: _state_range(e, low, high or 100.0)[0]
+    return lambda e: _state_at_least(e, low)
+
+
+def _condition(c: Counting, codes: tuple[str, ...], judge: Judge, *, denominator: tuple[str, ...],
+               name: str | None) -> tuple[Estimate, State, State, Evidence | None]:
+    """One condition: its estimate, the interval's state, the state under the evidence rule, the evidence."""
+    e = c.estimate(codes, denominator=denominator, name=name)
+    state = judge(e)
+    ev = c.evidence(codes, denominator=denominator, name=e.name)
+    if ev is None:
+        return e, state, state, None
+    ev = ev.weigh(state, judge)
+    return e, state, ev.state or state, ev
+
+
+def _evaluate(rule: Rule, c: Counting, *, blast_codes: tuple[str, ...]) -> Flag:
+    num = blast_codes if rule.numerator == BLAST_CODES else rule.numerator
+    name = ("blasts + blast equivalents" if num != BLAST_CODES else "blasts") if rule.numerator == BLAST_CODES \
+        else None
+    e, s1, state, ev1 = _condition(c, num, _judge(rule.kind, rule.low, rule.high), denominator=rule.denominator,
+                                   name=name)
+    estimates = [e]
+    evidence = [ev1] if ev1 is not None else []
+    # The threshold to settle by counting: only where the *interval* straddles it (a flag the evidence
+    # rule made indeterminate is settled by reviewing cells, not by counting more).
+    straddled: float | None = None
+    if s1 == "indeterminate" and rule.kind == "range":
+        straddled = _state_range(e, rule.low, rule.high or 100.0)[1]
+    elif s1 == "indeterminate" and rule.kind == "at_least":
+        straddled = rule.low
+    extra: int | None = None
+    method: str | None = None
+    if rule.kind == "present" and s1 == "indeterminate":
+        extra, method = c.additional_present(e)
     compound: tuple[tuple[str, ...], float, str] | None = None
     if rule.id == "cll_pattern":
         compound = (*_CLL_SMUDGE, "and")
@@ -352,14 +640,15 @@ def _evaluate(rule: Rule, c: Counting, *, blast_codes: tuple[str, ...]) -> Flag:
         compound = (*_BANDS, "or")
     if compound is not None:
         codes2, t2, how = compound
-        e2 = c.estimate(codes2, denominator=rule.denominator)
-        s2 = _state_at_least(e2, t2)
+        e2, s2, g2, ev2 = _condition(c, codes2, _judge("at_least", t2, None), denominator=rule.denominator,
+                                     name=None)
         estimates.append(e2)
-        new_state = _combine([state, s2], how)  # type: ignore[arg-type]
+        evidence += [ev2] if ev2 is not None else []
+        new_state = _combine([state, g2], how)  # type: ignore[arg-type]
         if new_state == "indeterminate":
             # Settle the undecided part: the first indeterminate condition.
-            if state != "indeterminate" and s2 == "indeterminate":
-                e, straddled = e2, t2
+            if state != "indeterminate" and g2 == "indeterminate":
+                e, straddled = e2, (t2 if s2 == "indeterminate" else None)
         else:
             straddled = None
         state = new_state
@@ -370,13 +659,18 @@ def _evaluate(rule: Rule, c: Counting, *, blast_codes: tuple[str, ...]) -> Flag:
             extra, method = c.additional(e, straddled)
         finally:
             c.search = search
-    statement = _statement(rule, state, estimates, extra)
+    elif state != "indeterminate":
+        extra, method = None, None
+    review = sum(x.review_cells for x in evidence) if state == "indeterminate" else 0
+    reasons = [x.reason for x in evidence if x.reason and state == "indeterminate"]
+    statement = _statement(rule, state, estimates, extra, review=review, reasons=reasons)
     return Flag(id=rule.id, title=rule.title, state=state, rule=rule.rule, source=rule.source,
                 severity=rule.severity, estimates=estimates, additional_cells=extra,
-                additional_cells_method=method, statement=statement)
+                additional_cells_method=method, evidence=evidence, review_cells=review, statement=statement)
 
 
-def _statement(rule: Rule, state: State, estimates: list[Estimate], extra: int | None) -> str:
+def _statement(rule: Rule, state: State, estimates: list[Estimate], extra: int | None, *, review: int = 0,
+               reasons: list[str] | None = None) -> str:
     values = "; ".join(_fmt(e) for e in estimates)
     if state == "positive":
         return f"{rule.title}: POSITIVE. {values}."
@@ -384,6 +678,9 @@ def _statement(rule: Rule, state: State, estimates: list[Estimate], extra: int |
         return f"{rule.title}: negative. {values}."
     more = f" About {extra:,} more cells would decide it if the observed proportions held." if extra is not None \
         else ""
+    if review:
+        return (f"{rule.title}: INDETERMINATE (needs review: {review:,} cells; " + "; ".join(reasons or [])
+                + f"). {values}. Review the listed cells; the flag can be positive only on confident calls.{more}")
     if rule.kind == "present":
         return (f"{rule.title}: INDETERMINATE (cells were called, but the interval reaches 0). {values}. "
                 f"Review the cells called as such in the gallery to confirm them.{more}")
@@ -462,6 +759,7 @@ def counting_advice(flags: list[Flag], *, minor_max: int = MINOR_ADVICE_MAX,
     if left:
         statement += " Left indeterminate: " + "; ".join(
             f"{f.title} ({f.severity}; " + (f"{f.additional_cells:,} more cells" if f.additional_cells is not None
+                                           else f"needs review of {f.review_cells:,} cells" if f.review_cells
                                            else "not decidable by counting") + ")" for f in left) + "."
     return CountingAdvice(additional_cells=n, decides=[f.id for f in chase],
                           left_open=[{"id": f.id, "severity": f.severity, "additional_cells": f.additional_cells}

@@ -92,7 +92,7 @@ _NOTICE = "Results come from an automated model and must be reviewed by a qualif
 def _diff_table(result: dict[str, Any]) -> str:
     plain = {r["code"]: r for r in result["differential"]["rows"]}
     corr = {r["name"]: r for r in (result["corrected"] or {}).get("rows", [])}
-    head = ("<tr><th class=l>class</th><th>count</th><th>%</th><th>95 % CI (calls)</th>"
+    head = ("<tr><th class=l>class</th><th>count</th><th>of them unsure</th><th>%</th><th>95 % CI (calls)</th>"
             + ("<th>% corrected</th><th>95 % CI corrected</th>" if corr else "") + "</tr>")
     rows = []
     for code in CLASS_CODES:
@@ -100,14 +100,16 @@ def _diff_table(result: dict[str, Any]) -> str:
         e = r["estimate"]
         unit = " /100" if e["per_100"] else ""
         cells = (f"<td class=l>{esc(code)} – {esc(CLASS_NAMES[code])}</td><td>{r['count']}</td>"
-                 f"<td>{num(e['percent'])}{unit}</td><td>{num(e['lo'])}–{num(e['hi'])}</td>")
+                 f"<td>{r.get('unsure', 0) or ''}</td><td>{num(e['percent'])}{unit}</td>"
+                 f"<td>{num(e['lo'])}–{num(e['hi'])}</td>")
         if corr:
             c = corr[code]
             cells += f"<td>{num(c['percent'])}{unit}</td><td>{num(c['lo'])}–{num(c['hi'])}</td>"
         rows.append(f"<tr>{cells}</tr>")
     for key, label in (("blasts", "blasts (MYO + MOB)"), ("blasts_with_equivalents", "blasts + blast equivalents")):
         e = result["differential"][key]
-        cells = (f"<td class=l><b>{esc(label)}</b></td><td>{e['count']}</td><td><b>{num(e['percent'])}</b></td>"
+        cells = (f"<td class=l><b>{esc(label)}</b></td><td>{e['count']}</td><td></td>"
+                 f"<td><b>{num(e['percent'])}</b></td>"
                  f"<td><b>{num(e['lo'])}–{num(e['hi'])}</b></td>")
         if corr:
             c = result["corrected"][key]
@@ -120,7 +122,10 @@ def _flags_table(result: dict[str, Any]) -> str:
     rows = []
     for f in result["flags"]:
         extra = ""
-        if f["state"] == "indeterminate":
+        if f["state"] == "indeterminate" and f.get("review_cells"):
+            why = "; ".join(ev["reason"] for ev in f.get("evidence", []) if ev.get("reason"))
+            extra = (f"<br><span class=small>needs review: {f['review_cells']:,} cells ({esc(why)})</span>")
+        elif f["state"] == "indeterminate":
             extra = (f"<br><span class=small>{f['additional_cells']:,} more cells would decide it "
                      f"({esc(f['additional_cells_method'])})</span>" if f["additional_cells"] is not None
                      else "<br><span class=small>not decidable by counting more cells at the observed "
@@ -164,12 +169,13 @@ def _gallery(result: dict[str, Any]) -> str:
 def _review(result: dict[str, Any]) -> str:
     rev = result["review"]
     if not rev:
-        return "<p>No cell below the confidence threshold.</p>"
+        return "<p>No cell below the confidence threshold and no unconfirmed rare-class call.</p>"
     rows = "".join(f"<tr><td>#{r['cell_id']}</td><td class=l>{esc(r['field'])}</td><td class=l>{esc(r['call'])}</td>"
                    f"<td>{r['confidence']:.2f}</td><td class=l>"
-                   f"{', '.join(f'{lab} {p:.2f}' for lab, p in r['top'])}</td></tr>" for r in rev)
+                   f"{', '.join(f'{lab} {p:.2f}' for lab, p in r['top'])}</td>"
+                   f"<td class=l>{esc(r.get('reason', ''))}</td></tr>" for r in rev)
     return ("<table><tr><th>cell</th><th class=l>field</th><th class=l>call</th><th>confidence</th>"
-            f"<th class=l>top classes</th></tr>{rows}</table>")
+            f"<th class=l>top classes</th><th class=l>reason</th></tr>{rows}</table>")
 
 
 def _fields(result: dict[str, Any]) -> str:
@@ -221,14 +227,18 @@ Specimen: {esc(result['settings']['specimen'])}. Time {num(t.get('seconds'), 1)}
 {_flags_table(result)}
 {_advice(result)}
 <p class=small>A flag is positive when its whole 95 % interval satisfies the rule, negative when none of it
-does, indeterminate when the interval straddles the threshold (CLINICAL_RULES §2).</p>
+does, indeterminate when the interval straddles the threshold (CLINICAL_RULES §2). A flag that reads a rare class
+(blasts, promyelocytes, immature granulocytes, NRBC, smudge cells, eosinophils, basophils) is positive only on
+confident calls (top probability ≥ {num(result['settings'].get('rare_confidence'), 2)}, at least three cells) and
+only if the unsure cells could not tip it; otherwise it is indeterminate and needs review.</p>
 <h2>Differential</h2>
 <p class=small>Percent of leukocytes (NRBC and smudge cells per 100 leukocytes). Plain columns: exact
 Clopper–Pearson 95 % intervals on the counted calls (confidence ≥ {result['settings']['min_confidence']}); they do
 not include classifier error.</p>
 {method}
 {_diff_table(result)}
-<h2>Review list ({len(result['review'])} cells below the confidence threshold, not counted)</h2>
+<h2>Review list ({len(result['review'])} cells: {c['n_referred']} below the confidence threshold, not counted;
+{c.get('n_unsure', 0)} rare-class calls without the confidence a flag needs)</h2>
 {_review(result)}
 <h2>Gallery: every classified cell by call (confidence under each)</h2>
 {_gallery(result)}
