@@ -200,6 +200,10 @@ def test_refuses_mixed_scanners(lab_dir, tmp_path):
         calibrate_scanner(mixed, out=out)
     assert "CV" in str(err.value)
     assert not out.exists()
+    # A pixel size the user gives outranks the ruler: its spread is then noted, not fatal (on crowded
+    # real fields, e.g. BCCD's, the ruler spreads widely on one scanner), and the glass colours decide.
+    given = calibrate_scanner(mixed, um_per_px=0.2)
+    assert given.pixel_size.um_per_px == pytest.approx(0.2) and any("ruler varies" in n for n in given.notes)
 
 
 def test_training_target_from_the_scanner_file(cal, tmp_path):

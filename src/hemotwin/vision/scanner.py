@@ -694,9 +694,20 @@ def _list_images(images_dir: Path, max_images: int, seed: int) -> tuple[list[Pat
     return paths, n_files
 
 
-def _check_one_scanner(folder: str, names: list[str], um: np.ndarray, bgs: np.ndarray) -> None:
+def _check_one_scanner(folder: str, names: list[str], um: np.ndarray, bgs: np.ndarray, *,
+                       ruler_decides: bool = True) -> str | None:
+    """Refuse images of more than one scanner; returns a note when only the ruler disagrees.
+
+    When the pixel size is given (an option or the files' metadata), a wide spread of the red-cell
+    ruler says the ruler is unreliable on these fields (crowded or overlapping red cells), not that
+    the scanners differ: it is noted, and the clear-glass colours still decide.
+    """
     cv = float(np.std(um, ddof=1) / np.mean(um))
-    if cv > MAX_PIXEL_SIZE_CV:
+    note = None
+    if cv > MAX_PIXEL_SIZE_CV and not ruler_decides:
+        note = (f"the red-cell ruler varies between images (CV {100 * cv:.0f} %, {um.min():.3g}-{um.max():.3g} "
+                "µm/px): the given pixel size is used and the ruler's blur scale is less certain")
+    elif cv > MAX_PIXEL_SIZE_CV:
         lo, hi = int(np.argmin(um)), int(np.argmax(um))
         raise InputError("images", folder, f"images of one scanner: the red cells give pixel sizes from "
                          f"{um[lo]:.3g} µm/px ({names[lo]}) to {um[hi]:.3g} µm/px ({names[hi]}), a spread "
@@ -711,6 +722,7 @@ def _check_one_scanner(folder: str, names: list[str], um: np.ndarray, bgs: np.nd
                              f"groups ({n_low} and {n_high} images, blue/red differing by {100 * gap:.0f} %, more "
                              f"than the {100 * MAX_WHITE_POINT_GAP:.0f} % one lamp shows); calibrate each "
                              "scanner's images separately")
+    return note
 
 
 def calibrate_scanner(images_dir: str | Path, *, max_images: int = 64, seed: int = 0,
@@ -794,9 +806,11 @@ def calibrate_scanner(images_dir: str | Path, *, max_images: int = 64, seed: int
                          f"of pixel size and resolution): {len(ruled)} of {len(per)} images had enough, {some} had "
                          "any; give fields of a blood smear, not crops of single cells or blank glass")
     um_img = np.array([r["um"] for r in ruled])
-    _check_one_scanner(where, [r["name"] for r in ruled], um_img, np.array([r["bg"] for r in per]))
+    given = um_option is not None or all(r["meta"] is not None for r in per)
+    ruler_note = _check_one_scanner(where, [r["name"] for r in ruled], um_img, np.array([r["bg"] for r in per]),
+                                    ruler_decides=not given)
 
-    notes: list[str] = []
+    notes: list[str] = [ruler_note] if ruler_note else []
     red_um = float(np.median(um_img))
     n_cells = int(sum(r["n_cells"] for r in ruled))
     meta = [r["meta"] for r in per if r["meta"] is not None]
