@@ -88,6 +88,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--workers", type=int, default=1, help="augmentation processes")
+    ap.add_argument("--scanner", type=Path, default=None,
+                    help="scanner file (hemotwin calibrate) to re-image part of the cells as (arm c of the benchmark)")
     ap.add_argument("--holdout", type=float, default=0.0,
                     help="fraction of the real cells kept out of training (benchmarks; the shipped model: 0)")
     ap.add_argument("--holdout-csv", type=Path, default=None, help="where to write the held-out cells' manifest")
@@ -106,7 +108,11 @@ def main() -> None:
                                              randomize=0.6, field_um=28.0, seed=args.seed, workers=2):
             print(f"twin cells under {s['preset']}: {s['written']} written", flush=True)
             data.append(s["out"])
+        from hemotwin.vision.scanner import training_target
+
+        target, target_um = training_target(args.scanner)
         res = train_model(TrainRequest(data=data, out=args.out, labels="matek15", augment=args.augment,
+                                       target=target, target_um_per_px=target_um, p_reimage=0.5,
                                        scale_jitter=args.scale_jitter, epochs=args.epochs, patience=args.patience,
                                        seed=args.seed, num_threads=args.threads, num_workers=args.workers,
                                        overwrite=args.overwrite), log=lambda m: print(m, flush=True))
