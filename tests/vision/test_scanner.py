@@ -33,7 +33,8 @@ from hemotwin.twin.reimage import StainBasis
 from hemotwin.twin.render import render
 from hemotwin.twin.specimen.compose import FieldSpec, compose_field
 from hemotwin.twin.specimen.maps import ABSORBERS, AbsorberMaps
-from hemotwin.vision.scanner import SCHEMA, ScannerCalibration, calibrate_scanner, fit_edge_spread, training_target
+from hemotwin.vision.scanner import SCHEMA, ScannerCalibration, calibrate_scanner, training_target
+from hemotwin.vision.scanner_measures import fit_edge_spread
 
 runner = CliRunner()
 SIZE = 512  # px: ~100 µm fields hold ~40 isolated red cells each at 0.2 µm/px

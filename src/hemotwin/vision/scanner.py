@@ -50,6 +50,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hemotwin.errors import HemotwinError, InputError
 from hemotwin.io import pixel_size
 from hemotwin.io.images import IMAGE_SUFFIXES, read_image
+from hemotwin.vision.scanner_measures import (
+    GAMMA,
+    measure_edges,
+    measure_glass_noise,
+    nearest_preset,
+    rel_se_median,
+    stain_levels,
+    stained_fraction,
+    white_point_groups,
+)
 
 __all__ = [
     "MAX_PIXEL_SIZE_CV",
@@ -63,9 +73,6 @@ __all__ = [
     "StainColour",
     "calibrate_scanner",
     "confidence_word",
-    "fit_edge_spread",
-    "measure_edges",
-    "measure_glass_noise",
     "training_target",
 ]
 
@@ -86,7 +93,6 @@ MAX_WHITE_POINT_GAP = 0.10
 #: Fewest stained pixels (green OD > 0.1) an image needs for its red cells to be looked for.
 MIN_STAINED = 0.01
 #: Display gamma assumed to linearise 8-bit values (as :class:`~hemotwin.twin.reimage.StainBasis`).
-GAMMA = 2.2
 
 Progress = Callable[[int, int], None]
 
@@ -386,299 +392,6 @@ class ScannerCalibration(_Model):
         return lines + [f"note: {n}" for n in self.notes]
 
 
-# ---------------------------------------------------------------------------------- measurements
-def _linear(rgb: np.ndarray) -> np.ndarray:
-    lut = ((np.arange(256) / 255.0) ** GAMMA).astype(np.float32)
-    return lut[rgb]
-
-
-def _red_cells(rgb: np.ndarray, diameter_px: float) -> tuple[np.ndarray, list[tuple[int, float, float, float]]]:
-    """Segments of the image's cells and the red cells among them: ``(label, cy, cx, radius_px)``.
-
-    As the red-cell ruler: half-way threshold between glass and cells in the smoothed green channel,
-    holes filled, touching cells split by a watershed on the distance transform. A segment counts
-    when it is off the border, convex and its inscribed diameter (or, alone, its area-equivalent
-    one) is within 0.8-1.25 of the ruler's median diameter.
-    """
-    from scipy import ndimage as ndi
-    from skimage.filters import threshold_multiotsu
-    from skimage.measure import regionprops
-    from skimage.morphology import h_maxima
-    from skimage.segmentation import watershed
-
-    g = ndi.gaussian_filter(rgb[..., 1].astype(np.float32), 1.0)
-    _, t_glass = threshold_multiotsu(g, classes=3)
-    glass = float(np.median(g[g >= t_glass]))
-    inside = g[g < t_glass]
-    t_edge = 0.5 * (glass + float(np.median(inside))) if inside.size else t_glass
-    fg = ndi.binary_fill_holes(ndi.binary_opening(g < t_edge, iterations=2))
-    dist = ndi.distance_transform_edt(fg)
-    markers, _ = ndi.label(h_maxima(dist, 2.0))
-    seg = watershed(-dist, markers, mask=fg)
-    comp, _ = ndi.label(fg)
-    comp_area = np.bincount(comp.ravel())
-    h, w = g.shape
-    keep = []
-    for p in regionprops(seg, intensity_image=dist):
-        y0, x0, y1, x1 = p.bbox
-        if y0 < 3 or x0 < 3 or y1 > h - 3 or x1 > w - 3 or p.solidity < 0.9:
-            continue
-        alone = comp_area[comp[p.coords[0][0], p.coords[0][1]]] == p.area
-        d = float(p.equivalent_diameter_area) if alone else 2.0 * float(p.intensity_max)
-        if not (0.8 * diameter_px < d < 1.25 * diameter_px) or (alone and p.eccentricity > 0.75):
-            continue
-        if alone:
-            cy, cx = p.centroid
-        else:  # the centre of the inscribed circle: a watershed cut moves the centroid
-            k = int(np.argmax(p.image_intensity[p.image]))
-            cy, cx = (float(v) for v in p.coords[k])
-        keep.append((int(p.label), float(cy), float(cx), d / 2.0))
-    return seg, keep
-
-
-def _erf_step(d: np.ndarray, a: float, b: float, d0: float, sigma: float) -> np.ndarray:
-    from scipy.special import erfc
-
-    return b + a * 0.5 * erfc((d - d0) / (math.sqrt(2.0) * max(sigma, 1e-3)))
-
-
-def measure_edges(rgb: np.ndarray, *, diameter_px: float, max_cells: int = 60) -> tuple[float | None, int]:
-    """Equivalent Gaussian blur σ (px) of the red-cell rims of one image.
-
-    Parameters
-    ----------
-    rgb
-        ``H x W x 3`` uint8 smear field.
-    diameter_px
-        Median red-cell diameter (the ruler's), to pick single red cells.
-    max_cells
-        At most this many rims are measured (the first found).
-
-    Returns
-    -------
-    sigma_px : float or None
-        None with fewer than 3 measurable rims.
-    n_cells : int
-        Rims used.
-
-    Notes
-    -----
-    Per isolated round red cell: the green channel is linearised (gamma 2.2) and normalised
-    between the glass (0) and the cell's rim level (1, the median over 0.6-0.8 of its radius);
-    the half-level outline is traced to sub-pixel precision on a lightly smoothed copy (σ = 1 px)
-    and every pixel within reach gets its signed distance to it (pixels of other cells excluded).
-    The samples of all rims go to :func:`fit_edge_spread`.
-    """
-    from scipy import ndimage as ndi
-    from scipy.spatial import cKDTree
-    from skimage.measure import find_contours
-
-    from hemotwin.twin.reimage import estimate_background
-
-    seg, cells = _red_cells(rgb, diameter_px)
-    if len(cells) < 3:
-        return None, len(cells)
-    lin = _linear(rgb)[..., 1]
-    g_bg = float(estimate_background(rgb, gamma=GAMMA)[1])
-    ds, ys = [], []
-    used = 0
-    h, w = lin.shape
-    for lab_id, cy, cx, r in cells[:max_cells]:
-        half = math.ceil(r + max(10.0, 0.5 * r))
-        y0, y1 = max(0, int(cy) - half), min(h, int(cy) + half + 1)
-        x0, x1 = max(0, int(cx) - half), min(w, int(cx) + half + 1)
-        crop = lin[y0:y1, x0:x1]
-        yy, xx = np.mgrid[y0:y1, x0:x1]
-        rr = np.hypot(yy - cy, xx - cx)
-        ring = (rr > 0.6 * r) & (rr < 0.8 * r)
-        level = float(np.median(crop[ring])) if ring.any() else float("nan")
-        if not (np.isfinite(level) and g_bg - level > 0.05 * g_bg):
-            continue
-        y = (g_bg - crop) / (g_bg - level)
-        s_crop = seg[y0:y1, x0:x1]
-        others = ndi.binary_dilation((s_crop > 0) & (s_crop != lab_id), iterations=3)
-        pts = [c for c in find_contours(ndi.gaussian_filter(y, 1.0), 0.5)]
-        if not pts:
-            continue
-        pts = np.concatenate(pts)
-        pr = np.hypot(pts[:, 0] + y0 - cy, pts[:, 1] + x0 - cx)
-        iy = np.clip(np.rint(pts[:, 0]).astype(int), 0, crop.shape[0] - 1)
-        ix = np.clip(np.rint(pts[:, 1]).astype(int), 0, crop.shape[1] - 1)
-        own = (np.abs(pr - r) < 0.2 * r) & ~others[iy, ix]  # this cell's free outline
-        if own.sum() < 2 * math.pi * r * 0.25:  # a quarter of its perimeter at least
-            continue
-        pts, pr = pts[own], pr[own]
-        dist, nearest = cKDTree(pts).query(np.column_stack([(yy - y0).ravel(), (xx - x0).ravel()]))
-        dist, nearest = dist.reshape(crop.shape), nearest.reshape(crop.shape)
-        sign = np.where(rr < pr[nearest], -1.0, 1.0)  # inside the outline: negative
-        ok = ~others & (dist < 12.0 + 0.2 * r) & (np.abs(rr - r) < 12.0 + 0.3 * r)
-        ds.append((sign * dist)[ok])
-        ys.append(y[ok])
-        used += 1
-    if used < 3:
-        return None, used
-    sigma = fit_edge_spread(np.concatenate(ds), np.concatenate(ys))
-    return sigma, used
-
-
-def fit_edge_spread(distance_px: np.ndarray, values: np.ndarray, *, sigma0: float = 1.5) -> float | None:
-    """Equivalent Gaussian σ (px) of an edge-spread function sampled at signed distances from the edge.
-
-    Parameters
-    ----------
-    distance_px
-        Signed distance of each sample from the edge (px; negative on the dark side).
-    values
-        The samples (linear intensity drop, normalised: ~1 inside, ~0 outside; scale and offset free).
-    sigma0
-        Starting σ.
-
-    Returns
-    -------
-    float or None
-        None when the fit fails or the samples are too few.
-
-    Notes
-    -----
-    The samples are binned (0.2 px) and a Gaussian-blurred step ``b + a/2 erfc((d - d0) / (√2 σ))``
-    fitted to the bin medians over ``-max(1, σ) <= d <= max(4, 4σ)`` px, three times, the window
-    following σ. The window is one-sided: inside a red cell its thickness rolls off towards the
-    rim, which a wide inner window would read as blur. An optical edge-spread function is not
-    exactly Gaussian (a partially coherent edge rings), so its "equivalent σ" depends on the window:
-    compare σ's measured with this same function.
-    """
-    from scipy.optimize import curve_fit
-
-    d = np.asarray(distance_px, dtype=float).ravel()
-    v = np.asarray(values, dtype=float).ravel()
-    sigma = float(sigma0)
-    for _ in range(3):
-        win = max(4.0, 4.0 * sigma)
-        inner = max(1.0, sigma)
-        sel = (d <= win) & (d >= -inner)
-        edges = np.arange(-inner, win + 0.2, 0.2)
-        idx = np.digitize(d[sel], edges)
-        vs = v[sel]
-        centres, meds = [], []
-        for k in range(1, len(edges)):
-            m = idx == k
-            if m.sum() >= 5:
-                centres.append(0.5 * (edges[k - 1] + edges[k]))
-                meds.append(float(np.median(vs[m])))
-        if len(centres) < 8:
-            return None
-        try:
-            popt, _ = curve_fit(_erf_step, np.array(centres), np.array(meds), p0=(1.0, 0.0, 0.0, sigma),
-                                bounds=([0.2, -0.5, -3.0, 0.05], [2.0, 0.5, 3.0, 20.0]), maxfev=2000)
-        except (RuntimeError, ValueError):
-            return None
-        sigma = float(popt[3])
-    return sigma
-
-
-def measure_glass_noise(rgb: np.ndarray, *, margin_px: int = 4, smooth_px: float = 6.0) -> np.ndarray | None:
-    """Noise of clear glass per channel (8-bit levels) of one image, or None without enough glass.
-
-    Parameters
-    ----------
-    rgb
-        ``H x W x 3`` uint8 smear field.
-    margin_px
-        Glass pixels nearer than this to anything darker are left out (cell edges, JPEG ringing).
-    smooth_px
-        σ (px) of the Gaussian that gives the glass's local level (computed from glass pixels only).
-
-    Returns
-    -------
-    ndarray or None
-        ``(3,)`` standard deviations of glass minus its local level (clipped at 4 SD).
-    """
-    from scipy import ndimage as ndi
-    from skimage.filters import threshold_multiotsu
-
-    g = ndi.gaussian_filter(rgb[..., 1].astype(np.float32), 1.5)
-    try:
-        _, t_glass = threshold_multiotsu(g, classes=3)
-    except ValueError:
-        return None
-    glass_level = float(np.median(g[g >= t_glass]))
-    # Glass: within a few levels of the glass's own level, away from everything else.
-    dark = g < glass_level - max(4.0, 0.15 * (glass_level - float(t_glass)) + 3.0)
-    mask = ~ndi.binary_dilation(dark, iterations=margin_px)
-    if mask.sum() < 2000:
-        return None
-    m = mask.astype(np.float32)
-    wsum = ndi.gaussian_filter(m, smooth_px)
-    good = mask & (wsum > 0.6)
-    if good.sum() < 1000:
-        return None
-    out = np.empty(3)
-    for ch in range(3):
-        x = rgb[..., ch].astype(np.float32)
-        local = ndi.gaussian_filter(x * m, smooth_px) / np.maximum(wsum, 1e-6)
-        r = (x - local)[good]
-        # Standard deviation after clipping at 4 SD (from the MAD, then once more): the MAD alone is
-        # biased on 8-bit data whose noise is about one level (green: +20 % on twin glass).
-        sd = 1.4826 * float(np.median(np.abs(r - np.median(r)))) + 0.5
-        for _ in range(2):
-            r = r[np.abs(r - np.mean(r)) < 4.0 * sd]
-            sd = float(np.std(r))
-        out[ch] = sd
-    return out
-
-
-def _stain_levels(absorbers: np.ndarray) -> dict[str, float]:
-    from hemotwin.twin.specimen.maps import ABSORBERS
-
-    p, az, e = (absorbers[ABSORBERS.index(k)] for k in ("purple", "azure_b", "eosin"))
-    out: dict[str, float] = {}
-    p99 = float(np.percentile(p, 99.0))
-    nuc = p > 0.5 * p99 if p99 > 0.05 else np.zeros(p.shape, bool)
-    if nuc.sum() >= 50:
-        out["nuclear_purple"] = float(np.median(p[nuc]))
-        out["nuclear_azure"] = float(np.median(az[nuc]))
-    stained = e[(e > 0.05) & ~nuc]
-    if stained.size > 50:
-        out["red_cell_eosin"] = float(np.median(stained))
-    return out
-
-
-def _stained_fraction(rgb: np.ndarray, background: np.ndarray) -> float:
-    """Fraction of pixels whose green optical density exceeds 0.1 (a red cell's is 0.3-0.6; glass noise ~0.01)."""
-    lin = _linear(rgb[::2, ::2, 1])
-    return float(np.mean(lin < float(background[1]) * 10.0**-0.1))
-
-
-def _rel_se_median(values: np.ndarray) -> float:
-    """Relative standard error of the median of ``values`` (1.2533 x SD / sqrt(n) / median)."""
-    v = np.asarray(values, dtype=float)
-    if v.size < 2 or not np.median(v) > 0:
-        return float("nan")
-    return float(1.2533 * np.std(v, ddof=1) / math.sqrt(v.size) / np.median(v))
-
-
-def _white_point_groups(bgs: np.ndarray) -> tuple[int, float] | None:
-    """The split of images by clear-glass colour (log blue / red) with the widest gap: ``(index, gap)``."""
-    x = np.log(bgs[:, 2] / bgs[:, 0])
-    order = np.argsort(x)
-    gaps = np.diff(x[order])
-    if gaps.size == 0:
-        return None
-    k = int(np.argmax(gaps))
-    return k, float(gaps[k])
-
-
-def _nearest_preset(um_per_px: float) -> str | None:
-    from hemotwin.twin.profiles import list_presets, load_profile
-
-    best, best_d = None, math.inf
-    for name in list_presets():
-        d = abs(math.log(load_profile(name).camera.um_per_px / um_per_px))
-        if d < best_d:
-            best, best_d = name, d
-    return best
-
-
 # ------------------------------------------------------------------------------------- workflow
 def _list_images(images_dir: Path, max_images: int, seed: int) -> tuple[list[Path], int]:
     if not images_dir.is_dir():
@@ -713,7 +426,7 @@ def _check_one_scanner(folder: str, names: list[str], um: np.ndarray, bgs: np.nd
                          f"{um[lo]:.3g} µm/px ({names[lo]}) to {um[hi]:.3g} µm/px ({names[hi]}), a spread "
                          f"(CV {100 * cv:.0f} %) above the {100 * MAX_PIXEL_SIZE_CV:.0f} % one scanner shows; "
                          "calibrate each scanner's images separately")
-    split = _white_point_groups(bgs)
+    split = white_point_groups(bgs)
     if split is not None:
         k, gap = split
         n_low, n_high = k + 1, len(bgs) - k - 1
@@ -785,7 +498,7 @@ def calibrate_scanner(images_dir: str | Path, *, max_images: int = 64, seed: int
         else:
             bg = estimate_background(rgb, gamma=GAMMA)
             # Blank glass has no stain to measure: its noise alone can pass for small round "cells".
-            um, det = estimate_um_per_px(rgb) if _stained_fraction(rgb, bg) >= MIN_STAINED else (None, {"n_cells": 0})
+            um, det = estimate_um_per_px(rgb) if stained_fraction(rgb, bg) >= MIN_STAINED else (None, {"n_cells": 0})
             row: dict[str, Any] = {"name": p.name, "um": um, "n_cells": det["n_cells"], "meta": info.um_per_px,
                                    "meta_source": info.um_per_px_source, "bg": bg}
             if um is not None:
@@ -823,7 +536,7 @@ def calibrate_scanner(images_dir: str | Path, *, max_images: int = 64, seed: int
         notes.append(f"the pixel size used ({um:.4g} µm/px, {source}) differs from the red cells' "
                      f"({red_um:.4g} µm/px) by {100 * (um / red_um - 1):+.0f} %: check it (or the red cells are "
                      "not 7.5 µm)")
-    px_err = _rel_se_median(um_img)
+    px_err = rel_se_median(um_img)
     px = PixelSize(um_per_px=um, source=source, red_cells_um_per_px=red_um, rel_error=px_err,
                    per_image_cv=float(np.std(um_img, ddof=1) / np.mean(um_img)), n_cells=n_cells,
                    n_images=len(ruled), metadata_um_per_px=meta_um, confidence=confidence_word(px_err, len(ruled)))
@@ -834,7 +547,7 @@ def calibrate_scanner(images_dir: str | Path, *, max_images: int = 64, seed: int
         raise InputError("images", where, f"red-cell rims measurable in at least 3 images (found {len(sig)}): "
                          "isolated round red cells on clear glass")
     s_px = np.array([s for s, _ in sig])
-    s_err = _rel_se_median(s_px)
+    s_err = rel_se_median(s_px)
     res = Resolution(blur_sigma_um=float(np.median(s_px)) * um, blur_sigma_px=float(np.median(s_px)),
                      rel_error=s_err, n_cells=int(sum(n for _, n in sig)), n_images=len(sig),
                      confidence=confidence_word(s_err, len(sig)))
@@ -842,7 +555,7 @@ def calibrate_scanner(images_dir: str | Path, *, max_images: int = 64, seed: int
     nz_rows = np.array([r["noise"] for r in ruled if r.get("noise") is not None])
     if len(nz_rows) == 0:
         raise InputError("images", where, "clear glass between the cells in some images (to measure the noise)")
-    nz_err = _rel_se_median(nz_rows[:, 1]) if len(nz_rows) > 1 else float("nan")
+    nz_err = rel_se_median(nz_rows[:, 1]) if len(nz_rows) > 1 else float("nan")
     noise = Noise(sd_8bit=tuple(float(v) for v in np.median(nz_rows, axis=0)), rel_error=nz_err,
                   n_images=len(nz_rows), confidence=confidence_word(nz_err, len(nz_rows)))
 
@@ -851,7 +564,7 @@ def calibrate_scanner(images_dir: str | Path, *, max_images: int = 64, seed: int
     bgs = np.array([r["bg"] for r in per])
     wp = np.median(bgs, axis=0)
     basis = StainBasis().set_background(wp).fit(images, seed=seed)
-    lv_rows = [_stain_levels(basis.transform(im, um_per_px=um).absorbers) for im in images]
+    lv_rows = [stain_levels(basis.transform(im, um_per_px=um).absorbers) for im in images]
     levels, spread = {}, {}
     for key in ("nuclear_purple", "nuclear_azure", "red_cell_eosin"):
         vals = np.array([r[key] for r in lv_rows if key in r and r[key] > 0])
@@ -865,7 +578,7 @@ def calibrate_scanner(images_dir: str | Path, *, max_images: int = 64, seed: int
         notes.append(f"{len(skipped)} unreadable file(s) skipped")
     cal = ScannerCalibration(version=hemotwin.__version__, images_dir=where, n_files=n_files, n_images=len(per),
                              skipped=skipped, pixel_size=px, resolution=res, noise=noise, stain=stain,
-                             nearest_preset=_nearest_preset(um), notes=notes)
+                             nearest_preset=nearest_preset(um), notes=notes)
     if out is not None:
         cal.save(out, overwrite=overwrite)
     return cal
