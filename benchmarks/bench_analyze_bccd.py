@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> dict:
     timing = report["timing"]
     result = {
         "benchmark": "bench_analyze_bccd",
-        "measure": "issue 20: smear analysis on real fields (BCCD, one sample of all fields)",
+        "measure": "smear analysis on real fields (BCCD, one sample of all fields)",
         "differential": {
             "model": model_diff,
             "labels": labels,

@@ -1,4 +1,4 @@
-"""Training throughput with each augmentation on real crops, side by side in one run (issue 3: twin < 2x).
+"""Training throughput with each augmentation on real crops, side by side in one run (target: twin < 2x).
 
 The real training set of the cross-microscope benchmark (PBC, five classes, seed 0 split: 870 crops)
 is trained for a few epochs with ``color`` (the anchor), ``twin`` (randomised presets) and

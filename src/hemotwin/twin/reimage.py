@@ -1,7 +1,7 @@
 """Twin re-imaging: a real RGB crop -> approximate absorber maps -> rendered through other scanners.
 
-The augmentation of issue 3 ("re-image real training cells as if seen through other optics,
-cameras and stains") in three pieces:
+The training augmentation that re-images real cells as if seen through other optics, cameras and
+stains, in three pieces:
 
 :class:`StainBasis`
     Optical-density unmixing against **blood-stain absorbers** (not the H&E matrix), in the

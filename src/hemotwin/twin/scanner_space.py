@@ -4,7 +4,7 @@ A :class:`ScannerSpace` holds, for every part of a :class:`~hemotwin.twin.profil
 the range that real bright-field blood-smear imaging systems span, and :meth:`ScannerSpace.sample`
 draws one profile from it. The classifier trained on real cells re-imaged through many such draws
 (:class:`~hemotwin.twin.reimage.SpaceReImager`) should read real cells from any microscope, not
-only from neighbours of the four presets (issue 20).
+only from neighbours of the four presets.
 
 Each range carries its justification in the field's ``description`` (shown by :meth:`ScannerSpace.describe`
 and :func:`scanner_space_report`; docs/scanner_space.md explains them). The pixel size is drawn
@@ -217,7 +217,7 @@ class ScannerSpace(_Model):
     """
 
     name: str = "wide"
-    description: str = "physically plausible bright-field blood-smear imaging systems (issue 20)"
+    description: str = "physically plausible bright-field blood-smear imaging systems"
 
     # -- sampling and optics -------------------------------------------------------------------
     um_per_px: Interval = Field(
