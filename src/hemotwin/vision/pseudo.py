@@ -14,7 +14,7 @@ rest of their answer.
 The teachers label each cell once, on the cell as it was imaged (with their test-time zoom
 average), while the student sees it augmented: the teacher's answer is the cleaner one.
 
-Measured on BCCD (docs/benchmarks.md, eighth session) this **lowers** accuracy by 5–8 points: a
+Measured on BCCD (docs/experiments.md) this **lowers** accuracy by 5–8 points: a
 distilled student already reads BCCD better than its teachers, and labels from them on BCCD's own
 cells pull it back towards their errors. It helps where the teachers know the target better than
 the student would alone (tests/vision/test_pseudo.py), so it stays an option, off by default.
