@@ -17,7 +17,8 @@ average), while the student sees it augmented: the teacher's answer is the clean
 Measured on BCCD (docs/experiments.md) this **lowers** accuracy by 5–8 points: a
 distilled student already reads BCCD better than its teachers, and labels from them on BCCD's own
 cells pull it back towards their errors. It helps where the teachers know the target better than
-the student would alone (tests/vision/test_pseudo.py), so it stays an option, off by default.
+the student would alone (tests/vision/test_pseudo.py), so it stays in the library for benchmarks
+(``TrainRequest.unlabelled``), not on the command line.
 """
 
 from __future__ import annotations
