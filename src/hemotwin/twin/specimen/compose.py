@@ -111,7 +111,7 @@ def _draw_labels(rng: np.random.Generator, mix: dict[str, float], n: int) -> lis
 
 #: Default red-cell density around a single-cell crop (per 100x100 µm). Analyzers pick white
 #: cells in the thin part of the smear where red cells just touch: ~90–110 per 10,000 µm² in the
-#: real CellaVision crops of ../shared/data/pbc (counted), fewer than a field's average.
+#: real CellaVision crops of the public PBC data set (counted), fewer than a field's average.
 CROP_RBC_DENSITY = 110.0
 
 

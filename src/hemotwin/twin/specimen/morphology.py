@@ -334,7 +334,7 @@ WBC_PRIORS: dict[str, dict[str, Any]] = {
 #: Absorbers bound by chromatin per unit of a class's chromatin index (``chrom[0]`` above).
 #: DNA binds azure B and eosin Y together as the Romanowsky–Giemsa complex: the sharp 552 nm
 #: "purple" band plus the broad azure (600–660 nm) and eosin (500–540 nm) bands of its
-#: constituents. Calibrated so real CellaVision nuclei (``../shared/data/pbc``) are matched
+#: constituents. Calibrated so real CellaVision nuclei (the public PBC data set) are matched
 #: through the analyzer-100x profile (``scripts/calibrate_amounts.py``, docs/benchmarks.md).
 CHROMATIN_MIX: dict[str, float] = {"purple": 0.3, "azure_b": 1.2, "eosin": 2.6}
 
