@@ -1,4 +1,4 @@
-"""Counting statistics: exact intervals (CLINICAL_RULES §2), denominators, cells needed, corrected intervals."""
+"""Counting statistics: exact intervals (docs/clinical_rules.md §2), denominators, cells needed, corrected intervals."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from hemotwin.diagnosis.differential import (
 from hemotwin.errors import InputError
 from hemotwin.taxonomy import CLASS_CODES
 
-# CLINICAL_RULES §2: observed % -> {n: (lo, hi)} in percent, printed to 0.1.
+# docs/clinical_rules.md §2: observed % -> {n: (lo, hi)} in percent, printed to 0.1.
 RUMKE = {
     5: {100: (1.6, 11.3), 200: (2.4, 9.0), 500: (3.3, 7.3), 1000: (3.7, 6.5)},
     10: {100: (4.9, 17.6), 200: (6.2, 15.0), 500: (7.5, 13.0), 1000: (8.2, 12.0)},
@@ -36,7 +36,7 @@ def test_clopper_pearson_reproduces_the_clinical_rules_table(pct, n):
 
 
 def test_true_22_percent_reads_below_20_as_stated():
-    # CLINICAL_RULES §2: about 28 % / 22 % / 13 % of 100 / 200 / 500-cell counts read < 20 %.
+    # docs/clinical_rules.md §2: about 28 % / 22 % / 13 % of 100 / 200 / 500-cell counts read < 20 %.
     for n, expected in ((100, 0.28), (200, 0.22), (500, 0.13)):
         p_below = binom.cdf(int(np.ceil(0.2 * n)) - 1, n, 0.22)
         assert abs(p_below - expected) < 0.02  # "about": the text rounds to whole percent

@@ -18,8 +18,8 @@ def test_every_rule_cites_a_source_and_has_a_unique_id():
     ids = [r.id for r in RULES]
     assert len(ids) == len(set(ids))
     for r in RULES:
-        assert "CLINICAL_RULES" in r.source or "TAXONOMY" in r.source, r.id
-    # The blast rules cite CLINICAL_RULES §1 explicitly.
+        assert "clinical_rules.md" in r.source or "TAXONOMY" in r.source, r.id
+    # The blast rules cite docs/clinical_rules.md §1 explicitly.
     for r in RULES:
         if r.id.startswith("blasts") or r.id == "apl_pattern":
             assert "§1" in r.source
@@ -40,7 +40,7 @@ def test_aml_blasts_far_above_20_percent_are_positive():
 
 
 def test_22_percent_of_200_is_indeterminate_with_the_cells_needed():
-    # CLINICAL_RULES §2: a true 22 % reads around the cut-off; 44/200 has an interval 16.5-28.4 %.
+    # docs/clinical_rules.md §2: a true 22 % reads around the cut-off; 44/200 has an interval 16.5-28.4 %.
     f = _flags({"MYO": 44, "NGS": 156})
     b = f["blasts_ge_20"]
     assert b.state == "indeterminate"

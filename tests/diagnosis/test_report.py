@@ -56,7 +56,7 @@ def test_report_files(tmp_path):
     assert data["corrected"] is None  # no calibration for an unknown model checksum
     assert "no chain calibration" in data["calibration_note"]
     blast = {f["id"]: f for f in data["flags"]}["blasts_ge_20"]
-    assert blast["state"] == "positive" and "CLINICAL_RULES §1" in blast["source"]
+    assert blast["state"] == "positive" and "docs/clinical_rules.md §1" in blast["source"]
     html = paths["html"].read_text()
     assert html.count("data:image/jpeg;base64,") == 100  # every cell in the gallery
     assert html.count(RESEARCH_USE) >= 2  # top and bottom of the page (and in the provenance)

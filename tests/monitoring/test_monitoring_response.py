@@ -1,4 +1,4 @@
-"""ELN 2022 response calls (CLINICAL_RULES §5): every criterion and boundary, table-driven."""
+"""ELN 2022 response calls (docs/clinical_rules.md §5): every criterion and boundary, table-driven."""
 
 from __future__ import annotations
 

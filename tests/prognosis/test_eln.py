@@ -1,4 +1,4 @@
-"""ELN 2022 (CLINICAL_RULES §3, every row and footnote) and ELN 2024 less-intensive (§4), table-driven."""
+"""ELN 2022 (docs/clinical_rules.md §3, every row and footnote) and ELN 2024 less-intensive (§4), table-driven."""
 
 from __future__ import annotations
 

@@ -154,7 +154,7 @@ def test_derived_variables_match_the_published_columns():
         assert v[names.index("HB")] == float(row["HB1"])
 
 
-# NRES2 table (CLINICAL_RULES §7; ``calculateNres2`` examples): (Ns, M, S) -> (best, mean, worst)
+# NRES2 table (docs/clinical_rules.md §7; ``calculateNres2`` examples): (Ns, M, S) -> (best, mean, worst)
 NRES2_CASES = [
     ((1, 0, 15), (1.0, 1.0, 1.0)),
     ((1, 2, 13), (1.0, 1.0 + 0.5 * (2 / 15) * 0.388, 2.0)),
@@ -171,7 +171,7 @@ def test_nres2_formula(inp, exp):
     assert (r["best"][0], r["mean"][0], r["worst"][0]) == pytest.approx(exp)
 
 
-# Category boundaries, right-closed (CLINICAL_RULES §7).
+# Category boundaries, right-closed (docs/clinical_rules.md §7).
 @pytest.mark.parametrize(("score", "cat"), [(-1.5, "Very Low"), (-1.49, "Low"), (-0.5, "Low"), (-0.49, "Moderate Low"),
                                             (0.0, "Moderate Low"), (0.01, "Moderate High"), (0.5, "Moderate High"),
                                             (0.51, "High"), (1.5, "High"), (1.51, "Very High")])
@@ -183,7 +183,7 @@ def test_rounding_is_to_two_decimals():
     assert list(round2(np.array([0.304999, 0.305001, -1.234, math.nan]))[:3]) == [0.3, 0.31, -1.23]
 
 
-# TP53 multi-hit (CLINICAL_RULES §7): (n mutations, max VAF, -17/17p) -> multi-hit
+# TP53 multi-hit (docs/clinical_rules.md §7): (n mutations, max VAF, -17/17p) -> multi-hit
 TP53_CASES = [
     (2, 0.1, 0, 1.0), (1, 0.56, 0, 1.0), (1, 0.55, 0, 0.0), (1, 0.3, 1, 1.0), (1, 0.3, math.nan, math.nan),
     (1, math.nan, 1, 1.0), (0, math.nan, 1, 0.0), (math.nan, math.nan, 0, math.nan), (3, math.nan, math.nan, 1.0),

@@ -1,4 +1,4 @@
-"""IPSS-R points and categories at every boundary (CLINICAL_RULES §6; Greenberg et al. 2012)."""
+"""IPSS-R points and categories at every boundary (docs/clinical_rules.md §6; Greenberg et al. 2012)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ISCN karyotype parser and cytogenetic features (CLINICAL_RULES §3, §6, §10).
+"""ISCN karyotype parser and cytogenetic features (docs/clinical_rules.md §3, §6, §10).
 
 The main table lists karyotypes with the features they must give. A row names every boolean
 feature that must be True; every other boolean feature of the contract must be False, so a row

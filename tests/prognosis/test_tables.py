@@ -1,4 +1,4 @@
-"""Cohort table readers (CLINICAL_RULES §9): schemas, units, impossible values, IDs, warnings."""
+"""Cohort table readers (docs/clinical_rules.md §9): schemas, units, impossible values, IDs, warnings."""
 
 from __future__ import annotations
 

@@ -22,6 +22,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from hemotwin.errors import HemotwinError, InputError
 
+#: Exit codes, one convention for every command (README, "Exit codes"): 0 everything done; 2 nothing
+#: done (bad input or options, explained on stderr; also typer's own usage errors); 3 finished, but
+#: some items were skipped (each listed on stderr and in the job's outputs). 1 is left to crashes.
+EXIT_OK, EXIT_NOTHING_DONE, EXIT_PARTIAL = 0, 2, 3
+
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -64,7 +70,7 @@ def fail(exc: Exception) -> typer.Exit:
     elif isinstance(exc, InputError) and exc.where in OPTION_OF:
         exc = InputError(OPTION_OF[exc.where], exc.value, exc.expected)
     err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
-    return typer.Exit(code=2)
+    return typer.Exit(code=EXIT_NOTHING_DONE)
 
 
 #: The errors a command turns into a clear message (anything else is a bug and keeps its traceback).
@@ -103,15 +109,27 @@ def n_workers(w: int) -> int:
     return max(1, os.cpu_count() or 1) if w <= 0 else w
 
 
+def finish_partial(failures: list[dict], *, listed_in: str, limit: int = 20) -> None:
+    """End a batch job that skipped items: list them on stderr and exit with :data:`EXIT_PARTIAL`.
+
+    ``failures`` are ``{"path": ..., "error": ...}`` records; ``listed_in`` names the output that
+    lists them all. Returns (exit 0) when nothing was skipped.
+    """
+    if not failures:
+        return
+    for f in failures[:limit]:
+        err_console.print(f"[yellow]skipped[/] {f.get('path', '?')}: {f.get('error', '')}", highlight=False)
+    more = f" (first {limit} shown)" if len(failures) > limit else ""
+    err_console.print(f"[yellow]{len(failures)} item(s) skipped[/]{more}; all are listed in {listed_in}",
+                      highlight=False)
+    raise typer.Exit(code=EXIT_PARTIAL)
+
+
 def report_written(summary: dict, what: str, t0: float) -> None:
-    """Print what a batch job wrote and list its failures (exit code 1 when some items failed)."""
+    """Print what a batch job wrote; skipped items end it with :data:`EXIT_PARTIAL`."""
     dt = time.perf_counter() - t0
     console.print(f"[green]{summary['written']}[/] {what} in {dt:.1f} s -> [bold]{summary['out']}[/]")
-    for f in summary["failures"][:20]:
-        err_console.print(f"[yellow]failed[/] {f['path']}: {f['error']}")
-    if summary["failures"]:
-        err_console.print(f"[yellow]{len(summary['failures'])} item(s) failed[/] (listed in provenance.json)")
-        raise typer.Exit(code=1)
+    finish_partial(summary["failures"], listed_in="provenance.json")
 
 
 # ------------------------------------------------------------------------------ shared options
@@ -141,7 +159,7 @@ ScaleTtaOpt = Annotated[str | None, typer.Option("--scale-tta", help="Also avera
                                                  "(3x slower).")]
 RegimenOpt = Annotated[str, typer.Option("--regimen", help="ELN 2024 context: venetoclax | ivosidenib")]
 ClinicalOpt = Annotated[Path, typer.Option("--clinical", "-c", help="Clinical table (CSV/TSV; docs/prognosis.md).")]
-MolecularOpt = Annotated[Path | None, typer.Option("--molecular", "-m", help="Molecular table (one row per variant).")]
+MolecularOpt = Annotated[Path | None, typer.Option("--molecular", help="Molecular table (one row per variant).")]
 
 
 def with_inference_options(command: Callable[..., None]) -> Callable[..., None]:

@@ -62,7 +62,7 @@ def analyze_cmd(
     """Analyse a smear: differential with exact 95 % intervals, flags, report.html + report.json.
 
     Detects and classifies the white cells of every field, refers low-confidence cells for review,
-    applies the blast thresholds of CLINICAL_RULES §1 and writes a self-contained report (research use only).
+    applies the blast thresholds of docs/clinical_rules.md §1 and writes a self-contained report (research use only).
     """
     import json
 

@@ -1,7 +1,7 @@
 """Differential counts with exact intervals, threshold decisions and the cells still needed to decide.
 
 A differential of ``n`` cells estimates proportions; every proportion here carries its exact
-(Clopper–Pearson) 95 % interval (docs/CLINICAL_RULES.md §2). A threshold (blasts >= 20 %) is
+(Clopper–Pearson) 95 % interval (docs/clinical_rules.md §2). A threshold (blasts >= 20 %) is
 *decided* only when the whole interval lies on one side of it; otherwise the result is
 **indeterminate** and we say how many more cells would decide it if the observed proportion held.
 
@@ -228,7 +228,7 @@ class Differential(BaseModel):
         MYO + MOB as a percentage of leukocytes.
     blasts_with_equivalents
         Blasts plus the blast-equivalent codes given (abnormal promyelocytes when the APL pattern
-        applies: CLINICAL_RULES §1, "Blast equivalents counted with blasts").
+        applies: docs/clinical_rules.md §1, "Blast equivalents counted with blasts").
     blast_equivalent_codes
         The codes added to the blasts for ``blasts_with_equivalents`` (empty: same as ``blasts``).
     """

@@ -1,6 +1,6 @@
 """Flags: the diagnostic rules a differential triggers, each with the rule that fired and its source.
 
-Every flag is decided on an interval, never on a point estimate alone (docs/CLINICAL_RULES.md §2: "a
+Every flag is decided on an interval, never on a point estimate alone (docs/clinical_rules.md §2: "a
 report must say when the interval straddles a threshold"):
 
 * ``positive``: the whole 95 % interval satisfies the rule;
@@ -88,7 +88,7 @@ class Rule:
     rule
         The rule in words, with its thresholds.
     source
-        Where the threshold comes from (a CLINICAL_RULES row, TAXONOMY, or a named publication).
+        Where the threshold comes from (a docs/clinical_rules.md section, TAXONOMY, or a named publication).
     severity
         ``urgent`` (act today), ``major`` or ``minor``.
     """
@@ -110,28 +110,28 @@ IMMATURE_GRANULOCYTES = members("ig")
 LYMPHOCYTES = members("lymphocyte")
 
 #: Every rule, in report order. ``blasts*`` rules read blasts + blast equivalents when the APL
-#: pattern is positive (CLINICAL_RULES §1: abnormal promyelocytes are counted with the blasts).
+#: pattern is positive (docs/clinical_rules.md §1: abnormal promyelocytes are counted with the blasts).
 RULES: tuple[Rule, ...] = (
     Rule("blasts_ge_20", "Blasts >= 20 %", BLAST_CODES, "at_least", 20.0,
          "blasts (MYO + MOB, + blast equivalents when the APL pattern is present) >= 20 % of leukocytes: AML "
          "range under WHO 5th and ICC 2022",
-         "CLINICAL_RULES §1, row 'AML myelodysplasia-related ... or NOS': >= 20 % = AML (WHO 5th, ICC 2022)",
+         "docs/clinical_rules.md §1, row 'AML myelodysplasia-related ... or NOS': >= 20 % = AML (WHO 5th, ICC 2022)",
          "urgent"),
     Rule("blasts_10_19", "Blasts 10-19 %", BLAST_CODES, "range", 10.0,
          "blasts 10-19 % of leukocytes: ICC 2022 MDS/AML; WHO 5th MDS with increased blasts 2 when counted in "
          "marrow; >= 10 % meets the ICC cut-off of AML with recurrent genetic abnormalities (genetics needed)",
-         "CLINICAL_RULES §1, last row (10-19 % = MDS/AML, ICC; marrow 10-19 % = MDS-IB2, WHO) and first row "
+         "docs/clinical_rules.md §1, last row (10-19 % = MDS/AML, ICC; marrow 10-19 % = MDS-IB2, WHO) and first row "
          "(>= 10 % for AML with defining genetic abnormalities, ICC)", "major", high=20.0),
     Rule("blasts_5_19_blood", "Blood blasts 5-19 %", BLAST_CODES, "range", 5.0,
          "blasts 5-19 % of leukocytes in blood: WHO 5th MDS with increased blasts 2 (blood criterion)",
-         "CLINICAL_RULES §1, last row: 'marrow (5-19 % blood) = MDS with increased blasts 2' (WHO 5th)",
+         "docs/clinical_rules.md §1, last row: 'marrow (5-19 % blood) = MDS with increased blasts 2' (WHO 5th)",
          "major", high=20.0),
     Rule("apl_pattern", "APL pattern (abnormal promyelocytes)", PROMYELOCYTES, "at_least", 10.0,
          "promyelocytes, bilobed forms included (PMO + PMB), >= 10 % of leukocytes: suspect acute promyelocytic "
          "leukaemia; abnormal promyelocytes are blast equivalents; exclude PML::RARA today (medical emergency)",
-         "CLINICAL_RULES §1: APL (PML::RARA) >= 10 % under ICC, no cut-off under WHO; abnormal promyelocytes are "
-         "blast equivalents; TAXONOMY PMO/PMB (bilobed 'butterfly' nuclei of hypogranular APL). Normal blood "
-         "has no promyelocytes (TAXONOMY reference differential)", "urgent"),
+         "docs/clinical_rules.md §1: APL (PML::RARA) >= 10 % under ICC, no cut-off under WHO; abnormal "
+         "promyelocytes are blast equivalents; TAXONOMY PMO/PMB (bilobed 'butterfly' nuclei of hypogranular "
+         "APL). Normal blood has no promyelocytes (TAXONOMY reference differential)", "urgent"),
     Rule("cll_pattern", "CLL pattern (lymphocytosis with smudge cells)", LYMPHOCYTES, "at_least", 45.0,
          "lymphocytes (LYT + LYA) > 45 % of leukocytes AND smudge cells >= 5 per 100 leukocytes: CLL pattern; "
          "confirm by flow cytometry (iwCLL: B lymphocytes >= 5 x10^9/L)",

@@ -227,7 +227,8 @@ Specimen: {esc(result['settings']['specimen'])}. Time {num(t.get('seconds'), 1)}
 {_flags_table(result)}
 {_advice(result)}
 <p class=small>A flag is positive when its whole 95 % interval satisfies the rule, negative when none of it
-does, indeterminate when the interval straddles the threshold (CLINICAL_RULES §2). A flag that reads a rare class
+does, indeterminate when the interval straddles the threshold (docs/clinical_rules.md §2). A flag that reads
+a rare class
 (blasts, promyelocytes, immature granulocytes, NRBC, smudge cells, eosinophils, basophils) is positive only on
 confident calls (top probability ≥ {num(result['settings'].get('rare_confidence'), 2)}, at least three cells) and
 only if the unsure cells could not tip it; otherwise it is indeterminate and needs review.</p>

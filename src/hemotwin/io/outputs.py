@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from hemotwin.errors import InputError, OutputExistsError
 
-__all__ = ["prepare_output_dir", "prepare_output_file"]
+__all__ = ["output_dir", "prepare_output_dir", "prepare_output_file"]
 
 
 def _make_writable_dir(folder: Path, *, shown: Path, option: str, what: str) -> None:
@@ -42,3 +44,23 @@ def prepare_output_file(path: str | Path, *, overwrite: bool, option: str = "out
         raise OutputExistsError(path)
     _make_writable_dir(path.parent, shown=path, option=option, what="a path in a folder")
     return path
+
+
+@contextmanager
+def output_dir(path: str | Path, *, overwrite: bool, option: str = "out") -> Iterator[Path]:
+    """:func:`prepare_output_dir` for the span of a job; a failed job leaves no empty folder behind.
+
+    A folder this job created is removed again when the job fails before writing anything into it.
+
+    >>> with output_dir("report", overwrite=False) as out:   # doctest: +SKIP
+    ...     write_everything(out)
+    """
+    path = Path(path)
+    existed = path.exists()
+    out = prepare_output_dir(path, overwrite=overwrite, option=option)
+    try:
+        yield out
+    except BaseException:
+        if not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise

@@ -1,6 +1,6 @@
 """Disease monitoring: patient timelines, ELN 2022 response and relapse, MRD kinetics, alerts.
 
-For research use only. The rules are those of docs/CLINICAL_RULES.md §5; docs/monitoring.md documents
+For research use only. The rules are those of docs/clinical_rules.md §5; docs/monitoring.md documents
 the input schema (JSON and CSV), every criterion and its source.
 
 >>> from hemotwin.monitoring import load_timeline, assess      # doctest: +SKIP

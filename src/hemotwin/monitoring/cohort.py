@@ -144,7 +144,7 @@ def cohort_html(rows: list[dict[str, Any]], failures: list[dict[str, str]], prov
             f"<h2>Failed patients</h2>\n{table(('file', 'patient', 'error'), fail, empty='none')}")
     return html_page("hemotwin monitor: cohort", page,
                      heading=f"Cohort summary: {len(rows)} patient(s), {len(failures)} failed",
-                     notice="ELN 2022 response monitoring (docs/CLINICAL_RULES.md §5).", provenance=prov,
+                     notice="ELN 2022 response monitoring (docs/clinical_rules.md §5).", provenance=prov,
                      extra_css="td,th{font-size:13px}")
 
 

@@ -1,6 +1,6 @@
 """MRD: classification by method (ELN MRD 2021 thresholds), log10 reduction, rising-MRD kinetics.
 
-Sources (docs/CLINICAL_RULES.md §5, "MRD thresholds (ELN MRD 2021, Heuser et al., Blood 2021)"):
+Sources (docs/clinical_rules.md §5, "MRD thresholds (ELN MRD 2021, Heuser et al., Blood 2021)"):
 
 - flow cytometry: positive at >= 0.1 % of CD45+ cells;
 - qPCR of NPM1 and the core-binding-factor fusions: any detection is MRD, below 2 % it is

@@ -272,7 +272,7 @@ def _legend(dr: Any, box: tuple[int, int, int, int], items: list[tuple[str, tupl
 # The page's own styles; the frame (fonts, tables, banner, provenance) is io.report's BASE_CSS.
 _CSS = "td,th{font-size:13px}.s{font-size:11px;color:#444}"
 #: What follows the research-use notice in the banner.
-_NOTICE = ("Illustrative monitoring by ELN 2022 response criteria (docs/CLINICAL_RULES.md §5); every call lists "
+_NOTICE = ("Illustrative monitoring by ELN 2022 response criteria (docs/clinical_rules.md §5); every call lists "
            "the criteria and values it used.")
 
 

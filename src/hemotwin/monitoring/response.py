@@ -1,4 +1,4 @@
-"""ELN 2022 response, relapse and MRD-relapse calls along a patient timeline (docs/CLINICAL_RULES.md §5).
+"""ELN 2022 response, relapse and MRD-relapse calls along a patient timeline (docs/clinical_rules.md §5).
 
 The engine walks the timepoints once, in date order, and decides each call from data up to that date
 only: adding a later timepoint never changes an earlier call. A condition that needs a later sample to

@@ -1,4 +1,4 @@
-"""The ELN 2022 response rules as numbers and citations (docs/CLINICAL_RULES.md §5), in one place.
+"""The ELN 2022 response rules as numbers and citations (docs/clinical_rules.md §5), in one place.
 
 Every threshold is an exact :class:`~decimal.Decimal`: ANC 1.0 x10^9/L is CR-eligible, 5.0 % marrow blasts
 is not < 5 %. The citations (``R_*``) are what each criterion and event names as its rule.
@@ -19,17 +19,17 @@ MLFS_CELLULARITY = Decimal(10)  # ... or cellularity >= 10 %
 PR_BLASTS = (Decimal(5), Decimal(25))  # PR: BM blasts 5-25 % ...
 PR_FALL = Decimal("0.5")  # ... and a fall of >= 50 % from pretreatment
 # --- progressive disease: ELN 2017 (Döhner et al., Blood 2017;129:424) Table 9 note, kept by ELN 2022;
-# NOT a row of CLINICAL_RULES §5 yet (confirm). >50 % rise of BM blasts (>= 15 points when baseline < 30 %),
+# NOT a row of docs/clinical_rules.md §5 yet (confirm). >50 % rise of BM blasts (>= 15 points when baseline < 30 %),
 # or >50 % rise of peripheral blasts to > 25 x10^9/L, or new extramedullary disease.
 PD_RISE = Decimal("1.5")
 PD_MIN_POINTS, PD_LOW_BASELINE = Decimal(15), Decimal(30)
 PD_PB_ABS = Decimal(25)
 
-RULE = "ELN 2022 Table 8 (docs/CLINICAL_RULES.md §5)"
+RULE = "ELN 2022 Table 8 (docs/clinical_rules.md §5)"
 R_CR, R_CRH, R_CRI, R_MLFS, R_PR = "§5 CR", "§5 CRh", "§5 CRi", "§5 MLFS", "§5 PR"
 R_NR, R_REF, R_HREL, R_MREL = "§5 No response", "§5 Refractory", "§5 Hematologic relapse", "§5 MRD relapse"
 R_MRD = "§5 MRD thresholds (ELN MRD 2021)"
-R_PD = "ELN 2017 Table 9 progressive disease (not in CLINICAL_RULES §5: confirm)"
+R_PD = "ELN 2017 Table 9 progressive disease (not in docs/clinical_rules.md §5: confirm)"
 
 REMISSION = ("CR", "CRh", "CRi")
 #: Rank of the remission categories (a higher rank is a better response; a fall is a loss of response).

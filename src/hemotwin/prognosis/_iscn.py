@@ -2,7 +2,7 @@
 
 Nothing here knows about abnormalities; :mod:`hemotwin.prognosis.karyotype` turns the tokens into
 records. Everything is plain string work on precompiled regular expressions so that a cohort of
-10,000 strings is cut in a fraction of a second (CLINICAL_RULES §10: lower case, spaces, typos and
+10,000 strings is cut in a fraction of a second (docs/clinical_rules.md §10: lower case, spaces, typos and
 free text all occur in real cohort tables, and none of them may raise).
 """
 

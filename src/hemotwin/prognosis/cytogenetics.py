@@ -16,14 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 IpssrCytoGroup = Literal["very_good", "good", "intermediate", "poor", "very_poor"]
 
-#: IPSS-R cytogenetic group -> the 0..4 code used by IPSS-M's CYTO variable (CLINICAL_RULES §6-7).
+#: IPSS-R cytogenetic group -> the 0..4 code used by IPSS-M's CYTO variable (docs/clinical_rules.md §6-7).
 IPSSR_CYTO_CODE: dict[str, int] = {"very_good": 0, "good": 1, "intermediate": 2, "poor": 3, "very_poor": 4}
 
 
 class KaryotypeFeatures(BaseModel):
-    """Cytogenetic facts the risk scores need (CLINICAL_RULES §3, 6, 7, 10).
+    """Cytogenetic facts the risk scores need (docs/clinical_rules.md §3, 6, 7, 10).
 
-    Counts follow the complex-karyotype convention of CLINICAL_RULES §10: each unrelated acquired
+    Counts follow the complex-karyotype convention of docs/clinical_rules.md §10: each unrelated acquired
     abnormality once across clones; ``idem``/``sl``/``sdl`` repeats and constitutional (``c``)
     changes do not count.
     """

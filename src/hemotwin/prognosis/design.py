@@ -56,7 +56,7 @@ _KARYO_FIELDS: dict[str, str] = {
 }
 KARYOTYPE_COLUMNS = (*_KARYO_FIELDS, "CYTO_IPSSR")
 _MUTATION_EXTRAS = ("TP53_MULTIHIT", "FLT3_ITD", "FLT3_TKD", "KMT2A_PTD", "N_MUTATIONS", "MAX_VAF")
-#: Published scores used as baselines (CLINICAL_RULES §8): column of ``score_cohort`` -> label.
+#: Published scores used as baselines (docs/clinical_rules.md §8): column of ``score_cohort`` -> label.
 BASELINE_SCORES: dict[str, str] = {"IPSSM_SCORE": "IPSS-M", "IPSSR_SCORE": "IPSS-R", "ELN2022": "ELN 2022"}
 _IPSSR_CODE = {"very_good": 0, "good": 1, "intermediate": 2, "poor": 3, "very_poor": 4}
 

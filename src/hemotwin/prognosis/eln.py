@@ -1,14 +1,14 @@
 """ELN 2022 genetic risk and ELN 2024 genetic risk for less-intensive therapy.
 
-ELN 2022: Döhner et al., Blood 2022;140:1345, Table 6 (CLINICAL_RULES §3). ELN 2024: Döhner et
-al., Blood 2024 (CLINICAL_RULES §4).
+ELN 2022: Döhner et al., Blood 2022;140:1345, Table 6 (docs/clinical_rules.md §3). ELN 2024: Döhner et
+al., Blood 2024 (docs/clinical_rules.md §4).
 
 Both are ordered rule lists ("levels"): the first level with a lesion present decides the category.
 Inputs are three-valued (1 present, 0 absent, NaN unknown). An unknown lesion is taken as absent to
 reach a category, listed in ``missing``, and the result is ``complete=False`` if a level before the
 deciding one, with another category, is unknown (the category could change once it is known).
 
-ELN 2022 precedence (each step cites Table 6 and its notes, CLINICAL_RULES §3):
+ELN 2022 precedence (each step cites Table 6 and its notes, docs/clinical_rules.md §3):
 
 1. favorable: t(8;21) / inv(16), t(16;16) (core-binding factor; note a: KIT/FLT3 do not change it);
 2. adverse: t(6;9), KMT2A-r other than t(9;11) (note e: KMT2A-PTD is not KMT2A-r), t(9;22), t(8;16),
@@ -25,7 +25,7 @@ ELN 2022 precedence (each step cites Table 6 and its notes, CLINICAL_RULES §3):
 9. intermediate: FLT3-ITD with NPM1 wild type and no adverse lesion;
 10. intermediate: everything else.
 
-ELN 2024 (less-intensive; CLINICAL_RULES §4): adverse TP53 mutated; favorable DDX41; (azacitidine +
+ELN 2024 (less-intensive; docs/clinical_rules.md §4): adverse TP53 mutated; favorable DDX41; (azacitidine +
 ivosidenib only) favorable IDH1 regardless of signalling mutations; intermediate FLT3-ITD, NRAS or
 KRAS; favorable otherwise (NPM1, IDH2 or other abnormalities without FLT3-ITD/NRAS/KRAS/TP53).
 """
@@ -44,7 +44,7 @@ from hemotwin.prognosis.patient import ScoreResult
 
 ELN_CATEGORIES: tuple[str, ...] = ("Favorable", "Intermediate", "Adverse")
 _T6 = "ELN 2022 Table 6"
-_T24 = "ELN 2024 less-intensive; CLINICAL_RULES §4"
+_T24 = "ELN 2024 less-intensive; docs/clinical_rules.md §4"
 
 Features = dict[str, np.ndarray]
 
@@ -189,7 +189,7 @@ def evaluate_levels(levels: tuple[Level, ...], F: Features) -> dict[str, np.ndar
 
 
 def _notes_eln2022(F: Features, i: int, level: int) -> list[str]:
-    """The footnotes of Table 6 that explain this patient's result (CLINICAL_RULES §3)."""
+    """The footnotes of Table 6 that explain this patient's result (docs/clinical_rules.md §3)."""
     v = lambda key: _get(F, key)[i]  # noqa: E731
     notes = []
     fav_cbf, adverse_cyto, t911 = level == 0, level == 1, level == 2

@@ -1,8 +1,8 @@
-"""IPSS-M (Bernard et al., NEJM Evidence 2022; CLINICAL_RULES §7).
+"""IPSS-M (Bernard et al., NEJM Evidence 2022; docs/clinical_rules.md §7).
 
 score = sum_j beta_j * (x_j - mean_j) / ln 2, rounded to 2 decimals (log2 hazard ratio against the
 average patient of the development cohort). Coefficients, means, best and worst values are those of
-CLINICAL_RULES §7, identical to the reference implementation (R package ``ipssm``,
+docs/clinical_rules.md §7, identical to the reference implementation (R package ``ipssm``,
 github.com/papaemmelab/ipssm, ``IPSSMmain``/``IPSSMprocess``/``calculateNres2``). Categories are
 right-closed: Very Low <= -1.5 < Low <= -0.5 < Moderate Low <= 0 < Moderate High <= 0.5 < High <= 1.5
 < Very High.
@@ -35,7 +35,7 @@ from hemotwin.prognosis.patient import ScoreResult
 IPSSM_CATEGORIES: tuple[str, ...] = ("Very Low", "Low", "Moderate Low", "Moderate High", "High", "Very High")
 IPSSM_CUTS = np.array([-1.5, -0.5, 0.0, 0.5, 1.5])
 
-#: variable -> (beta, mean, best, worst) (CLINICAL_RULES §7; ``ipssm`` R package ``IPSSMmain`` defaults).
+#: variable -> (beta, mean, best, worst) (docs/clinical_rules.md §7; ``ipssm`` R package ``IPSSMmain`` defaults).
 IPSSM_BETAS: dict[str, tuple[float, float, float, float]] = {
     "HB": (-0.171, 9.87, 20.0, 4.0),
     "PLT": (-0.222, 1.41, 2.5, 0.0),
@@ -62,7 +62,7 @@ IPSSM_BETAS: dict[str, tuple[float, float, float, float]] = {
 NRES2_BETA = 0.231
 NRES2_MEAN = 0.388
 _GENE_VARS = ("NPM1", "RUNX1", "NRAS", "ETV6", "IDH2", "CBL", "EZH2", "U2AF1", "SRSF2", "DNMT3A", "ASXL1", "KRAS")
-_CITE = "IPSS-M, Bernard et al. 2022; CLINICAL_RULES §7"
+_CITE = "IPSS-M, Bernard et al. 2022; docs/clinical_rules.md §7"
 _LN2 = math.log(2.0)
 
 
@@ -121,7 +121,7 @@ def ipssm_variables(F: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def nres2(ns: np.ndarray, m: np.ndarray, s: np.ndarray) -> dict[str, np.ndarray]:
-    """NRES2 under the three scenarios (CLINICAL_RULES §7; ``ipssm`` ``calculateNres2``)."""
+    """NRES2 under the three scenarios (docs/clinical_rules.md §7; ``ipssm`` ``calculateNres2``)."""
     ns, m, s = (np.asarray(a, dtype=float) for a in (ns, m, s))
     return {"best": np.minimum(ns, 2.0), "worst": np.minimum(ns + m, 2.0),
             "mean": np.minimum(ns, 2.0) + np.maximum(((2.0 - ns) / 2.0) * (m / (s + m)) * NRES2_MEAN, 0.0)}

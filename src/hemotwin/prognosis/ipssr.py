@@ -1,6 +1,6 @@
-"""IPSS-R (Greenberg et al., Blood 2012;120:2454; CLINICAL_RULES §6).
+"""IPSS-R (Greenberg et al., Blood 2012;120:2454; docs/clinical_rules.md §6).
 
-Points (CLINICAL_RULES §6 table, boundaries exact):
+Points (docs/clinical_rules.md §6 table, boundaries exact):
 
 - cytogenetics: very good 0, good 1, intermediate 2, poor 3, very poor 4;
 - bone-marrow blasts: <= 2 % 0; > 2 to < 5 % 1; 5-10 % 2; > 10 % 3;
@@ -25,9 +25,9 @@ from hemotwin.prognosis.cytogenetics import IPSSR_CYTO_CODE
 from hemotwin.prognosis.patient import ScoreResult
 
 IPSSR_CATEGORIES: tuple[str, ...] = ("Very Low", "Low", "Intermediate", "High", "Very High")
-#: Right-closed upper bounds of the first four categories (CLINICAL_RULES §6).
+#: Right-closed upper bounds of the first four categories (docs/clinical_rules.md §6).
 IPSSR_CUTS = np.array([1.5, 3.0, 4.5, 6.0])
-_CITE = "IPSS-R, Greenberg et al. 2012; CLINICAL_RULES §6"
+_CITE = "IPSS-R, Greenberg et al. 2012; docs/clinical_rules.md §6"
 _CYTO_NAMES = {v: k.replace("_", " ") for k, v in IPSSR_CYTO_CODE.items()}
 #: (lowest, highest) points of each variable, for the range when it is missing.
 _RANGE = {"cytogenetics": (0.0, 4.0), "bm_blast": (0.0, 3.0), "hb": (0.0, 1.5), "plt": (0.0, 1.0), "anc": (0.0, 0.5)}

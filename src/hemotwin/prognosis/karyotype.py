@@ -1,7 +1,7 @@
 """ISCN karyotype parser: the records, the token grammar and :func:`parse_karyotype`.
 
 :func:`parse_karyotype` reads an ISCN 2016 karyotype string as found in cohort tables (lower case,
-spaces, typos, free text, blanks; CLINICAL_RULES §10) into a :class:`Karyotype` record and never
+spaces, typos, free text, blanks; docs/clinical_rules.md §10) into a :class:`Karyotype` record and never
 raises: whatever it cannot read is named in ``warnings``. The string is first cleaned and cut into
 clones and tokens by :mod:`hemotwin.prognosis._iscn`; this module reads the tokens into
 :class:`Abnormality` records and resolves ``idem``/``sl``/``sdl``. What the risk scores read from

@@ -2,7 +2,7 @@
 
 :func:`karyotype_features` turns a :class:`~hemotwin.prognosis.karyotype.Karyotype` (or the text,
 parsed by :func:`~hemotwin.prognosis.karyotype.parse_karyotype`) into the
-:class:`~hemotwin.prognosis.cytogenetics.KaryotypeFeatures` contract: counts (CLINICAL_RULES §3
+:class:`~hemotwin.prognosis.cytogenetics.KaryotypeFeatures` contract: counts (docs/clinical_rules.md §3
 notes f, g; §10), the ELN 2022 lesion flags (§3), and the IPSS-R cytogenetic group (§6; Schanz et
 al., JCO 2012). The band logic below reads breakpoints with the tolerance real reports need (a
 low-resolution ``q2`` matches ``q23``; a derivative carries the rearrangements that formed it).
@@ -220,7 +220,7 @@ def _abn3q(a: Abnormality) -> bool:
 
 
 def _ipssr_tag(a: Abnormality) -> str:
-    """The IPSS-R category of one abnormality (CLINICAL_RULES §6; explicit deletions only)."""
+    """The IPSS-R category of one abnormality (docs/clinical_rules.md §6; explicit deletions only)."""
     if a.kind == "-" and a.chromosomes == ("Y",):
         return "minus_y"
     if a.kind == "-" and a.chromosomes == ("7",):
@@ -247,7 +247,7 @@ def _ipssr_tag(a: Abnormality) -> str:
 
 
 def ipssr_cyto_group(tags: list[str], n: int) -> str:
-    """IPSS-R cytogenetic group from the per-abnormality tags and the raw count (CLINICAL_RULES §6).
+    """IPSS-R cytogenetic group from the per-abnormality tags and the raw count (docs/clinical_rules.md §6).
 
     Parameters
     ----------
@@ -299,7 +299,7 @@ def karyotype_features(karyotype: Karyotype | str | Any | None) -> KaryotypeFeat
 
     Notes
     -----
-    Counting (CLINICAL_RULES §3 notes f, g; §10): each unrelated acquired abnormality once across
+    Counting (docs/clinical_rules.md §3 notes f, g; §10): each unrelated acquired abnormality once across
     the recipient clones (the same change in two clones, or repeated through ``idem``, is one);
     constitutional (``c``) changes and heteromorphisms never count; a ``der`` counts once with its
     translocation; each marker counts; a polysomy (``+8x2``, ``+8,+8``) counts once; ``-Y`` counts.
@@ -365,7 +365,7 @@ def _abn_flags(a: Abnormality, key: tuple) -> tuple[frozenset[str], str]:
     if got is not None:
         return got
     flags: set[str] = set()
-    # ELN 2022 Table 6 lesions (CLINICAL_RULES §3). Bands: arm + major band; t(8;21) without bands counts.
+    # ELN 2022 Table 6 lesions (docs/clinical_rules.md §3). Bands: arm + major band; t(8;21) without bands counts.
     if _has_pair(a, (("8", "q", ("22",)), ("21", "q", ("22",)))):
         flags.add("t8_21")
     if _inv_with(a, "16", (("p", ("13",)), ("q", ("22",)))) or _has_pair(a, (("16", "p", ("13",)),

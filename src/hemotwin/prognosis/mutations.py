@@ -10,18 +10,18 @@ are known, as mutated), ``"all"`` means every gene the scores use was sequenced.
 
 Rules and sources
 -----------------
-- FLT3-ITD: ``EFFECT`` ``ITD`` (CLINICAL_RULES §9), or an in-frame insertion/duplication of FLT3 in
+- FLT3-ITD: ``EFFECT`` ``ITD`` (docs/clinical_rules.md §9), or an in-frame insertion/duplication of FLT3 in
   the juxtamembrane region, codons 570-640 *(confirm)*: FLT3-ITDs are in-frame duplications in exons
   14-15 (Kiyoi et al., Leukemia 1997; Schnittger et al., Blood 2002).
 - FLT3-TKD: a change at codon D835 or I836 (including deletions there) (Yamamoto et al., Blood 2001).
-- KMT2A-PTD: ``EFFECT`` ``PTD`` on KMT2A (alias MLL) (CLINICAL_RULES §9; IPSS-M ``MLL_PTD``).
+- KMT2A-PTD: ``EFFECT`` ``PTD`` on KMT2A (alias MLL) (docs/clinical_rules.md §9; IPSS-M ``MLL_PTD``).
 - CEBPA bZIP in-frame: an in-frame insertion/deletion/duplication or a missense change with protein
   position 278-345 (the basic region and leucine zipper), following Taube et al., Blood
   2022;139:87 and Tarlock et al., Blood 2021;138:1137 *(confirm the exact boundaries)*; ELN 2022
-  Table 6 note (c) (CLINICAL_RULES §3).
-- TP53 VAF >= 10 %: ELN 2022 Table 6 note (i) (CLINICAL_RULES §3).
+  Table 6 note (c) (docs/clinical_rules.md §3).
+- TP53 VAF >= 10 %: ELN 2022 Table 6 note (i) (docs/clinical_rules.md §3).
 - TP53 multi-hit: >= 2 TP53 mutations, or 1 with max VAF > 0.55, or 1 with del(17p)/-17
-  (IPSS-M, Bernard et al., NEJM Evid 2022; CLINICAL_RULES §7; ``ipssm`` R package ``IPSSMprocess``).
+  (IPSS-M, Bernard et al., NEJM Evid 2022; docs/clinical_rules.md §7; ``ipssm`` R package ``IPSSMprocess``).
 """
 
 from __future__ import annotations
@@ -43,17 +43,17 @@ if TYPE_CHECKING:  # pragma: no cover
 # Gene lists
 # --------------------------------------------------------------------------------------------------
 
-#: IPSS-M main-effect genes (CLINICAL_RULES §7; Bernard et al. 2022). SF3B1 enters as SF3B1_5q/_alpha.
+#: IPSS-M main-effect genes (docs/clinical_rules.md §7; Bernard et al. 2022). SF3B1 enters as SF3B1_5q/_alpha.
 IPSSM_MAIN_GENES: tuple[str, ...] = ("ASXL1", "CBL", "DNMT3A", "ETV6", "EZH2", "FLT3", "IDH2", "KMT2A", "KRAS",
                                      "NPM1", "NRAS", "RUNX1", "SF3B1", "SRSF2", "TP53", "U2AF1")
-#: IPSS-M residual genes counted in NRES2 (CLINICAL_RULES §7).
+#: IPSS-M residual genes counted in NRES2 (docs/clinical_rules.md §7).
 IPSSM_RESIDUAL_GENES: tuple[str, ...] = ("BCOR", "BCORL1", "CEBPA", "ETNK1", "GATA2", "GNB1", "IDH1", "NF1", "PHF6",
                                          "PPM1D", "PRPF8", "PTPN11", "SETBP1", "STAG2", "WT1")
-#: Myelodysplasia-related genes of ELN 2022 (Table 6 note h; CLINICAL_RULES §3).
+#: Myelodysplasia-related genes of ELN 2022 (Table 6 note h; docs/clinical_rules.md §3).
 ELN2022_MR_GENES: tuple[str, ...] = ("ASXL1", "BCOR", "EZH2", "RUNX1", "SF3B1", "SRSF2", "STAG2", "U2AF1", "ZRSR2")
-#: Every gene ELN 2022 reads (CLINICAL_RULES §3).
+#: Every gene ELN 2022 reads (docs/clinical_rules.md §3).
 ELN2022_GENES: tuple[str, ...] = ("NPM1", "FLT3", "CEBPA", "TP53", "KIT", "KMT2A", *ELN2022_MR_GENES)
-#: Every gene ELN 2024 (less-intensive) reads (CLINICAL_RULES §4).
+#: Every gene ELN 2024 (less-intensive) reads (docs/clinical_rules.md §4).
 ELN2024_GENES: tuple[str, ...] = ("NPM1", "IDH1", "IDH2", "DDX41", "FLT3", "NRAS", "KRAS", "TP53")
 #: Every gene any score reads: the panel meant by ``sequenced_genes="all"``.
 SCORED_GENES: tuple[str, ...] = tuple(sorted({*IPSSM_MAIN_GENES, *IPSSM_RESIDUAL_GENES, *ELN2022_GENES,
@@ -71,7 +71,7 @@ KNOWN_GENES: frozenset[str] = frozenset({
 GENE_ALIASES: dict[str, str] = {"MLL": "KMT2A", "MLL1": "KMT2A", "EVI1": "MECOM", "C-KIT": "KIT", "CKIT": "KIT",
                                 "P53": "TP53", "MLL2": "KMT2D", "MLL3": "KMT2C"}
 
-#: EFFECT values of CLINICAL_RULES §9 (lower case); others are accepted with a warning.
+#: EFFECT values of docs/clinical_rules.md §9 (lower case); others are accepted with a warning.
 KNOWN_EFFECTS: frozenset[str] = frozenset({"non_synonymous_codon", "frameshift_variant", "stop_gained",
                                            "splice_site_variant", "inframe_deletion", "inframe_insertion", "ptd",
                                            "itd", "stop_lost", "start_lost", "initiator_codon_change",
@@ -260,7 +260,7 @@ def mutation_arrays(patient: np.ndarray, n: int, genes: Sequence[str], vaf: np.n
 
 
 def tp53_multihit(n_mut: np.ndarray, max_vaf: np.ndarray, minus17: np.ndarray) -> np.ndarray:
-    """IPSS-M TP53 multi-hit (CLINICAL_RULES §7): >= 2 mutations, or 1 with VAF > 0.55 or del(17p)/-17.
+    """IPSS-M TP53 multi-hit (docs/clinical_rules.md §7): >= 2 mutations, or 1 with VAF > 0.55 or del(17p)/-17.
 
     All inputs are float arrays with NaN = unknown; returns 1.0 / 0.0 / NaN. One mutation whose VAF
     is <= 0.55 is single-hit only when the karyotype shows no -17/17p loss (a failed karyotype leaves
@@ -281,7 +281,7 @@ def tp53_multihit(n_mut: np.ndarray, max_vaf: np.ndarray, minus17: np.ndarray) -
 
 
 class Mutation(BaseModel):
-    """One somatic variant (the molecular columns of CLINICAL_RULES §9 a score needs)."""
+    """One somatic variant (the molecular columns of docs/clinical_rules.md §9 a score needs)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

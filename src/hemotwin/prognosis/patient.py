@@ -82,7 +82,7 @@ class Patient(BaseModel):
         return v
 
     # The unit guards: each ceiling is far above any real value in the unit expected and far below
-    # the same quantity in the usual wrong unit (CLINICAL_RULES §9 units; /µL = x10^-3 x10^9/L).
+    # the same quantity in the usual wrong unit (docs/clinical_rules.md §9 units; /µL = x10^-3 x10^9/L).
     @field_validator("plt_1e9_per_l", "hb_g_dl", "wbc_1e9_per_l", "anc_1e9_per_l")
     @classmethod
     def _units(cls, v, info):

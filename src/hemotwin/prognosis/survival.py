@@ -6,7 +6,7 @@ columns, standardisation), so that a design matrix with missing counts can be us
 the structured ``(event, time)`` array of :func:`sksurv.util.Surv`; :func:`make_y` builds it from a
 target table. ``predict`` returns a *risk* (higher = worse) as scikit-survival does.
 
-Evaluation follows docs/CLINICAL_RULES.md §8: Harrell's C, Uno's IPCW C truncated at 7 years, the
+Evaluation follows docs/clinical_rules.md §8: Harrell's C, Uno's IPCW C truncated at 7 years, the
 integrated Brier score on a time grid inside the test follow-up, calibration at 1/3/5 years, and
 **leave-centers-out** cross-validation by default, with the published scores (IPSS-M, IPSS-R, ELN
 2022) wrapped as :class:`PublishedScore` and scored on exactly the same folds.

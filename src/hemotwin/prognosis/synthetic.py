@@ -1,6 +1,6 @@
 """Synthetic MDS/AML-like cohort with a known proportional-hazards survival model.
 
-The generator writes the three tables of docs/CLINICAL_RULES.md §9 (clinical, molecular, target)
+The generator writes the three tables of docs/clinical_rules.md §9 (clinical, molecular, target)
 so that every piece of the prognosis layer (karyotype parser, ELN/IPSS scores, survival models,
 ``hemotwin cohort ...``) can be exercised end to end, and so that a fitted model can be checked
 against the truth: survival is drawn from a Weibull proportional-hazards model whose log-hazard

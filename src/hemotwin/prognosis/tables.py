@@ -1,11 +1,11 @@
-"""Readers and validators of the cohort tables of CLINICAL_RULES §9 (clinical, molecular, target).
+"""Readers and validators of the cohort tables of docs/clinical_rules.md §9 (clinical, molecular, target).
 
 Every reader returns a clean :class:`pandas.DataFrame` and keeps the non-fatal issues it met as a
 list of :class:`TableWarning` in ``df.attrs["warnings"]``; fatal problems raise
 :class:`hemotwin.errors.InputError` naming the file, the line (1 = header), the ID, the column and
 the value, and what was expected.
 
-Schemas (CLINICAL_RULES §9)
+Schemas (docs/clinical_rules.md §9)
 ---------------------------
 - clinical: ``ID`` plus ``BM_BLAST`` (%), ``HB`` (g/dL), ``PLT`` (x10^9/L), ``ANC`` (x10^9/L),
   ``CYTOGENETICS`` (ISCN text) required; ``CENTER``, ``WBC`` and ``MONOCYTES`` (x10^9/L), ``AGE``
@@ -232,7 +232,7 @@ def _check_range(values: pd.Series, col: str, *, lo: float, hi: float, expected:
 
 
 def validate_clinical(df: pd.DataFrame, *, source: str = "clinical") -> pd.DataFrame:
-    """Validate and clean a clinical table (CLINICAL_RULES §9).
+    """Validate and clean a clinical table (docs/clinical_rules.md §9).
 
     Parameters
     ----------
@@ -298,7 +298,7 @@ def validate_clinical(df: pd.DataFrame, *, source: str = "clinical") -> pd.DataF
 
 
 def validate_molecular(df: pd.DataFrame, *, source: str = "molecular") -> pd.DataFrame:
-    """Validate and clean a molecular (MAF-like) table (CLINICAL_RULES §9).
+    """Validate and clean a molecular (MAF-like) table (docs/clinical_rules.md §9).
 
     ``GENE`` is upper-cased with aliases resolved (``MLL`` -> ``KMT2A``); genes outside
     :data:`~hemotwin.prognosis.mutations.KNOWN_GENES` and unknown ``EFFECT`` values give one warning
