@@ -13,6 +13,10 @@ arm and seed) on the same sets, in one run, so each arm is compared with the oth
   whose pixel size is wrong), on the audited crops;
 - ``bccd_in_field_context``: BCCD's white cells cut from their fields with their neighbours, as
   ``analyze`` sees them;
+- ``pbc_holdout_presets`` / ``pbc_holdout_wide``: the same hold-out cells re-imaged through the twin,
+  the validation the recipe is chosen on (no BCCD): through each of the four scanner presets as
+  shipped (mean and worst preset), and through draws of the wide scanner space from a pool seed no
+  training run uses (:data:`EVAL_POOL_SEED`);
 - ``ece_*``: the expected calibration error (15 bins) on the PBC hold-out and the BCCD crops;
 - ``cells_per_s``: one-thread ONNX throughput of the model on the BCCD crops.
 
@@ -46,6 +50,10 @@ from hemotwin.vision.evaluate import evaluate_predictions
 from hemotwin.vision.geometry import Geometry, prepare
 from hemotwin.vision.modelfile import load_model
 
+#: Pool and draw seed of the wide-space validation scanners; training pools use the run seed (0-99).
+EVAL_POOL_SEED = 90_210
+PRESETS = ("analyzer-100x", "wsi-40x", "wsi-20x", "phone-40x")
+
 PBC7 = ("basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil")
 
 
@@ -69,7 +77,30 @@ def _bccd(um: float, geom: Geometry):
     return prep.images, truth, audit_mask([ds.items[i].path for i in prep.kept])
 
 
-def score(model: Path, holdout: Path, sets: dict) -> dict:
+def twin_views(hold, geom: Geometry) -> dict[str, np.ndarray]:
+    """The hold-out cells re-imaged through the twin: one set per preset and one over the wide space.
+
+    The stain basis that unmixes them is fitted on the hold-out images themselves (labels unused):
+    it describes PBC's scanner, the source of every view.
+    """
+    from hemotwin.twin.profiles import load_profile
+    from hemotwin.twin.reimage import ReImager, SpaceReImager, StainBasis
+
+    work = prepare(hold, geom, working=True)
+    basis = StainBasis().fit(list(work.images[::4]))
+    views = {}
+    engines = {name: ReImager(basis, profile=load_profile(name), strength=0.0, pool_size=1, pool_seed=EVAL_POOL_SEED,
+                              out_um_per_px=geom.um_per_px, out_size=geom.input_size) for name in PRESETS}
+    engines["wide"] = SpaceReImager(basis, pool_size=48, pool_seed=EVAL_POOL_SEED, out_um_per_px=geom.um_per_px,
+                                    out_size=geom.input_size)
+    for name, engine in engines.items():
+        rng = np.random.default_rng([EVAL_POOL_SEED, len(name)])
+        views[name] = np.stack([engine(im, geom.work_um_per_px, rng) for im in work.images])
+        print(f"  hold-out re-imaged as {name}", file=sys.stderr, flush=True)
+    return views
+
+
+def score(model: Path, holdout: Path, sets: dict, twin_cache: dict) -> dict:
     """Every measure of one model file."""
     loaded = load_model(model, require_onnx=True)
     engine = InferenceEngine(loaded, backend="onnxruntime", num_threads=1)
@@ -84,6 +115,19 @@ def score(model: Path, holdout: Path, sets: dict) -> dict:
     row = {"pbc_holdout": _accuracy(p_h7, coarse, PBC7), "pbc_holdout_n": len(coarse),
            "pbc_holdout_fine": _accuracy(p_h[fine], np.array(h_labels)[fine], loaded.labels),
            "pbc_holdout_fine_n": int(fine.sum()), "ece_pbc_holdout": _ece(p_h7, coarse, PBC7)}
+    if str(holdout) not in twin_cache:  # arms of one seed share the hold-out: render it once
+        twin_cache[str(holdout)] = twin_views(hold, geom)
+    per_preset = {}
+    for name, images in twin_cache[str(holdout)].items():
+        p = _collapse(engine.run(images), loaded.labels, PBC7)
+        acc = _accuracy(p, coarse, PBC7)
+        if name == "wide":
+            row["pbc_holdout_wide"] = acc
+        else:
+            per_preset[name] = acc
+    row["pbc_holdout_presets"] = float(np.mean(list(per_preset.values())))
+    row["pbc_holdout_worst_preset"] = float(min(per_preset.values()))
+    row["pbc_holdout_per_preset"] = per_preset
     for name, (images, truth, audited) in sets.items():
         keep = truth != "basophil"
         t0 = time.perf_counter()
@@ -116,23 +160,29 @@ def main(argv: list[str] | None = None) -> dict:
             "bccd_um_x1.15": _bccd(um_b * 1.15, geom)}
     bcx, y_bcx, _ = bccd_context_cells(um_b, geom)
     sets["bccd_in_field_context"] = (bcx, np.array(y_bcx), np.ones(len(y_bcx), bool))
-    rows = []
+    rows, twin_cache = [], {}
     for spec in args.model:
         arm, seed, model, holdout = spec.split(":", 3)
-        row = {"arm": arm, "seed": int(seed), "model": model, **score(Path(model), Path(holdout), sets)}
+        row = {"arm": arm, "seed": int(seed), "model": model, **score(Path(model), Path(holdout), sets, twin_cache)}
         rows.append(row)
-        print(f"{arm} s{seed}: PBC {row['pbc_holdout']:.3f}  BCCD {row['bccd']:.3f} / audited "
-              f"{row['bccd_audited']:.3f}  x0.85 {row['bccd_um_x0.85']:.3f}  x1.15 {row['bccd_um_x1.15']:.3f}  "
+        print(f"{arm} s{seed}: PBC {row['pbc_holdout']:.3f}  twin presets {row['pbc_holdout_presets']:.3f} "
+              f"(worst {row['pbc_holdout_worst_preset']:.3f})  wide {row['pbc_holdout_wide']:.3f}  "
+              f"BCCD {row['bccd']:.3f} / audited {row['bccd_audited']:.3f}  "
+              f"x0.85 {row['bccd_um_x0.85']:.3f}  x1.15 {row['bccd_um_x1.15']:.3f}  "
               f"context {row['bccd_in_field_context']:.3f}  ECE {row['ece_bccd']:.3f}", file=sys.stderr)
     paired = {}
     arms = sorted({r["arm"] for r in rows})
     for a in arms:
         for b in arms:
             if a < b:
-                diffs = [rb["bccd_audited"] - ra["bccd_audited"] for ra in rows if ra["arm"] == a
+                pairs = [(ra, rb) for ra in rows if ra["arm"] == a
                          for rb in rows if rb["arm"] == b and rb["seed"] == ra["seed"]]
-                if diffs:
-                    paired[f"{b}-{a}"] = {"bccd_audited_median": float(np.median(diffs)), "per_seed": diffs}
+                if pairs:
+                    paired[f"{b}-{a}"] = {
+                        key: {"median": float(np.median([rb[key] - ra[key] for ra, rb in pairs])),
+                              "per_seed": [rb[key] - ra[key] for ra, rb in pairs]}
+                        for key in ("pbc_holdout", "pbc_holdout_presets", "pbc_holdout_wide", "bccd",
+                                    "bccd_audited", "bccd_in_field_context")}
     doc = {"benchmark": "bench_default_model", "date": date.today().isoformat(), "bccd_um_per_px": um_b,
            "rows": rows, "paired": paired}
     text = json.dumps(doc, indent=2, default=float)

@@ -6,7 +6,7 @@ background / red cells / nucleus / cytoplasm. Reported per class and compartment
 (median over images of the per-image median) on both sides and their CIEDE2000 difference (target
 <= 10); white-cell and red-cell diameters in µm (twin median vs real median and IQR; pass = twin
 median inside the real IQR). PBC's pixel size is not in the files: it is estimated with the red-cell
-ruler, 7.5 µm / median red-cell equivalent diameter in px (docs/OPTICS.md §1), so the real red-cell
+ruler, 7.5 µm / median red-cell equivalent diameter in px (docs/optics.md §1), so the real red-cell
 median is 7.5 µm by construction and the red-cell check tests the twin against the real spread.
 
 The segmenter is validated on the twin crops against the twin's exact ground truth (IoU per

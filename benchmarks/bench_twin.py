@@ -8,7 +8,7 @@ absolute numbers):
   (multiprocessing Pool, fork, FFT workers=1 in each); the split specimen / rasterize / render;
 - 1024² fields/s (render only and end-to-end) and the peak memory of a field render;
 - the same with ``psf_groups = n_bands`` (exact per-band PSF);
-- the **kernel bound** (docs/OPTICS.md §4) for the same grid, padding and band count: 4 absorbers,
+- the **kernel bound** (docs/optics.md §4) for the same grid, padding and band count: 4 absorbers,
   OD matmul + exp (float32, in place) + one rfft2 per band + OTF multiply-accumulate into 3
   channels + 3 irfft2; reported as ratios render/kernel and end-to-end/kernel;
 - a cProfile of crop renders: the top functions by tottime.

@@ -1,4 +1,4 @@
-"""Label names, label sets and hierarchical collapse (docs/TAXONOMY.md as data)."""
+"""Label names, label sets and hierarchical collapse (docs/clinical_rules.md §11 as data)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Cell classes, label sets and the mappings between them (docs/TAXONOMY.md as data).
+"""Cell classes, label sets and the mappings between them (docs/clinical_rules.md §11 as data).
 
 Every label the package handles is a **canonical name**: either one of the 15 class codes of the
 Matek AML scheme (``"NGS"``, ``"MYO"`` ...) or one of the coarser group names used by public data
@@ -43,7 +43,7 @@ __all__ = [
     "resolve_label",
 ]
 
-#: The 15 canonical white-cell codes, in TAXONOMY.md order, with their names.
+#: The 15 canonical white-cell codes, in the order of docs/clinical_rules.md §11, with their names.
 CLASS_NAMES: dict[str, str] = {
     "MYO": "myeloblast",
     "MOB": "monoblast",
@@ -94,7 +94,7 @@ LABEL_SETS: dict[str, tuple[str, ...]] = {
     "wbc5": ("basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil"),
 }
 
-#: Blast codes (TAXONOMY "blast (any)"); abnormal promyelocytes are not separable from PMO here.
+#: Blast codes (docs/clinical_rules.md §11, "blast (any)"); abnormal promyelocytes are not separable from PMO here.
 BLAST_CODES: tuple[str, ...] = ("MYO", "MOB")
 
 

@@ -1,4 +1,4 @@
-"""Pupil-function optics against Fourier-optics theory (docs/OPTICS.md §1)."""
+"""Pupil-function optics against Fourier-optics theory (docs/optics.md §1)."""
 
 from __future__ import annotations
 

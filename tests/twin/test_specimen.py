@@ -265,7 +265,7 @@ def test_samplers_are_reproducible_records():
 
 def test_sizes_follow_the_taxonomy_ranges():
     rng = np.random.default_rng(0)
-    # TAXONOMY ranges, except NGS: real CellaVision neutrophils measure 14.1 µm median (IQR
+    # docs/clinical_rules.md §11 ranges, except NGS: real CellaVision neutrophils measure 14.1 µm median (IQR
     # 12.8–14.8, benchmarks/bench_realism.py), so its prior is centred there and clipped at 16.
     ranges = {"MYO": (12, 20), "NGS": (10, 16), "LYT": (7, 15), "EBO": (8, 12), "MON": (12, 20)}
     for code, (lo, hi) in ranges.items():

@@ -1,4 +1,4 @@
-"""Spectra of the twin against docs/OPTICS.md §2–3: absorber peaks, Planck, LED, camera bands."""
+"""Spectra of the twin against docs/optics.md §2–3: absorber peaks, Planck, LED, camera bands."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def _local_max_nm(spec: np.ndarray, lam: np.ndarray, lo: float, hi: float) -> fl
     return float(lam[sel][np.argmax(spec[sel])])
 
 
-# OPTICS.md quotes the peaks to the nanometre with a "~": ±3 nm is the reading of "~" used here
+# docs/optics.md quotes the peaks to the nanometre with a "~": ±3 nm is the reading of "~" used here
 # (well below the 15–24 nm Gaussian widths, so a misplaced component is caught).
 PEAK_TOL_NM = 3.0
 
@@ -39,7 +39,7 @@ def test_azure_b_peak_at_641():
 
 
 def test_eosin_peak_in_documented_range():
-    # OPTICS.md: 515–518 nm in water, 525–530 nm bound -> the model must lie in 515–530 nm.
+    # docs/optics.md: 515–518 nm in water, 525–530 nm bound -> the model must lie in 515–530 nm.
     assert 515.0 <= _peak_nm("eosin") <= 530.0
 
 
@@ -52,7 +52,7 @@ def test_hemoglobin_q_bands_and_ratio():
     # and there is a real valley between them (two bands, not one shoulder).
     valley = hb[(lam > 545) & (lam < 572)].min()
     assert valley < 0.8 * min(hb[np.abs(lam - 542) < 0.05].max(), hb[np.abs(lam - 577) < 0.05].max())
-    # OPTICS.md §2: OD 0.55 at 415 nm and ~0.06 at 542 nm -> ratio 0.109; ±0.03 as in the brief
+    # docs/optics.md §2: OD 0.55 at 415 nm and ~0.06 at 542 nm -> ratio 0.109; ±0.03 as in the brief
     # (the 0.06 is quoted to one significant digit, i.e. ±0.005/0.55 ≈ ±0.01, tripled for "~").
     od = spectra.absorber_spectrum("hemoglobin", np.array([415.0, 542.0]))
     assert od[1] / od[0] == pytest.approx(0.11, abs=0.03)
@@ -83,7 +83,7 @@ def test_unknown_absorber_raises():
 def test_planck_3200k_matches_optics_md():
     lam = np.array([400.0, 450.0, 550.0, 600.0, 700.0])
     rel = spectra.planck(lam, 3200.0)
-    # OPTICS.md §3 quotes two significant digits; 3 % covers their rounding (0.005/0.23 = 2.2 %).
+    # docs/optics.md §3 quotes two significant digits; 3 % covers their rounding (0.005/0.23 = 2.2 %).
     np.testing.assert_allclose(rel, [0.23, 0.44, 1.0, 1.28, 1.73], rtol=0.03)
 
 
@@ -103,7 +103,7 @@ def test_white_led_dip_below_both_peaks():
     # the whole 480–500 nm region lies well below both emission peaks (a dip, not a shoulder):
     # half of the smaller peak is a generous margin against a merely sagging spectrum.
     assert dip_region.max() < 0.5 * min(pump_peak, phosphor_peak)
-    # the minimum between pump and phosphor is *near* 480–500 nm ("approx." in OPTICS.md:
+    # the minimum between pump and phosphor is *near* 480–500 nm ("approx." in docs/optics.md:
     # allow 10 nm to the blue, where a 10 nm-sigma pump puts it).
     between = (lam > 455) & (lam < 560)
     dip_nm = lam[between][np.argmin(led[between])]
@@ -114,7 +114,7 @@ def test_white_led_dip_below_both_peaks():
 def test_camera_qe_peaks_in_documented_bands():
     q = spectra.camera_qe(DENSE)
     r, g, b = (float(DENSE[np.argmax(row)]) for row in q)
-    # OPTICS.md §3 (approx.): B 450–470, G 520–540, R 590–620 nm.
+    # docs/optics.md §3 (approx.): B 450–470, G 520–540, R 590–620 nm.
     assert 450.0 <= b <= 470.0
     assert 520.0 <= g <= 540.0
     assert 590.0 <= r <= 620.0

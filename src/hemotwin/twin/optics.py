@@ -17,7 +17,7 @@ with cut-off ``2·NA/λ``; with ``σ < 1`` the cut-off is ``(1 + σ)·NA/λ`` an
 more contrast, as in a real microscope with a stopped-down condenser. Because the specimen is
 a pure absorber, only the even (real-PSF) part of ``H`` is kept. This linear model is exact for
 weak absorbers; against a full Abbe computation, the incoherent limit errs by 0.01–0.03 RMS in
-transmittance (OPTICS.md §1); it is the documented approximation of the twin.
+transmittance (docs/optics.md §1); it is the documented approximation of the twin.
 
 All transfer functions are computed on the FFT grid of the image they filter and cached.
 """

@@ -1,6 +1,6 @@
 """Render a specimen through a scanner profile: the whole physical chain in one call.
 
-Order of operations (docs/OPTICS.md §1), per wavelength band ``b``:
+Order of operations (docs/optics.md §1), per wavelength band ``b``:
 
 1. stain model -> absorber amounts ``c_j``;
 2. Beer–Lambert transmittance ``T_b = 10^(-Σ_j ε_jb c_j)``;

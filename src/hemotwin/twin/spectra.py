@@ -2,7 +2,7 @@
 
 Every curve is a documented parametric model (sums of Gaussians in wavelength, Planck's law),
 sampled on a 1 nm grid and integrated into ``n_bands`` equal-width wavelength bands. Peak
-positions follow ``docs/OPTICS.md`` §2–3; widths and secondary peaks are literature-typical
+positions follow ``docs/optics.md`` §2–3; widths and secondary peaks are literature-typical
 *(approx.)* and are parameters, not buried constants.
 
 Absorber spectra are normalised to a peak of 1, so an absorber amount of 1.0 gives an optical
@@ -23,7 +23,7 @@ from hemotwin.twin.specimen.maps import ABSORBERS
 #: eosin shoulders. azure_b: monomer ~641 nm, dimer shoulder ~595 nm. eosin: bound eosin Y
 #: ~527 nm with its vibronic shoulder ~495 nm. hemoglobin: oxy-Hb Soret 414 nm and Q bands
 #: 542/577 nm, with the Q/Soret ratio set so a normal dried red cell has OD 0.55 at 415 nm and
-#: ~0.06 at 542 nm (OPTICS.md §2).
+#: ~0.06 at 542 nm (docs/optics.md §2).
 ABSORBER_PEAKS: dict[str, tuple[tuple[float, float, float], ...]] = {
     "purple": ((552.0, 21.0, 1.0), (596.0, 24.0, 0.38), (505.0, 22.0, 0.22)),
     "azure_b": ((645.5, 24.0, 1.0), (596.0, 22.0, 0.55)),
@@ -32,7 +32,7 @@ ABSORBER_PEAKS: dict[str, tuple[tuple[float, float, float], ...]] = {
 }
 
 #: Colour-camera channel sensitivities (centre nm, sigma nm, height) before the IR-cut filter.
-#: Bayer CMOS: B peaks 450–470 nm, G 520–540 nm, R 590–620 nm (OPTICS.md §3); the small
+#: Bayer CMOS: B peaks 450–470 nm, G 520–540 nm, R 590–620 nm (docs/optics.md §3); the small
 #: secondary lobes model the usual dye cross-talk.
 CAMERA_QE: dict[str, tuple[tuple[float, float, float], ...]] = {
     "R": ((605.0, 32.0, 0.92), (460.0, 25.0, 0.04)),

@@ -54,7 +54,7 @@ class FieldSpec(Record):
     height_um, width_um
         Field size (µm).
     rbc_per_10k_um2
-        Red cells per 100 x 100 µm of monolayer (TAXONOMY: ~150–250).
+        Red cells per 100 x 100 µm of monolayer (docs/clinical_rules.md §11: ~150–250).
     rbc_types
         Red-cell subtype mix (fractions summing to 1); default :data:`NORMAL_RBC_TYPES`.
     wbc_count

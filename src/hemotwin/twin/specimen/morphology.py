@@ -3,7 +3,7 @@
 Every object of a specimen is a frozen pydantic record holding *all* the numbers needed to draw it
 again: geometry in µm (never pixels), absorber amounts in peak-OD units and a ``texture_seed`` for
 the procedural textures and granule positions. The samplers draw such records from per-class
-priors that follow docs/TAXONOMY.md.
+priors that follow docs/clinical_rules.md §11.
 
 All starting absorber amounts live in **one place**: :data:`WBC_PRIORS` (white cells, per class),
 :data:`RBC_PRIORS` (red-cell subtypes) and :data:`PLATELET_PRIOR`. They are first guesses from the
@@ -373,7 +373,7 @@ PLATELET_PRIOR: dict[str, Any] = dict(
 #: Default faint eosin of the dried plasma film between the cells.
 PLASMA_EOSIN: float = 0.015
 
-#: Normal adult differential used when a field is composed without one (TAXONOMY, approx.).
+#: Normal adult differential used when a field is composed without one (docs/clinical_rules.md §11, approx.).
 NORMAL_DIFFERENTIAL: dict[str, float] = {
     "NGS": 0.56, "NGB": 0.03, "LYT": 0.29, "LYA": 0.02, "MON": 0.06, "EOS": 0.03, "BAS": 0.01,
 }
@@ -540,7 +540,7 @@ def sample_wbc(code: str, rng: np.random.Generator) -> WBCMorphology:
     p = WBC_PRIORS[code]
     lo, hi, mean, sd = p["d"]
     if code == "LYT" and rng.random() < 0.15:
-        mean = 12.0  # large lymphocytes (TAXONOMY: 10–15 µm)
+        mean = 12.0  # large lymphocytes (docs/clinical_rules.md §11: 10–15 µm)
     d = _clipped_normal(rng, mean, sd, lo, hi)
     R = d / 2.0
     nc = float(rng.uniform(*p["nc"]))
@@ -677,7 +677,7 @@ def sample_rbc(subtype: str, rng: np.random.Generator) -> RBCMorphology:
 
 
 def sample_platelet(rng: np.random.Generator) -> PlateletMorphology:
-    """Draw one platelet (occasionally a giant platelet, TAXONOMY: > 7 µm)."""
+    """Draw one platelet (occasionally a giant platelet, docs/clinical_rules.md §11: > 7 µm)."""
     rng = _check_rng(rng)
     p = PLATELET_PRIOR
     giant = rng.random() < p["giant_p"]
