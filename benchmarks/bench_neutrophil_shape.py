@@ -29,7 +29,7 @@ from skimage.measure import label, regionprops
 
 from hemotwin.twin.datasets import render_cell
 from hemotwin.twin.profiles import load_profile
-from hemotwin.vision.datasets import estimate_um_per_px
+from hemotwin.vision.datasets import measure_red_cells, red_cell_ruler
 
 
 def _od_and_radius(image: np.ndarray, um_per_px: float) -> tuple[np.ndarray, np.ndarray]:
@@ -93,8 +93,10 @@ def main(argv: list[str] | None = None) -> dict:
     files = sorted((a.pbc / "neutrophil").glob("*.jpg"))[: a.n]
     if files:
         images = [imread(f) for f in files]
-        # One pixel size for the set: the median of the project's red-cell ruler over its crops.
-        um = float(np.median([u for u, _ in map(estimate_um_per_px, images) if u is not None]))
+        # One pixel size for the set: the project's red-cell ruler over its crops pooled.
+        um, det = red_cell_ruler([measure_red_cells(im) for im in images])
+        if um is None:
+            raise SystemExit(f"{a.pbc}: the red-cell ruler refused ({det['reason']})")
         out["pbc_neutrophil"] = {"um_per_px": round(um, 4),
                                  **_summary(np.array([nucleus_measure(im, um_per_px=um) for im in images])),
                                  **_colour_summary([nucleus_colour(im, um_per_px=um) for im in images])}

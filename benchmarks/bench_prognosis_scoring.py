@@ -100,7 +100,7 @@ def main() -> None:
         t0 = time.perf_counter()
         reports = [score_patient(p) for p in pats]
         t_one = (time.perf_counter() - t0) / k
-        agree = sum(r.ipssm.score == s and r.eln2022.category == e for r, s, e in
+        agree = sum(r.ipssm.score == s and (r.eln2022.category or r.eln2022.status) == e for r, s, e in
                     zip(reports, scores["IPSSM_SCORE"][:k], scores["ELN2022"][:k], strict=True))
         pfile = Path(tmp) / "p.json"
         pfile.write_text(pats[0].model_dump_json())

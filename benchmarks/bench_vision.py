@@ -55,7 +55,7 @@ import numpy as np  # noqa: E402
 from hemotwin.io.images import read_image  # noqa: E402
 from hemotwin.vision.augment import TargetReimaging, make_augment  # noqa: E402
 from hemotwin.vision.data import load_training_data, map_items_to  # noqa: E402
-from hemotwin.vision.datasets import estimate_um_per_px, load_dataset, split  # noqa: E402
+from hemotwin.vision.datasets import load_dataset, measure_red_cells, red_cell_ruler, split  # noqa: E402
 from hemotwin.vision.evaluate import evaluate_predictions  # noqa: E402
 from hemotwin.vision.geometry import Geometry, prepare, to_model_geometry  # noqa: E402
 from hemotwin.vision.training import with_unlabelled_cells  # noqa: E402
@@ -87,17 +87,13 @@ def bccd_um_per_px_from_boxes() -> tuple[float, dict]:
     return 7.5 / float(np.median(sides)), {"red_cell_boxes": len(sides), "median_side_px": float(np.median(sides))}
 
 
-def bccd_um_per_px(n: int = 80, seed: int = 0) -> tuple[float, dict]:
+def bccd_um_per_px(n: int = 80, seed: int = 0) -> tuple[float | None, dict]:
     fields = sorted((SHARED / "bccd" / "BCCD" / "JPEGImages").glob("*.jpg"))
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(fields), size=min(n, len(fields)), replace=False)
-    vals = []
-    for i in pick:
-        est, _ = estimate_um_per_px(read_image(fields[i])[0])
-        if est is not None:
-            vals.append(est)
-    return float(np.median(vals)), {"fields_used": len(vals), "fields_tried": len(pick),
-                                    "p10_p90": [float(np.percentile(vals, 10)), float(np.percentile(vals, 90))]}
+    # The red-cell ruler over the fields pooled; it may refuse (BCCD's red cells are crowded): None then.
+    um, det = red_cell_ruler([measure_red_cells(read_image(fields[i])[0]) for i in pick])
+    return um, {"fields_tried": len(pick), "quality": det["quality"] if um is not None else det["reason"]}
 
 
 def _bccd_manifest_rows() -> list[list[str]]:

@@ -144,7 +144,9 @@ def test_report_files_and_schema(tmp_path, sample):
     assert set(data) <= documented, set(data) - documented  # every top-level key is documented
     html = Path(res["html"]).read_text()
     assert "For research use only" in html and "data:image/jpeg;base64," in html
-    assert html.count("data:image/jpeg;base64,") == data["counts"]["n_classified"]  # a thumbnail per cell
+    # A thumbnail per cell, and the same cell at the field's own resolution behind it (hover or click).
+    assert html.count("<img class=t ") == html.count("class=zoom>") == data["counts"]["n_classified"]
+    assert html.count("data:image/jpeg;base64,") == 2 * data["counts"]["n_classified"]
     assert "http://" not in html and "https://" not in html  # self-contained
     assert data["provenance"]["command"] == "analyze" and data["provenance"]["inputs"]["model_sha256"]
     with pytest.raises(Exception, match="overwrite"):
@@ -206,18 +208,53 @@ def test_cli_bad_inputs(tmp_path):
     res = runner.invoke(app, ["analyze", str(tmp_path / "empty"), "--out", str(tmp_path / "o3"),
                               "--min-confidence", "2"])
     assert res.exit_code == 2 and "--min-confidence" in _flat(res)
-    # Nothing usable: a report is still written, the command says why and exits 1.
+    # Nothing usable: a report is still written and says why; the command lists the fields and exits 2.
     allbad = tmp_path / "allbad"
     allbad.mkdir()
     write_png(allbad / "blank.png", np.full((200, 200, 3), 236, np.uint8), um_per_px=0.5)
     (allbad / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     res = runner.invoke(app, ["analyze", str(allbad), "--out", str(tmp_path / "o4"), "-w", "1"])
-    assert res.exit_code == 1, res.output
+    assert res.exit_code == 2, res.output
     flat = _flat(res)
-    assert "nowhitecellcouldbeclassified" in flat and "skipped" in flat
+    assert "nofieldofthesamplecouldbeanalysed" in flat and "skippedblank.png" in flat and "broken.jpg" in flat
     data = json.loads((tmp_path / "o4" / "report.json").read_text())
     assert data["counts"]["n_classified"] == 0 and len(data["sample"]["skipped"]) == 2
     assert data["summary"].startswith("No white cell")
+    # Nothing counted: no flags at all (not nine "indeterminate" ones), and a warning that says why.
+    assert data["flags"] == [] and data["flags_assessable"] is False
+    assert [w["id"] for w in data["warnings"]] == ["no_cells_counted"] and "indeterminate" not in flat
+
+
+def test_cli_failed_runs_leave_no_output_folder(tmp_path, one_field):
+    # Each of these fails before any field is read (exit 2, the option named) and leaves nothing behind.
+    cases = [
+        (["analyze", str(tmp_path / "missing"), "--out", str(tmp_path / "a" / "b")], "nosuchfileorfolder"),
+        (["analyze", str(one_field), "--out", str(tmp_path / "c"), "--calibration", str(tmp_path / "no.json")],
+         "--calibration"),
+        (["analyze", str(one_field), "--out", str(tmp_path / "d"), "--profile", "wsi-99x"], "--profile"),
+        (["analyze", str(one_field), "--out", str(tmp_path / "e"), "--specimen", "urine"], "--specimen"),
+        (["analyze", str(one_field), "--out", str(tmp_path / "f"), "--um-per-px", "50"], "--um-per-px"),
+    ]
+    for args, named in cases:
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2 and named in _flat(res), (args, res.output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    # An --out that cannot be a folder (a file is in the way) is refused before the work, naming --out.
+    (tmp_path / "file").write_text("x")
+    res = runner.invoke(app, ["analyze", str(one_field), "--out", str(tmp_path / "file" / "r")])
+    assert res.exit_code == 2 and "--out" in _flat(res), res.output
+
+
+def test_cli_skipped_fields_exit_3_and_are_listed(tmp_path, one_field):
+    folder = tmp_path / "s"
+    shutil.copytree(one_field, folder)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    res = runner.invoke(app, ["analyze", str(folder), "--out", str(tmp_path / "o"), "-w", "1"])
+    assert res.exit_code == 3, res.output
+    flat = _flat(res)
+    assert "skippedbroken.jpg" in flat and "1item(s)skipped" in flat and "report.json" in flat
+    data = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert [s["field"] for s in data["sample"]["skipped"]] == ["broken.jpg"] and data["counts"]["n_counted"] > 0
 
 
 def test_cli_analyze_summary(tmp_path, one_field):
@@ -226,20 +263,61 @@ def test_cli_analyze_summary(tmp_path, one_field):
     data = json.loads(res.stdout[res.stdout.index("{"):res.stdout.rindex("}") + 1])
     assert set(data["flags"]) >= {"blasts_ge_20", "apl_pattern", "cll_pattern"}
     assert Path(data["html"]).exists()
+    # One field of a 40-cell sample: under the 100 cells of a conventional differential, said so.
+    n = data["counts"]["n_counted"]
+    assert 0 < n < 100 and [w["id"] for w in data["warnings"]] == ["few_cells_counted"]
+    assert f"Only {n} leukocyte(s) counted" in data["warnings"][0]["message"]
+    assert "docs/clinical_rules.md §2" in data["warnings"][0]["message"]
+    res = runner.invoke(app, ["analyze", str(one_field), "--out", str(tmp_path / "p"), "-w", "1"])
+    assert res.exit_code == 0, res.output
+    flat = _flat(res)
+    assert "warning:Only" in flat and "docs/clinical_rules.md§2" in flat
+    report = json.loads((tmp_path / "p" / "report.json").read_text())
+    shown = [f for f in report["flags"] if f["state"] != "negative"]
+    assert shown
+    for f in shown:  # every citation in full (wrapped between words, never cut)
+        assert "".join(f["source"].split()) in flat, f["source"]
+    html = (tmp_path / "p" / "report.html").read_text()
+    assert "class=warn><b>Warning.</b> Only" in html
+
+
+def test_no_counted_cell_gives_no_flags_and_no_nan(tmp_path, one_field):
+    # Every cell below a review threshold of 1: classified, referred, none counted.
+    res = analyze(one_field, tmp_path / "r", config=AnalysisConfig(min_confidence=1.0, calibration="none"))
+    r = res["result"]
+    assert r["counts"]["n_classified"] > 0 and r["counts"]["n_counted"] == 0
+    assert r["flags"] == [] and r["summary"].startswith("No leukocyte counted")
+    assert "not assessable" in r["counting_advice"]["statement"]
+    for path in (res["json"], res["html"]):
+        assert not re.search(r"\bnan\b", Path(path).read_text(), flags=re.I), path
+    assert "Flags not assessable" in Path(res["html"]).read_text()
+    res = runner.invoke(app, ["analyze", str(one_field), "--out", str(tmp_path / "c"), "-w", "1",
+                              "--min-confidence", "1"])
+    assert res.exit_code == 0 and "nan" not in res.output.lower() and "notassessable" in _flat(res), res.output
 
 
 def test_pixel_size_from_option_or_red_cells(tmp_path, sample):
-    rgb, _ = read_image(sorted((sample / "fields").glob("*.png"))[0])
     from PIL import Image
 
     (tmp_path / "f").mkdir()
-    Image.fromarray(rgb).save(tmp_path / "f" / "field.png")  # no pHYs: no pixel size in the file
+    for k, path in enumerate(sorted((sample / "fields").glob("*.png"))):
+        rgb, _ = read_image(path)
+        Image.fromarray(rgb).save(tmp_path / "f" / f"field{k}.png")  # no pHYs: no pixel size in the file
     src = open_sample(tmp_path / "f")
     f = src.read(src.fields[0])
-    assert f.um_source.startswith("red cells (")
-    assert f.um_per_px == pytest.approx(0.5, rel=0.15)  # the ruler's accuracy at 0.5 µm/px (twin: ~3 %)
+    # The three fields' red cells are pooled into one estimate that states its quality.
+    assert f.um_source.startswith("red cells (") and "red cells in 3 images, robust CV" in f.um_source
+    assert f.um_per_px == pytest.approx(0.5, rel=0.06)  # wsi-20x twin fields: measured +2 % (7.6 µm cells)
     src = open_sample(tmp_path / "f", um_per_px=0.5)
     assert src.read(src.fields[0]).um_source == "option"
+    # The first field alone (crowded with white cells) holds too few measurable red cells: refused, naming
+    # the file and asking for its pixel size, rather than a guess from five cells.
+    (tmp_path / "one").mkdir()
+    shutil.copy(tmp_path / "f" / "field0.png", tmp_path / "one" / "field0.png")
+    src = open_sample(tmp_path / "one")
+    with pytest.raises(InputError, match=r"field0\.png: got 'no pixel size'") as err:
+        src.read(src.fields[0])
+    assert "give it (um_per_px)" in str(err.value) and "measurable red cells" in str(err.value)
     with pytest.raises(InputError):
         open_sample(tmp_path / "f", um_per_px=50.0)
 

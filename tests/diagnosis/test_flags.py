@@ -18,11 +18,17 @@ def test_every_rule_cites_a_source_and_has_a_unique_id():
     ids = [r.id for r in RULES]
     assert len(ids) == len(set(ids))
     for r in RULES:
-        assert "clinical_rules.md" in r.source or "TAXONOMY" in r.source, r.id
-    # The blast rules cite docs/clinical_rules.md §1 explicitly.
+        assert "docs/clinical_rules.md §" in r.source and "TAXONOMY" not in r.source, r.id
+    # The blast rules cite docs/clinical_rules.md §1 explicitly; the rules on normal ranges and cell
+    # definitions cite §11 (reference differential, cell definitions), keeping the published sources.
     for r in RULES:
         if r.id.startswith("blasts") or r.id == "apl_pattern":
             assert "§1" in r.source
+        if r.id in ("cll_pattern", "left_shift", "eosinophilia", "basophilia", "monocytosis", "nrbc", "apl_pattern"):
+            assert "docs/clinical_rules.md §11, " in r.source, r.id
+    by_id = {r.id: r.source for r in RULES}
+    assert "Nowakowski et al., J Clin Oncol 2009;27:1844" in by_id["cll_pattern"]
+    assert "Bone et al., Chest 1992" in by_id["left_shift"] and "ICSH" in by_id["nrbc"]
 
 
 def test_normal_blood_raises_no_flag():

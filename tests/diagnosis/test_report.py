@@ -15,7 +15,7 @@ from hemotwin.diagnosis.analyze import AnalysisConfig, AnalysisEngine, CellResul
 from hemotwin.diagnosis.classify import thumbnail
 from hemotwin.diagnosis.report import json_ready, render_html, write_report
 from hemotwin.diagnosis.sample import FieldSource, SampleSource
-from hemotwin.io.report import RESEARCH_USE
+from hemotwin.io.report import RESEARCH_USE, esc
 
 
 def _result(calls: list[tuple[str, float]], *, field_name: str = "f1.png") -> dict:
@@ -78,9 +78,53 @@ def test_empty_analysis_still_renders():
     res = _result([])
     assert res["summary"].startswith("No white cell")
     assert math.isnan(res["differential"]["blasts"]["percent"])
+    # Nothing counted: no flags (not nine indeterminate ones), a warning, and no "nan" anywhere.
+    assert res["flags"] == [] and res["flags_assessable"] is False
+    assert [w["id"] for w in res["warnings"]] == ["no_cells_counted"]
     page = render_html(res)
     assert "No classified cells" in page and "No cell below the confidence threshold" in page
+    flags_part = page[page.index("<h2>Flags"):page.index("<h2>Differential")]
+    assert "Flags not assessable" in flags_part and "<td class='l indeterminate'>" not in flags_part
+    assert "nan" not in res["summary"].lower() and not re.search(r"\bnan\b", page, flags=re.I)
     json.dumps(json_ready(res), allow_nan=False)
+
+
+def test_small_count_is_warned_about_and_large_one_is_not():
+    res = _result([("NGS", 0.9)] * 60 + [("LYT", 0.8)] * 39)
+    assert [w["id"] for w in res["warnings"]] == ["few_cells_counted"]
+    assert "Only 99 leukocyte(s) counted" in res["warnings"][0]["message"]
+    assert "docs/clinical_rules.md §2" in res["warnings"][0]["message"]
+    assert "class=warn><b>Warning.</b> Only 99" in render_html(res)
+    assert _result([("NGS", 0.9)] * 60 + [("LYT", 0.8)] * 40)["warnings"] == []
+
+
+def test_sources_are_shown_in_full():
+    res = _result([("MYO", 0.95)] * 12 + [("NGS", 0.9)] * 100)
+    page = render_html(res)
+    for f in res["flags"]:
+        assert f"Source: {esc(f['source'])}</span>" in page, f["id"]
+
+
+def test_each_cell_can_be_seen_at_native_resolution():
+    import io
+
+    from PIL import Image
+
+    from hemotwin.diagnosis.classify import NATIVE_VIEW_MAX_PX, native_view
+
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 255, (400, 400, 3), dtype=np.uint8)  # a 0.07 µm/px crop: scaled down to the cap
+    small = np.full((53, 53, 3), 180, np.uint8)  # a 0.5 µm/px crop: kept as it is
+
+    assert Image.open(io.BytesIO(native_view(big))).size == (NATIVE_VIEW_MAX_PX, NATIVE_VIEW_MAX_PX)
+    assert Image.open(io.BytesIO(native_view(small))).size == (53, 53)
+    res = _result([("NGS", 0.9)] * 2)
+    for c, crop, um in zip(res["_cells"], (big, small), (0.0725, 0.5), strict=True):
+        c.native, c.native_px, c.um_per_px = native_view(crop), max(crop.shape[:2]), um
+    page = render_html(res)
+    assert page.count("class=zoom>") == 2 and page.count("<img class=t ") == 2
+    assert "400 px at 0.0725 µm/px" in page and "53 px at 0.5 µm/px" in page
+    assert ".cell:hover .zoom" in page and "tabindex=0" in page  # shown on hover, or on click (focus)
 
 
 def test_page_has_the_shared_frame():

@@ -78,6 +78,14 @@ def test_simulate_sample_command(tmp_path):
     assert res.exit_code == 2 and "--case" in _flat(res)
     res = runner.invoke(app, ["simulate", "sample", "--out", str(tmp_path / "x"), "--cells", "0"])
     assert res.exit_code == 2 and "--cells" in _flat(res)
+    # One name per option: the short -n of --cells (and of calibrate-chain's --per-class) is gone.
+    res = runner.invoke(app, ["simulate", "sample", "--out", str(tmp_path / "x"), "-n", "12"])
+    assert res.exit_code == 2 and "No such option" in res.output and not (tmp_path / "x").exists()
+    res = runner.invoke(app, ["calibrate-chain", "--out", str(tmp_path / "c.json"), "-n", "2"])
+    assert res.exit_code == 2 and "No such option" in res.output and not (tmp_path / "c.json").exists()
+    # A bad preset is refused before the model loads, and the folder made for the file goes again.
+    res = runner.invoke(app, ["calibrate-chain", "--out", str(tmp_path / "new" / "c.json"), "--profile", "wsi-99x"])
+    assert res.exit_code == 2 and "--profile" in _flat(res) and not (tmp_path / "new").exists(), res.output
     res = runner.invoke(app, ["simulate", "sample", "--case", "normal", "--cells", "12", "--profile", "wsi-20x",
                               "--out", str(tmp_path / "ok"), "-w", "1"])
     assert res.exit_code == 0, res.output

@@ -44,11 +44,13 @@ from hemotwin.monitoring.rules import (
     R_PD,
     R_PR,
     R_REF,
+    R_UNIT,
     REMISSION,
     REMISSION_RANK,
     RULE,
 )
 from hemotwin.monitoring.timeline import Timeline, Timepoint, TreatmentLine
+from hemotwin.monitoring.units import mrd_unit_factor
 
 # --------------------------------------------------------------------------------------------- helpers
 
@@ -87,7 +89,7 @@ def _ref_rising_kinetics(points: list[tuple[date, Decimal | None, bool]], *, met
     xs = [float((d - d0).days) for d, _ in seg]
     ys = [math.log10(float(v)) for _, v in seg]
     fit = M.fit_rising(xs, ys, level=level)
-    b, a, ci = float(fit["b"]), float(fit["a"]), fit["ci"]
+    b, ci = float(fit["b"]), fit["ci"]
     flags: list[str] = []
     two_point = len(seg) == 2
     if two_point:
@@ -110,13 +112,13 @@ def _ref_rising_kinetics(points: list[tuple[date, Decimal | None, bool]], *, met
         if last_v >= threshold_pct:
             above = True
         else:
-            y_last = a + b * xs[-1]
-            gap = math.log10(thr) - y_last
-            proj = last_d + timedelta(days=round(gap / b))
+            # From the last measured value (below the threshold) at the fitted rate: never before the last sample.
+            gap = math.log10(thr) - ys[-1]
+            proj = _ref_after(last_d, gap / b)
             if ci is not None:
                 lo_b, hi_b = ci  # type: ignore[misc]
-                early = last_d + timedelta(days=round(gap / hi_b)) if hi_b > 0 else None
-                late = last_d + timedelta(days=round(gap / lo_b)) if lo_b > 0 else None
+                early = _ref_after(last_d, gap / hi_b) if hi_b > 0 else None
+                late = _ref_after(last_d, gap / lo_b) if lo_b > 0 else None
                 proj_ci = (early, late)
     return M.Kinetics(method=method, marker=marker, tissue=tissue, as_of=last_d, n_points=len(seg), first_date=d0,
                     slope_log10_per_day=b, slope_ci=ci, doubling_days=dbl, doubling_days_ci=dbl_ci,  # type: ignore[arg-type]
@@ -124,6 +126,14 @@ def _ref_rising_kinetics(points: list[tuple[date, Decimal | None, bool]], *, met
                     already_above=above, flags=tuple(flags))
 
 
+
+
+def _ref_after(day: date, days: float) -> date | None:
+    """``day`` + ``round(days)`` days; None (unbounded) beyond the calendar, or for an infinite or undefined number."""
+    try:
+        return day + timedelta(days=round(days))
+    except (OverflowError, ValueError):
+        return None
 
 
 def _and3(vals: Iterable[bool | None]) -> bool | None:
@@ -267,7 +277,7 @@ _MRD_SUFFIX = {M.NEGATIVE: "MRD-negative", M.LOW_LEVEL: "MRD-low-level", M.POSIT
 
 
 class _Series:
-    __slots__ = ("key", "log_ref", "nadir", "pending", "points", "prev_status", "projected")
+    __slots__ = ("key", "log_ref", "nadir", "pending", "points", "prev_status", "projected", "quantified")
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -277,6 +287,8 @@ class _Series:
         self.nadir: Decimal | None = None  # lowest quantified positive value in the current remission
         self.log_ref: Decimal | None = None
         self.projected: str | None = None  # severity of the last projection alert in this rising segment
+        # every quantified result: (value %, unit factor, date, unit, line index, suspected of a unit slip)
+        self.quantified: list[tuple[Decimal, Decimal, date, str | None, int | None, bool]] = []
 
 
 class _Engine:
@@ -291,6 +303,7 @@ class _Engine:
         self.rem_rank, self.rem_name = 0, ""
         self.mrd_negative_seen = False
         self.mrd_relapse: date | None = None
+        self.mrd_relapse_marker: str | None = None
         self.relapse: date | None = None
         self.line_idx: int | None = None
         self.line_best = 0
@@ -372,6 +385,8 @@ class _Engine:
         cr = _Crit(tp, bm0)
         if self.remission is not None:
             call = self._in_remission(tp, cr, mrd_status, li)
+            if self.mrd_relapse is not None and call.category in REMISSION:
+                call = self._mrd_relapse_stands(tp, call, li)
         else:
             call = self._not_in_remission(tp, cr, mrd_status, li, ln, bm0, pb0, emd0)
         self._process_mrd(tp, call)
@@ -405,7 +420,11 @@ class _Engine:
         if self.relapse is not None and self.remission is None:
             return f"hematologic relapse ({self.relapse.isoformat()})"
         if self.remission is not None:
-            s = f"{self.rem_name} (in remission since {self.remission[0].isoformat()})"
+            if self.rem_name == "MLFS":
+                s = (f"MLFS, not a remission (no count recovery; {self.remission[1]} reached "
+                     f"{self.remission[0].isoformat()})")
+            else:
+                s = f"{self.rem_name} (in remission since {self.remission[0].isoformat()})"
             if self.mrd_relapse is not None:
                 s += f"; MRD relapse ({self.mrd_relapse.isoformat()})"
             return s
@@ -440,7 +459,7 @@ class _Engine:
         if any(c.met is True for c in crits):
             onset = self.pb_run[0] if r_pb is not None and r_pb.met and self.pb_run else day
             self.relapse, self.remission, self.rem_rank = day, None, 0
-            self.pb_run, self.mrd_relapse = [], None
+            self.pb_run, self.mrd_relapse, self.mrd_relapse_marker = [], None, None
             for s in self.series.values():
                 s.prev_status = s.pending = s.nadir = None
             met = [c for c in crits if c.met]
@@ -509,7 +528,7 @@ class _Engine:
     def _not_in_remission(self, tp: Timepoint, cr: _Crit, mrd_status: str | None, li: int, ln: TreatmentLine,
                           bm0: Decimal | None, pb0: Decimal | None, emd0: bool | None) -> Call:
         day = tp.date
-        relapsed_untreated = self.relapse is not None and ln.start <= self.relapse
+        relapsed_untreated = self.relapse is not None and ln.start < self.relapse
         seen: list[Criterion] = []
         if not relapsed_untreated:
             pd = self._progression(tp, bm0, pb0, emd0)
@@ -524,15 +543,17 @@ class _Engine:
             return self._not_evaluable(tp, ["marrow_blasts_pct (a marrow sample)"], [], mrd_status, li,
                                        self._status(), "blood sample")
         name, decided, used = _walk(cr.categories(), seen)
+        if relapsed_untreated:
+            stands = Criterion(R_HREL, "relapse stands: no treatment line started on or after the relapse",
+                               f"relapse {self.relapse.isoformat()}; current line from {ln.start.isoformat()}", True)
+            return Call(day, tp.sample, "relapsed disease", "relapsed disease (no treatment line since the relapse)",
+                        mrd_status, True, (), (*seen, stands), R_HREL, self._status(), li)
         if name is not None and decided:
             self._remission_call(day, name, mrd_status, seen, used)
             return Call(day, tp.sample, name, self._label(name, mrd_status), mrd_status, True, (), tuple(seen),
                         RULE, self._status(), li)
         if name is not None:
             return self._not_evaluable(tp, _needs(seen), seen, mrd_status, li, self._status())
-        if relapsed_untreated:
-            return Call(day, tp.sample, "relapsed disease", "relapsed disease (no treatment line since the relapse)",
-                        mrd_status, True, (), tuple(seen), R_HREL, self._status(), li)
         land = self._landmark(ln, day)
         seen.append(land)
         if land.met:
@@ -588,14 +609,19 @@ class _Engine:
             s = self.series.get(key)
             if s is None:
                 s = self.series[key] = _Series(key)
+            suspect = False
+            if not censored and m.value_pct:
+                suspect = self._unit_mix(s, day, m.entered_unit, m.value_pct, m.method, m.marker, tissue)
             base = self.baseline_mrd.get((m.method, cm))
-            if base is None and self.line_idx is None and not censored and m.value_pct:
+            if base is None and self.line_idx is None and not censored and m.value_pct and not suspect:
                 base = self.baseline_mrd[(m.method, cm)] = m.value_pct  # first pretreatment level
             red, lb = M.log10_reduction(base, m.value_pct, censored, m.lod_pct)
             self.mrd_points.append(MRDPoint(day, m.method, m.marker, tissue,
                                             None if m.value_pct is None else float(m.value_pct),
                                             None if m.lod_pct is None else float(m.lod_pct), censored, status,
-                                            reason, red, lb))
+                                            reason, red, lb, suspect))
+            if suspect:
+                continue
             s.points.append((day, m.value_pct, censored))
             if censored:
                 s.projected = None
@@ -613,6 +639,59 @@ class _Engine:
                         call.mrd_status, True, (), (*call.criteria, *crit), R_MREL, self._status(), call.line)
         self.calls.append(call)
 
+    def _unit_mix(self, s: _Series, day: date, unit: str | None, value: Decimal, method: str, marker: str,
+                  tissue: str) -> bool:
+        factor = mrd_unit_factor(unit)
+        refs = [q for q in s.quantified if not q[5]]
+        ref = refs[-1] if refs else None
+        last = s.quantified[-1] if s.quantified else None
+        jump = None
+        if ref is not None and ref[4] == self.line_idx and not (last is not None and last[5] and last[1] == factor):
+            jump = M.unit_mix_jump(ref[0], ref[1], value, factor)
+        s.quantified.append((value, factor, day, unit, self.line_idx, jump is not None))
+        if jump is None:
+            return False
+        u, pu = unit or "%", ref[3] or "%"  # type: ignore[index]
+        self._event(day, "mrd_unit_suspect", "warning",
+                    f"MRD value probably entered in the wrong unit ({method} {marker} {tissue}): "
+                    f"{format(value / factor, 'f')} {u} = {format(value, 'f')} % is {float(jump):.0f}x the previous "
+                    "result; left out of MRD-relapse calls and kinetics", R_UNIT,
+                    [f"{day.isoformat()}: {format(value / factor, 'f')} {u} = {format(value, 'f')} %",
+                     f"previous {ref[2].isoformat()}: {format(ref[0] / ref[1], 'f')} {pu} = "  # type: ignore[index]
+                     f"{format(ref[0], 'f')} %",  # type: ignore[index]
+                     f"read in {pu}: {format(value / factor, 'f')} {pu} = {format(value / factor * ref[1], 'f')} %"],  # type: ignore[index]
+                    key=f"{s.key}:{day.isoformat()}")
+        return True
+
+    def _mrd_relapse_stands(self, tp: Timepoint, call: Call, li: int) -> Call:
+        onset, day = self.mrd_relapse, tp.date
+        ln = self.lines[li]
+        new_line = ln.start >= onset
+        marker_status = None
+        for m, r in zip(tp.mrd, self.mrd_class, strict=True):
+            if f"{m.method}:{M.canonical_marker(m.marker)}" == self.mrd_relapse_marker:
+                marker_status = r[0]
+                break
+        ok = new_line and call.mrd_status == M.NEGATIVE and marker_status == M.NEGATIVE
+        line_txt = (f"line {ln.regimen} from {ln.start.isoformat()}" if new_line
+                    else f"no treatment line started since the onset {onset.isoformat()}")
+        crit = Criterion(R_MREL, "MRD relapse resolved: CR/CRh/CRi MRD-negative, the relapsed marker tested, on a "
+                         "treatment line started on or after the relapse onset",
+                         f"{line_txt}; MRD {call.mrd_status or 'not tested'}; "
+                         f"{self.mrd_relapse_marker.replace(':', ' ')} {marker_status or 'not tested'}", ok)
+        if not ok:
+            return Call(day, call.sample, "MRD relapse", f"MRD relapse (since {onset.isoformat()}; {call.label})",
+                        call.mrd_status, True, (), (*call.criteria, crit), R_MREL, call.status, li)
+        self.mrd_relapse = self.mrd_relapse_marker = None
+        for s in self.series.values():
+            s.prev_status = s.pending = s.nadir = None
+            s.projected = None
+        self._event(day, "new_response", "info", f"new response after MRD relapse: {call.label}", R_MREL,
+                    [_ev(crit), *self.mrd_reasons], key="mrd-relapse-resolved",
+                    closes=("mrd_relapse:*", "molecular_progression:*", "mrd_conversion:*", "projected_relapse:*"))
+        return Call(day, call.sample, call.category, call.label, call.mrd_status, True, (), (*call.criteria, crit),
+                    call.rule, self._status(), li)
+
     def _mrd_relapse_step(self, s: _Series, day: date, method: str, marker: str, status: str,
                           value: Decimal | None, censored: bool, tissue: str) -> bool:
         """§5 MRD relapse; returns True when a relapse is confirmed on this sample."""
@@ -624,7 +703,7 @@ class _Engine:
                                                     and value >= ref * M.LOG_RISE_RATIO)
             what = "MRD-negative -> positive" if kind == "conversion" else ">= 1 log10 rise"
             if ok and self.mrd_relapse is None:
-                self.mrd_relapse = onset
+                self.mrd_relapse, self.mrd_relapse_marker = onset, s.key.rpartition(":")[0]
                 self._event(day, "mrd_relapse", "critical",
                             f"MRD relapse confirmed ({what}; {method} {marker} {tissue})", R_MREL,
                             [f"onset {onset.isoformat()}", f"confirming sample {day.isoformat()}: "

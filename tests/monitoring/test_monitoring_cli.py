@@ -84,15 +84,69 @@ def test_cohort_continues_past_a_bad_patient(tmp_path):
     (folder / "broken.json").write_text("{")
     out = tmp_path / "out"
     res = runner.invoke(app, ["monitor", "--cohort", str(folder), "--out", str(out)])
-    assert res.exit_code == 1
-    flat = _flat(res)
-    assert "EX03" in flat and "refractory" in flat and "bad.json" in flat and "broken.json" in flat
+    assert res.exit_code == 3  # EXIT_PARTIAL: finished, some patients skipped (was 1, the code left to crashes)
+    flat = "".join(res.stdout.split())
+    assert "EX03" in flat and "refractory" in flat
+    err = "".join(res.stderr.split())  # each skipped patient on stderr, with its error and where all are listed
+    assert "skippedbad.json:" in err and "MRDunit" in err and "skippedbroken.json:" in err
+    assert "2item(s)skipped" in err and "cohort.json" in err
     rows = (out / "cohort.csv").read_text().splitlines()
     assert len(rows) == 4 and rows[0].startswith("patient,file,timepoints")
     doc = json.loads((out / "cohort.json").read_text())
     assert {f["file"] for f in doc["failures"]} == {"bad.json", "broken.json"}
-    assert "For research use only" in (out / "cohort.html").read_text()
+    page = (out / "cohort.html").read_text()
+    assert "For research use only" in page and "2 failed" in page and "broken.json" in page
     assert (out / "patients" / "EX03" / "report.html").exists()
+    as_json = runner.invoke(app, ["monitor", "--cohort", str(folder), "--out", str(tmp_path / "j"), "--json"])
+    assert as_json.exit_code == 3 and len(json.loads(as_json.stdout)["failures"]) == 2
+
+
+def test_cohort_of_only_good_patients_exits_0(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(_ex("EX01"), folder)
+    res = runner.invoke(app, ["monitor", "--cohort", str(folder), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert "skipped" not in res.stderr
+
+
+def test_cohort_where_every_patient_fails_lists_them_all(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "bad.json").write_text(json.dumps(BAD_PATIENT))
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["monitor", "--cohort", str(folder), "--out", str(out)])
+    assert res.exit_code == 3 and "1 item(s) skipped" in res.stderr
+    assert json.loads((out / "cohort.json").read_text())["failures"][0]["file"] == "bad.json"
+    assert not (out / "patients").exists()  # no empty folder for patients that were never written
+
+
+def test_failed_runs_leave_no_empty_output_folder(tmp_path, monkeypatch):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(BAD_PATIENT))
+    out = tmp_path / "o"
+    # Before: the folder was made before the patient was read, and stayed behind empty.
+    assert runner.invoke(app, ["monitor", str(bad), "--out", str(out)]).exit_code == 2
+    assert not out.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert runner.invoke(app, ["monitor", "--cohort", str(empty), "--out", str(out)]).exit_code == 2
+    assert not out.exists()
+
+    from hemotwin.monitoring import cohort
+
+    def disk_full(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cohort, "write_patient_outputs", disk_full)
+    res = runner.invoke(app, ["monitor", str(_ex("EX01")), "--out", str(out)])
+    assert res.exit_code == 2 and "No space left" in res.stderr and not out.exists()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(_ex("EX01"), folder)
+    res = runner.invoke(app, ["monitor", "--cohort", str(folder), "--out", str(out)])
+    assert res.exit_code == 3 and "No space left" in res.stderr
+    assert not (out / "patients").exists()  # the patient's folder, made for the write that failed, is gone
 
 
 def test_run_demo(tmp_path):

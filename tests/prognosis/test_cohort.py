@@ -9,14 +9,18 @@ import pytest
 
 from hemotwin.errors import InputError
 from hemotwin.prognosis.cohort import (
+    METHODS,
     CohortFiles,
     EvaluationPlan,
     ModelSettings,
+    csv_output,
     evaluate_models,
     fit_model,
+    provenance_path_of,
     read_panel,
     risk_group_of,
     score_cohort_files,
+    simulate_cohort_files,
 )
 from hemotwin.prognosis.scoring import check_regimen, score_patient_file
 
@@ -61,14 +65,26 @@ def test_score_cohort_files(tmp_path: Path) -> None:
 
 
 def test_plan_and_settings() -> None:
-    assert EvaluationPlan(models=" COX, rsf ").model_kinds() == ["cox", "rsf"]
-    assert EvaluationPlan(models=["gbsa"]).model_kinds() == ["gbsa"]
+    from hemotwin.prognosis.survival import MODEL_KINDS
+
+    assert METHODS == MODEL_KINDS
+    assert EvaluationPlan(methods=" COX, rsf ").method_names() == ["cox", "rsf"]
+    assert EvaluationPlan(methods=["gbsa"]).method_names() == ["gbsa"]
     assert EvaluationPlan(baselines="none").baseline_columns() == []
     assert EvaluationPlan(baselines=["IPSSM_SCORE", " ELN2022"]).baseline_columns() == ["IPSSM_SCORE", "ELN2022"]
-    for models in ("", "cox,svm"):
+    for methods in ("", "cox,svm"):
         with pytest.raises(InputError) as exc:
-            EvaluationPlan(models=models).model_kinds()
-        assert _where(exc) == "models"
+            EvaluationPlan(methods=methods).method_names()
+        assert _where(exc) == "methods"
+    for plan, where in ((EvaluationPlan(cv="loo"), "cv"), (EvaluationPlan(cv="kfold", folds=1), "folds")):
+        with pytest.raises(InputError) as exc:
+            plan.check()
+        assert _where(exc) == where
+    for settings, where in ((ModelSettings(alpha=-1), "alpha"), (ModelSettings(n_estimators=0), "n_estimators"),
+                            (ModelSettings(min_gene_count=0), "min_gene_count"), (ModelSettings(tau=0), "tau")):
+        with pytest.raises(InputError) as exc:
+            settings.check()
+        assert _where(exc) == where
     s = ModelSettings(alpha=3.0, n_estimators=7)
     assert s.params_for("cox") == {"alpha": 3.0} and s.params_for("rsf") == {"n_estimators": 7}
     assert ModelSettings().params_for("gbsa") == {}
@@ -84,8 +100,42 @@ def test_bad_requests_name_parameters(tmp_path: Path) -> None:
     files = CohortFiles(str(c), None, str(c))
     assert isinstance(files.clinical, Path)
     with pytest.raises(InputError) as exc:
-        evaluate_models(files, tmp_path / "e1", plan=EvaluationPlan(models="cox", cv="loo"))
+        evaluate_models(files, tmp_path / "e1", plan=EvaluationPlan(methods="cox", cv="loo"))
     assert _where(exc) == "cv"
     with pytest.raises(InputError) as exc:
-        fit_model(files, tmp_path / "f2", model="svm")
-    assert _where(exc) == "model"
+        fit_model(files, tmp_path / "f2", method="svm")
+    assert _where(exc) == "method"
+    with pytest.raises(InputError) as exc:
+        simulate_cohort_files(tmp_path / "sim", patients=1)
+    assert _where(exc) == "patients"
+    # none of the refused jobs created its output folder
+    assert not any((tmp_path / name).exists() for name in ("fit", "e1", "f2", "sim"))
+
+
+def test_failed_jobs_leave_no_new_folders(tmp_path: Path) -> None:
+    bad = tmp_path / "clinical.csv"
+    bad.write_text("ID,BM_BLAST,HB,PLT,ANC\nP1,3,9,100,1\n")  # no CYTOGENETICS column
+    with pytest.raises(InputError):
+        score_cohort_files(bad, tmp_path / "new" / "deeper" / "scores.csv")
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(InputError):
+        fit_model(CohortFiles(bad, None, bad), tmp_path / "fit")
+    assert not (tmp_path / "fit").exists()
+    (tmp_path / "kept").mkdir()  # a folder that was there before is kept, empty or not
+    with pytest.raises(InputError):
+        score_cohort_files(bad, tmp_path / "kept" / "scores.csv")
+    assert (tmp_path / "kept").is_dir()
+
+
+def test_csv_output_refuses_a_folder_and_an_existing_provenance(tmp_path: Path) -> None:
+    from hemotwin.errors import OutputExistsError
+
+    with pytest.raises(InputError) as exc, csv_output(tmp_path, overwrite=True):
+        pass
+    assert _where(exc) == "out"
+    (tmp_path / "s.provenance.json").write_text("{}")
+    assert provenance_path_of(tmp_path / "s.csv") == tmp_path / "s.provenance.json"
+    with pytest.raises(OutputExistsError), csv_output(tmp_path / "s.csv", overwrite=False):
+        pass
+    with csv_output(tmp_path / "s.csv", overwrite=True) as (path, sidecar):
+        assert (path, sidecar) == (tmp_path / "s.csv", tmp_path / "s.provenance.json")

@@ -86,19 +86,51 @@ def test_eln2022_rows_and_notes(case, flags, mutations, category, text):
     assert r.complete
 
 
-def test_eln2022_unknown_karyotype_is_provisional():
+def test_eln2022_unknown_karyotype_is_undetermined():
+    # Adverse cytogenetics would override NPM1: with no karyotype the group is not known.
     p = Patient(id="x", cytogenetics=KaryotypeFeatures(), mutations=muts("NPM1"), sequenced_genes="all")
     r = score_patient(p).eln2022
-    assert r.category == "Favorable" and not r.complete
+    assert r.category is None and r.category_estimate == "Favorable" and not r.determined and not r.complete
+    assert r.status == "undetermined" and r.deciding_inputs == ["karyotype (not given)"]
+    assert "Favorable" in r.reason and "Adverse" in r.reason
+    assert r.headline.startswith("ELN 2022: undetermined") and "karyotype (not given)" in r.headline
     assert any("-7" in m for m in r.missing)
 
 
+def test_eln2022_unreadable_karyotype_is_named_as_such():
+    p = Patient(id="x", karyotype="garbage xx", mutations=[], sequenced_genes="all")
+    r = score_patient(p).eln2022
+    assert r.category is None and r.deciding_inputs == ["karyotype (unreadable)"]
+
+
 def test_eln2022_unsequenced_is_not_wild_type():
-    # NPM1 mutated, panel unknown: FLT3-ITD unknown -> favorable only provisionally.
+    # NPM1 mutated, panel unknown: FLT3-ITD and TP53 unknown -> no confident group; they decide it.
     p = Patient(id="x", cytogenetics=kary(normal=True), mutations=muts("NPM1"))
     r = score_patient(p).eln2022
-    assert r.category == "Favorable" and not r.complete
+    assert r.category is None and r.category_estimate == "Favorable" and not r.complete
+    assert {"TP53", "FLT3"} <= set(r.deciding_inputs) and "karyotype" not in r.deciding_inputs
     assert any("FLT3" in m or "TP53" in m for m in r.missing)
+
+
+@pytest.mark.parametrize("karyotype", ["46,XX,t(15;17)(q24;q21)[20]", "46,XY,t(15;17)(q24.1;q21.2)[18]/46,XY[2]"])
+def test_apl_is_outside_eln(karyotype):
+    # ELN 2022 leaves APL to its own risk assessment (Sanz score): no group, a reason, a Sanz note.
+    p = Patient(id="apl", disease="AML", karyotype=karyotype, sequenced_genes="all", wbc_1e9_per_l=14,
+                plt_1e9_per_l=30)
+    rep = score_patient(p)
+    for r in (rep.eln2022, rep.eln2024):
+        assert r.category is None and r.category_estimate is None and not r.applicable
+        assert r.status == "not applicable" and "APL" in r.reason and "Sanz" in r.reason
+        assert r.headline.startswith(f"{r.name}: not applicable") and "APL" in r.headline
+        assert any("Sanz score: high risk" in n for n in r.notes)
+    assert "ELN 2022: not applicable" in rep.summary
+
+
+def test_sanz_groups():
+    from hemotwin.prognosis.scoring import sanz_note
+
+    assert "high" in sanz_note(10.5, 100) and "low risk" in sanz_note(10, 41)
+    assert "intermediate" in sanz_note(3, 40) and "needs the WBC" in sanz_note(None, 100)
 
 
 def test_eln2022_unknown_lesion_of_same_category_keeps_it_complete():
@@ -133,7 +165,34 @@ def test_eln2024_rows(case, mutations, regimen, category, text):
     assert any("previously treated with an HMA" in n for n in r.notes)
 
 
-def test_eln2024_unknown_signalling_is_provisional():
+def test_eln2024_unknown_signalling_is_undetermined():
     p = Patient(id="x", cytogenetics=kary(), mutations=muts("NPM1"), sequenced_genes=["NPM1", "TP53"])
     r = score_patient(p).eln2024
-    assert r.category == "Favorable" and not r.complete
+    assert r.category is None and r.category_estimate == "Favorable" and not r.complete
+    assert r.deciding_inputs == ["DDX41", "FLT3", "NRAS", "KRAS"]
+
+
+def test_possible_categories_cover_every_completion_of_the_unknowns():
+    # Soundness of "determined": whatever values the unknown inputs take, the category stays among
+    # the possible ones (so a determined category cannot change). Brute force over random patients.
+    import itertools
+
+    import numpy as np
+
+    from hemotwin.prognosis.eln import ELN2022_LEVELS, ELN_CATEGORIES, eln2024_levels, evaluate_levels
+
+    for levels in (ELN2022_LEVELS, eln2024_levels("ivosidenib")):
+        keys = sorted({k for lev in levels for r in lev.rules for k in r.inputs})
+        rng = np.random.default_rng(7)
+        for _ in range(150):
+            values = {k: float(rng.random() < 0.2) for k in keys}
+            unknown = list(rng.choice(keys, size=5, replace=False))
+            ev = evaluate_levels(levels, {k: np.array([np.nan if k in unknown else v]) for k, v in values.items()})
+            possible = {c for k, c in enumerate(ELN_CATEGORIES) if ev["possible"][k, 0]}
+            combos = np.array(list(itertools.product((0.0, 1.0), repeat=len(unknown))))  # one row per completion
+            filled = {k: np.full(len(combos), v) for k, v in values.items()}
+            filled.update({k: combos[:, j] for j, k in enumerate(unknown)})
+            seen = {ELN_CATEGORIES[c] for c in evaluate_levels(levels, filled)["category"]}
+            assert seen <= possible, (unknown, seen, possible)
+            if ev["determined"][0]:
+                assert len(seen) == 1

@@ -111,7 +111,11 @@ def test_r_package_examples_best_mean_worst(row):
     F = _features(row)
     res = ipssm_result(ipssm_arrays(F), 0)
     assert res.score == pytest.approx(exp[0], abs=0.005)
-    assert res.category == exp[1]
+    # The reference calculators report the mean-scenario category; ours is the estimate, and the
+    # category only when best and worst agree (pp347: Moderate High to High, undetermined).
+    assert res.category_estimate == exp[1]
+    assert res.determined is (exp[3] == exp[5])
+    assert res.category == (exp[1] if res.determined else None)
     assert res.score_best == pytest.approx(exp[2], abs=0.005)
     assert res.category_best == exp[3]
     assert res.score_worst == pytest.approx(exp[4], abs=0.005)
@@ -205,3 +209,28 @@ def test_missing_everything_gives_the_average_patient_and_the_extremes():
     assert arr["best"][0] < -3 and arr["worst"][0] > 5
     res = ipssm_result(arr, 0)
     assert not res.complete and "HB" in res.missing and any(m.startswith("NRES2") for m in res.missing)
+    # Very Low to Very High: no category, and the headline names the inputs that move the score most.
+    assert res.category is None and res.status == "undetermined" and res.category_estimate == "Moderate Low"
+    assert res.deciding_inputs[:4] == ["haemoglobin", "marrow blasts", "TP53", "karyotype"]
+    assert res.headline.startswith("IPSS-M: undetermined - Very Low to Very High")
+    assert "haemoglobin, marrow blasts, TP53, karyotype and 17 more" in res.headline
+
+
+def test_pp347_is_decided_by_its_unsequenced_genes():
+    row = next(r for r in _rows(REFERENCE_R) if r["ID"] == "pp347")
+    res = ipssm_result(ipssm_arrays(_features(row)), 0)
+    assert res.category is None and "Moderate High to High" in res.reason
+    assert res.deciding_inputs and all("karyotype" not in d for d in res.deciding_inputs)
+
+
+def test_missing_inputs_that_cannot_change_the_category_leave_it_determined():
+    # A very poor karyotype, 25 % blasts, TP53 multi-hit: every value of the missing Hb gives Very High.
+    from hemotwin.prognosis.patient import Patient
+    from hemotwin.prognosis.scoring import score_patient
+
+    p = Patient(id="x", karyotype="44,XY,-5,-7,-17,+mar[20]", bm_blast_pct=25, plt_1e9_per_l=5, anc_1e9_per_l=0.3,
+                sequenced_genes="all", mutations=[{"gene": "TP53", "vaf": 0.6, "effect": "non_synonymous_codon",
+                                                   "protein_change": "p.R248Q"}])
+    res = score_patient(p).ipssm
+    assert res.determined and res.category == "Very High" and not res.complete
+    assert res.deciding_inputs == [] and "cannot change the category" in res.headline

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from hemotwin.errors import InputError
-from hemotwin.prognosis.patient import Patient, load_patient
+from hemotwin.prognosis.patient import Patient, load_patient, status_text
 from hemotwin.prognosis.scoring import COHORT_COLUMNS, RiskReport, score_cohort, score_patient
 from hemotwin.prognosis.tables import validate_clinical, validate_molecular
 
@@ -28,6 +28,10 @@ PATIENTS = [
          mutations=[{"gene": "ASXL1", "vaf": 0.3}, {"gene": "RUNX1", "vaf": 0.2}]),
     dict(id="E", karyotype="46,XY,t(8;21)(q22;q22)[20]", bm_blast_pct=30, hb_g_dl=9, plt_1e9_per_l=80,
          anc_1e9_per_l=1.0, mutations=[{"gene": "KIT", "vaf": 0.3, "protein_change": "p.D816V"}]),
+    dict(id="F", karyotype="46,XX,t(15;17)(q24;q21)[20]", bm_blast_pct=80, hb_g_dl=8, plt_1e9_per_l=25,
+         anc_1e9_per_l=0.5, mutations=[{"gene": "FLT3", "vaf": 0.3, "effect": "ITD"}]),
+    dict(id="G", karyotype="garbage xx", bm_blast_pct=3, hb_g_dl=9.4, plt_1e9_per_l=310, anc_1e9_per_l=2.1,
+         mutations=[{"gene": "TET2", "vaf": 0.3}]),
 ]
 
 
@@ -48,14 +52,13 @@ def test_cohort_equals_patient_by_patient(panel):
     for spec in PATIENTS:
         r = score_patient(Patient(**spec, sequenced_genes="all" if panel == "all" else seen))
         row = table.loc[spec["id"]]
-        assert row["ELN2022"] == r.eln2022.category
-        assert row["ELN2024"] == r.eln2024.category
-        assert (row["IPSSR"] or None) == r.ipssr.category
-        assert row["IPSSM"] == r.ipssm.category
+        for col, res in (("ELN2022", r.eln2022), ("ELN2024", r.eln2024), ("IPSSR", r.ipssr), ("IPSSM", r.ipssm)):
+            # The table and the patient's own result agree: category or status, and the same reason.
+            assert row[col] == (res.category if res.determined else res.status), (spec["id"], col)
+            assert row[f"{col}_REASON"] == status_text(res.reason, res.deciding_inputs), (spec["id"], col)
         assert row["IPSSM_SCORE"] == pytest.approx(r.ipssm.score)
         assert row["IPSSM_BEST"] == pytest.approx(r.ipssm.score_best)
         assert row["IPSSM_WORST"] == pytest.approx(r.ipssm.score_worst)
-        assert bool(row["ELN2022_COMPLETE"]) == r.eln2022.complete
         if r.ipssr.score is None:
             assert math.isnan(row["IPSSR_SCORE"])
         else:
@@ -67,8 +70,16 @@ def test_expected_categories():
     assert t.loc["A", "ELN2022"] == "Adverse" and t.loc["A", "CYTO_IPSSR"] == "good"
     assert t.loc["B", "ELN2022"] == "Intermediate" and t.loc["B", "ELN2024"] == "Intermediate"
     assert t.loc["C", "ELN2022"] == "Adverse" and t.loc["C", "IPSSM"] == "Very High" and t.loc["C", "COMPLEX"] == 1
-    assert t.loc["D", "IPSSR"] == "" and "no karyotype" in t.loc["D", "warnings"]
-    assert t.loc["E", "ELN2022"] == "Favorable"
+    assert t.loc["D", "IPSSR"] == "undetermined" and "no karyotype" in t.loc["D", "warnings"]
+    assert "decided by karyotype (not given), marrow blasts, ANC" in t.loc["D", "IPSSR_REASON"]
+    assert t.loc["E", "ELN2022"] == "Favorable" and t.loc["E", "ELN2022_REASON"] == ""
+    # APL: no ELN group, whatever the FLT3-ITD; the reason says why.
+    assert t.loc["F", "ELN2022"] == "not applicable" and "APL" in t.loc["F", "ELN2022_REASON"]
+    assert t.loc["F", "ELN2024"] == "not applicable"
+    # An unreadable karyotype: ELN, IPSS-R and IPSS-M undetermined, and the karyotype is what decides.
+    for col in ("ELN2022", "IPSSR", "IPSSM"):
+        assert t.loc["G", col] == "undetermined", col
+        assert t.loc["G", f"{col}_REASON"].endswith("decided by karyotype (unreadable)"), col
 
 
 def test_report_round_trips_through_json_and_summarises():
@@ -120,5 +131,5 @@ def test_cohort_without_molecular_table_treats_genes_as_unknown():
                                             "CYTOGENETICS": "46,XX[20]"}]))
     t = score_cohort(clin, None)
     assert t.loc[0, "IPSSM_BEST"] < t.loc[0, "IPSSM_SCORE"] < t.loc[0, "IPSSM_WORST"]
-    assert not t.loc[0, "ELN2022_COMPLETE"]
+    assert t.loc[0, "ELN2022"] == "undetermined" and "NPM1" in t.loc[0, "ELN2022_REASON"]
     assert np.isfinite(t.loc[0, "IPSSR_SCORE"])

@@ -2,6 +2,10 @@
 
 Heavy imports live inside the command functions so that ``hemotwin --help`` stays fast.
 
+Exit codes (:mod:`hemotwin.cli._common`): 0 done; 2 nothing done (bad options or input, or no field
+of the sample could be analysed); 3 finished with skipped items, each listed on stderr and in the
+job's output (``report.json`` ``sample.skipped``, ``provenance.json`` ``failures``).
+
 * ``hemotwin analyze SAMPLE --out DIR``: differential with exact intervals, flags, report.html/json;
 * ``hemotwin simulate sample --case aml --out DIR``: a virtual patient's smear with its truth;
 * ``hemotwin calibrate-chain --profile P --out FILE``: the detection + classification chain's
@@ -29,11 +33,26 @@ from hemotwin.cli._common import (
     console,
     err_console,
     fail,
+    finish_partial,
     n_workers,
+    option_name,
 )
 
 app = typer.Typer()
 simulate = typer.Typer()
+
+
+def _in_option_words(exc: Exception) -> Exception:
+    """``exc`` with the library's ``(um_per_px)`` as the option a user types (the message names the file)."""
+    from hemotwin.errors import InputError
+
+    if isinstance(exc, InputError) and "(um_per_px)" in str(exc.expected):
+        return InputError(exc.where, exc.value, _option_words(exc.expected))
+    return exc
+
+
+def _option_words(text: str) -> str:
+    return text.replace("(um_per_px)", f"({option_name('um_per_px')})")
 
 
 @app.command("analyze")
@@ -66,48 +85,57 @@ def analyze_cmd(
     """
     import json
 
+    from rich.markup import escape
+    from rich.padding import Padding
+    from rich.text import Text
+
     from hemotwin.diagnosis.analyze import AnalysisConfig, analyze
+    from hemotwin.io.pixel_size import check_um_per_px
     from hemotwin.io.report import RESEARCH_USE
 
     try:
-        cfg = AnalysisConfig(model=str(model) if model else None, um_per_px=um_per_px,
+        cfg = AnalysisConfig(model=str(model) if model else None, um_per_px=check_um_per_px(um_per_px),
                              scanner=str(scanner) if scanner else None, min_confidence=min_confidence,
                              specimen=specimen, calibration=calibration, profile=profile, wbc_1e9_per_l=wbc,
                              backend=backend, seed=seed)
         with Bar("analysing fields") as bar:
             res = analyze(sample, out, config=cfg, overwrite=overwrite, workers=n_workers(workers), progress=bar)
     except EXPECTED_ERRORS as exc:
-        raise fail(exc) from None
+        raise fail(_in_option_words(exc)) from None
     r = res["result"]
     if as_json:
         from hemotwin.diagnosis.report import json_ready
 
-        keys = ("summary", "counts", "blast_percent", "calibration_note")
+        keys = ("summary", "warnings", "counts", "blast_percent", "calibration_note", "flags_assessable")
         typer.echo(json.dumps(json_ready({k: r[k] for k in keys} | {
             "flags": {f["id"]: f["state"] for f in r["flags"]}, "html": res["html"], "json": res["json"]}), indent=2))
     else:
-        console.print(r["summary"])
+        console.print(escape(r["summary"]))
+        for w in r["warnings"]:
+            console.print(f"[yellow]warning:[/] {escape(w['message'])}")
         for f in r["flags"]:
             if f["state"] != "negative":
                 colour = "red" if f["state"] == "positive" else "yellow"
-                console.print(f"  [{colour}]{f['state']:13s}[/] {f['title']}  [dim]({f['source'][:70]})[/]")
-        console.print(f"[dim]{r['calibration_note']}[/]")
+                # The whole citation, on its own line: the console wraps it between words.
+                console.print(f"  [{colour}]{f['state']:13s}[/] {escape(f['title'])}")
+                console.print(Padding(Text(f"source: {f['source']}", style="dim"), (0, 0, 0, 6), expand=False))
+        console.print(f"[dim]{escape(r['calibration_note'])}[/]")
         console.print(f"report -> [bold]{res['html']}[/] and {res['json']}")
         console.print(f"[dim]{RESEARCH_USE}[/]")
-    for s in r["sample"]["skipped"][:20]:
-        err_console.print(f"[yellow]skipped[/] {s['field']}: {s['reason']}")
-    if r["sample"]["skipped"]:
-        err_console.print(f"[yellow]{len(r['sample']['skipped'])} field(s) skipped[/] (listed in the report)")
-    if r["counts"]["n_classified"] == 0:
-        err_console.print("[bold red]no white cell could be classified[/]: the report explains why")
-        raise typer.Exit(code=1)
+    skipped = [{"path": escape(s["field"]), "error": escape(_option_words(s["reason"] or ""))}
+               for s in r["sample"]["skipped"]]
+    nothing = bool(skipped) and len(skipped) == r["sample"]["n_fields"]
+    if nothing:
+        err_console.print("[bold red]error:[/] no field of the sample could be analysed (the report says why)",
+                          highlight=False)
+    finish_partial(skipped, listed_in=f"{res['json']} (sample.skipped)", nothing_done=nothing)
 
 
 @simulate.command("sample")
 def simulate_sample_cmd(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")] = None,
     case: Annotated[str, typer.Option("--case", help="Virtual patient (see --list): normal, aml, apl ...")] = "normal",
-    cells: Annotated[int, typer.Option("--cells", "-n", help="White cells in the sample.")] = 200,
+    cells: Annotated[int, typer.Option("--cells", help="White cells in the sample.")] = 200,
     profile: ProfileOpt = "analyzer-100x",
     seed: SeedOpt = 0,
     workers: WorkersOpt = 0,
@@ -141,10 +169,7 @@ def simulate_sample_cmd(
     console.print(f"[green]{s['fields']}[/] fields, {t['cells']} white cells ({t['case']}: true blasts "
                   f"{t['true_blast_percent']:.1f} %, realised {t['realised_blast_percent']:.1f} %) in "
                   f"{time.perf_counter() - t0:.1f} s -> [bold]{s['out']}[/]")
-    for f in s["failures"][:10]:
-        err_console.print(f"[yellow]failed[/] {f['path']}: {f['error']}")
-    if s["failures"]:
-        raise typer.Exit(code=1)
+    finish_partial(s["failures"], listed_in=f"{s['out']}/provenance.json (failures)")
 
 
 @app.command("calibrate-chain")
@@ -152,7 +177,7 @@ def calibrate_chain_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Calibration JSON file to write.")],
     profile: ProfileOpt = "analyzer-100x",
     model: ModelOpt = None,
-    per_class: Annotated[int, typer.Option("--per-class", "-n", help="Twin cells per class.")] = 300,
+    per_class: Annotated[int, typer.Option("--per-class", help="Twin cells per class.")] = 300,
     seed: SeedOpt = 90210,
     workers: WorkersOpt = 0,
     overwrite: OverwriteOpt = False,

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from hemotwin.cli._common import EXPECTED_ERRORS, JsonOpt, OverwriteOpt, console, err_console, fail
+from hemotwin.cli._common import EXPECTED_ERRORS, JsonOpt, OverwriteOpt, console, err_console, fail, finish_partial
 
 app = typer.Typer()
 
@@ -35,18 +35,24 @@ def monitor(
     """ELN 2022 response, relapse and MRD monitoring of a patient timeline (research use only).
 
     One patient: timeline.png, timeline.json and report.html in --out. --cohort FOLDER: cohort.csv,
-    cohort.html and cohort.json (current status, last MRD, open alerts), continuing past bad patients.
+    cohort.html and cohort.json (current status, last MRD, open alerts), continuing past bad patients: they
+    are listed on stderr and in cohort.json / cohort.html, and the exit code is 3.
     """
     import json
+    import warnings
 
     from rich.markup import escape
 
     from hemotwin.monitoring.cohort import CohortRun, MonitorRequest, run_monitor
+    from hemotwin.monitoring.timeline import TimelineWarning
 
     request = MonitorRequest(patient=patient, cohort=cohort, out=out, overwrite=overwrite, show_json=as_json,
                              horizon_days=horizon_days, thresholds=tuple(threshold or ()), figures=figures)
     try:
-        run = run_monitor(request)
+        with warnings.catch_warnings():
+            # Data warnings are recorded in the result and printed below in our words (not as Python warnings).
+            warnings.simplefilter("ignore", TimelineWarning)
+            run = run_monitor(request)
     except (*EXPECTED_ERRORS, OSError) as exc:
         raise fail(exc) from None
 
@@ -60,11 +66,11 @@ def monitor(
                 tag = f" [{'red' if sev == 'critical' else 'yellow'}]{sev}[/]" if sev in ("warning", "critical") else ""
                 console.print(f"[bold]{escape(r['patient'])}[/]: {escape(r['current_status'])}{tag}")
             console.print(f"{len(summary['rows'])} patient(s) -> [bold]{escape(summary['html'])}[/]")
-        for f in summary["failures"]:
-            err_console.print(f"[yellow]failed[/] {escape(f['file'])} ({escape(f['patient'])}): {escape(f['error'])}")
-        if summary["failures"]:
-            err_console.print(f"[yellow]{len(summary['failures'])} patient(s) failed[/] (listed in cohort.json)")
-            raise typer.Exit(code=1)
+        # A file of several patients (CSV) names the patient too; a one-patient file is named by itself.
+        failed = [{"path": escape(f["file"] if Path(f["file"]).stem == f["patient"]
+                                  else f"{f['file']} ({f['patient']})"), "error": escape(f["error"])}
+                  for f in summary["failures"]]
+        finish_partial(failed, listed_in=escape(f"{summary['json']} and cohort.html"))
         return
     if as_json:
         return

@@ -4,6 +4,11 @@ Each command calls one library function (:func:`hemotwin.prognosis.scoring.score
 one of :mod:`hemotwin.prognosis.cohort`) and prints its result. Library imports live inside the
 command functions so that ``hemotwin risk`` answers fast (no torch, no pandas, no scikit-survival on
 that path).
+
+One meaning per option name: ``--method``/``--methods`` name survival-model algorithms (cox, rsf,
+gbsa), ``--model`` is always a file (the ``model.joblib`` that ``cohort fit`` writes), ``--patients``
+a number of patients. No job skips a patient and carries on: a table problem stops it before
+anything is written (exit 2), so exit 3 does not occur here.
 """
 
 from __future__ import annotations
@@ -53,7 +58,11 @@ def risk_cmd(
     as_json: JsonOpt = False,
     regimen: RegimenOpt = "venetoclax",
 ) -> None:
-    """ELN 2022, ELN 2024, IPSS-R and IPSS-M of one patient, each with the rules that fired (research use)."""
+    """ELN 2022, ELN 2024, IPSS-R and IPSS-M of one patient, each with the rules that fired (research use).
+
+    A category that missing or unreadable inputs could change is reported as undetermined, with the
+    inputs that decide it; APL (t(15;17)) gets no ELN group.
+    """
     from hemotwin.prognosis.scoring import score_patient_file
 
     try:
@@ -93,8 +102,11 @@ def cohort_score_cmd(
     console.print(f"{len(scores)} patients scored in {time.perf_counter() - t0:.1f} s -> [bold]{run.path}[/] "
                   f"(+ {run.provenance_path.name})")
     for col in ("ELN2022", "ELN2024", "IPSSR", "IPSSM"):
-        counts = scores[col].replace("", "not computable").value_counts()
+        counts = scores[col].value_counts()
         console.print(f"  {col}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), markup=False)
+    if (scores[["ELN2022", "ELN2024", "IPSSR", "IPSSM"]] == "undetermined").any(axis=None):
+        console.print("  undetermined: missing or unreadable inputs decide the category; the *_REASON columns "
+                      "name them", markup=False)
     n_warn = int((scores["warnings"] != "").sum())
     for w in run.table_warnings[:10]:
         err_console.print(f"warning: {w}", markup=False, highlight=False)
@@ -105,8 +117,8 @@ def cohort_score_cmd(
 @cohort.command("simulate")
 def simulate_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the three tables.")],
-    n: Annotated[int, typer.Option("--n", "-n", help="Number of patients.")] = 3000,
-    centers: Annotated[int, typer.Option("--centers", help="Number of centers.")] = 6,
+    patients: Annotated[int, typer.Option("--patients", help="Number of patients (at least 2).")] = 3000,
+    centers: Annotated[int, typer.Option("--centers", help="Number of centers (1-99).")] = 6,
     seed: SeedOpt = 0,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -114,10 +126,10 @@ def simulate_cmd(
     from hemotwin.prognosis.cohort import simulate_cohort_files
 
     try:
-        run = simulate_cohort_files(out, n=n, centers=centers, seed=seed, overwrite=overwrite)
+        run = simulate_cohort_files(out, patients=patients, centers=centers, seed=seed, overwrite=overwrite)
     except EXPECTED_ERRORS as exc:
         raise fail(exc) from None
-    console.print(f"{n} synthetic patients, {centers} centers, {run.n_deaths} deaths -> [bold]{out}[/]")
+    console.print(f"{patients} synthetic patients, {centers} centers, {run.n_deaths} deaths -> [bold]{out}[/]")
     console.print(f"planted log-hazard ratios in {run.paths['metadata'].name}; {RESEARCH_USE}")
 
 
@@ -127,7 +139,7 @@ def fit_cmd(
     target: TargetOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (model.joblib, provenance.json).")],
     molecular: MolecularOpt = None,
-    model: Annotated[str, typer.Option("--model", help="cox | rsf | gbsa")] = "cox",
+    method: Annotated[str, typer.Option("--method", help="Survival-model algorithm: cox | rsf | gbsa.")] = "cox",
     alpha: AlphaOpt = 30.0,
     n_estimators: NTreesOpt = None,
     min_gene_count: MinGeneOpt = 5,
@@ -143,13 +155,13 @@ def fit_cmd(
     settings = ModelSettings(alpha=alpha, n_estimators=n_estimators, min_gene_count=min_gene_count, tau=tau,
                              seed=seed)
     try:
-        run = fit_model(CohortFiles(clinical, molecular, target), out, model=model, settings=settings,
-                        with_scores=with_scores, overwrite=overwrite, command=f"cohort fit --model {model}")
+        run = fit_model(CohortFiles(clinical, molecular, target), out, method=method, settings=settings,
+                        with_scores=with_scores, overwrite=overwrite, command=f"cohort fit --method {method}")
     except EXPECTED_ERRORS as exc:
         raise fail(exc) from None
     _print_notes(run.notes)
     meta, train = run.metadata, run.training_metrics
-    console.print(f"{model}: {meta['n_patients']} patients, {meta['n_events']} deaths, {len(meta['features'])} "
+    console.print(f"{meta['model']}: {meta['n_patients']} patients, {meta['n_events']} deaths, {len(meta['features'])} "
                   f"features; apparent Harrell C {train['harrell_c']:.3f}, Uno C {train['uno_c']:.3f} "
                   f"(tau {train['tau_used']:.1f} y) -> [bold]{run.model_path}[/]")
     console.print(RESEARCH_USE)
@@ -161,7 +173,8 @@ def evaluate_cmd(
     target: TargetOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (metrics.json, plots, summary.md).")],
     molecular: MolecularOpt = None,
-    models: Annotated[str, typer.Option("--models", help="Comma list of cox, rsf, gbsa.")] = "cox,rsf,gbsa",
+    methods: Annotated[str, typer.Option("--methods", help="Survival-model algorithms to compare: comma list of "
+                                                           "cox, rsf, gbsa.")] = "cox,rsf,gbsa",
     cv: Annotated[str, typer.Option("--cv", help="centers (leave-one-center-out) | kfold")] = "centers",
     folds: Annotated[int, typer.Option("--folds", help="Number of folds for --cv kfold.")] = 5,
     baselines: Annotated[str, typer.Option("--baselines", help="Published scores to compare (score_cohort "
@@ -174,10 +187,10 @@ def evaluate_cmd(
     seed: SeedOpt = 0,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Cross-validate models against the published scores on the same folds (leave-centers-out default)."""
+    """Cross-validate methods against the published scores on the same folds (leave-centers-out default)."""
     from hemotwin.prognosis.cohort import CohortFiles, EvaluationPlan, ModelSettings, evaluate_models
 
-    plan = EvaluationPlan(models=models, cv=cv, folds=folds, baselines=baselines)
+    plan = EvaluationPlan(methods=methods, cv=cv, folds=folds, baselines=baselines)
     settings = ModelSettings(alpha=alpha, n_estimators=n_estimators, min_gene_count=min_gene_count, tau=tau,
                              seed=seed)
     try:
@@ -198,7 +211,8 @@ def evaluate_cmd(
 def predict_cmd(
     model: Annotated[Path, typer.Option("--model", help="model.joblib written by `hemotwin cohort fit`.")],
     clinical: ClinicalOpt,
-    out: Annotated[Path, typer.Option("--out", "-o", help="CSV file to write (ID, RISK, RISK_GROUP, S_1Y ...).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="CSV file to write (ID, RISK, RISK_GROUP, S_1Y ...), "
+                                                         "with <name>.provenance.json beside it.")],
     molecular: MolecularOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -210,4 +224,5 @@ def predict_cmd(
     except EXPECTED_ERRORS as exc:
         raise fail(exc) from None
     _print_notes(run.notes)
-    console.print(f"{len(run.table)} patients scored with {run.model_kind} -> [bold]{run.path}[/]")
+    console.print(f"{len(run.table)} patients scored with {run.model_kind} -> [bold]{run.path}[/] "
+                  f"(+ {run.provenance_path.name}); {RESEARCH_USE}")

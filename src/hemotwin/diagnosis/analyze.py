@@ -8,8 +8,11 @@ files. Per field: read (:mod:`~hemotwin.diagnosis.sample`), quality check
 with exact intervals, the misclassification-corrected interval when a chain calibration matches the
 model and pixel size, the flags, and the review list.
 
-Nothing stops midway: a field that cannot be read, is blank, or is not a smear is skipped and
-listed with the reason; a sample where nothing could be counted still gets a report that says so.
+Nothing stops midway: a field that cannot be read, has no known pixel size, is blank, or is not a
+smear is skipped and listed with the reason; a sample where nothing could be counted still gets a
+report that says so, with no flags (they are not assessable without counted cells). A count under
+:data:`MIN_DIFFERENTIAL_CELLS` leukocytes is reported with a warning. The settings are checked (and a
+scanner or calibration file read) before the first field is touched.
 
 Which cells are counted
     * cells cut by the field edge are not counted (they would be counted twice across adjacent
@@ -32,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from hemotwin.diagnosis.classify import CROP_MARGIN, DEFAULT_CONFIDENCE, CellClassifier, thumbnail
+from hemotwin.diagnosis.classify import CROP_MARGIN, DEFAULT_CONFIDENCE, CellClassifier, native_view, thumbnail
 from hemotwin.diagnosis.differential import LEUKOCYTE_CODES, count_differential
 from hemotwin.diagnosis.flags import RARE_CONFIDENCE
 from hemotwin.errors import HemotwinError, InputError
@@ -40,12 +43,16 @@ from hemotwin.io import pixel_size
 from hemotwin.io.report import RESEARCH_USE
 from hemotwin.taxonomy import BLAST_CODES, CLASS_CODES
 
-__all__ = ["REPORT_SCHEMA_VERSION", "AnalysisConfig", "AnalysisEngine", "analyze"]
+__all__ = ["MIN_DIFFERENTIAL_CELLS", "REPORT_SCHEMA_VERSION", "AnalysisConfig", "AnalysisEngine", "analyze"]
 
 Progress = Callable[[int, int], None]
 
 #: Version of report.json (docs/report_schema.md). Bump the major part on breaking changes.
-REPORT_SCHEMA_VERSION = "1.2"
+REPORT_SCHEMA_VERSION = "1.3"
+#: Fewest counted leukocytes for a differential the report does not warn about: 100 cells is the
+#: smallest conventional manual count (docs/clinical_rules.md §2, counting statistics; 200 for a blood
+#: blast percentage, 500 in marrow). Below it every interval is wide (0 of 100 still allows 3.6 %).
+MIN_DIFFERENTIAL_CELLS = 100
 
 
 class AnalysisConfig(BaseModel):
@@ -116,6 +123,9 @@ class CellResult:
     top: list[tuple[str, float]]
     detection_score: float
     thumb: bytes | None = None
+    native: bytes | None = None
+    native_px: int = 0
+    um_per_px: float | None = None
 
 
 @dataclass
@@ -155,10 +165,45 @@ class AnalysisEngine:
     >>> result["blast_percent"]["primary"]["lo"]                # doctest: +SKIP
     """
 
+    # Resolved from the config at construction (class defaults: an engine assembled without __init__,
+    # e.g. to summarise given cells, has no option-level pixel size and no calibration file).
+    _um_option: float | None = None
+    _scanner_label: str | None = None
+    _calibration_file: Any = None
+
     def __init__(self, config: AnalysisConfig | None = None, *, num_threads: int | None = None) -> None:
         self.config = config or AnalysisConfig()
         self.classifier = CellClassifier.open(self.config.model, backend=self.config.backend,
                                               num_threads=num_threads)
+        # Every setting that names a file or a preset is checked now, before any field is read: a bad
+        # calibration file found after an hour of fields would throw the hour away.
+        self._um_option, self._scanner_label = _scanner_pixel_size(self.config)
+        self._calibration_file = self._check_calibration()
+
+    def _check_calibration(self):
+        """The chain calibration file of ``config.calibration`` (None for auto/none); checks ``profile``."""
+        from hemotwin.diagnosis.calibration import shipped_calibrations
+        from hemotwin.diagnosis.correction import ChainCalibration
+
+        cfg = self.config
+        if cfg.profile is not None:
+            known = sorted({c.profile for c in shipped_calibrations()})
+            if cfg.profile not in known:
+                raise InputError("profile", cfg.profile, f"a preset with a shipped calibration: {', '.join(known)}")
+        if cfg.calibration in ("auto", "none"):
+            return None
+        path = Path(cfg.calibration)
+        if not path.is_file():
+            raise InputError("calibration", cfg.calibration, "auto, none, or an existing chain calibration file "
+                             "(hemotwin calibrate-chain)")
+        try:
+            cal = ChainCalibration.from_file(path)
+        except InputError as exc:
+            raise InputError("calibration", cfg.calibration, exc.expected) from exc
+        if cal.model_sha256 != self.classifier.sha256:
+            raise InputError("calibration", cfg.calibration, "a calibration measured with the model in use "
+                             f"(sha256 {self.classifier.sha256[:12]}..., the file has {cal.model_sha256[:12]}...)")
+        return cal
 
     # ------------------------------------------------------------------------------- fields
 
@@ -176,7 +221,8 @@ class AnalysisEngine:
                 id=next_id + k, field=fr.name, bbox=d["bbox"], centroid=d["centroid"], call=calls[k],
                 confidence=round(float(conf[k]), 4), referred=bool(referred[k]),
                 top=[(clf.labels[i], round(float(probs[k, i]), 4)) for i in order],
-                detection_score=d["score"], thumb=thumbnail(crops[k]) if self.config.thumbnails else None))
+                detection_score=d["score"], thumb=thumbnail(crops[k]) if self.config.thumbnails else None,
+                native=d.get("native"), native_px=int(d.get("native_px", 0)), um_per_px=fr.um_per_px))
         fr.n_classified = len(cells)
         return cells
 
@@ -209,11 +255,11 @@ class AnalysisEngine:
         from hemotwin.diagnosis.sample import open_sample
 
         t0 = time.perf_counter()
-        um_option, scanner_label = _scanner_pixel_size(self.config)
-        src = open_sample(sample, um_per_px=um_option, tile=self.config.tile)
+        scanner_label = self._scanner_label
+        src = open_sample(sample, um_per_px=self._um_option, tile=self.config.tile)
         fields: list[FieldResult] = []
         cells: list[CellResult] = []
-        geometry = (self.classifier.um_per_px, self.classifier.input_size)
+        geometry = (self.classifier.um_per_px, self.classifier.input_size, self.config.thumbnails)
         for k, (fr, kept, crops) in enumerate(_map_fields(src, geometry, workers)):
             if scanner_label and fr.um_source == pixel_size.OPTION:
                 fr.um_source = scanner_label
@@ -235,16 +281,12 @@ class AnalysisEngine:
 
     def _calibration(self, um_values: list[float]):
         from hemotwin.diagnosis.calibration import find_calibration
-        from hemotwin.diagnosis.correction import ChainCalibration
 
         cfg = self.config.calibration
         if cfg == "none":
             return None, 'chain calibration switched off (calibration "none"): plain Clopper–Pearson only'
-        if cfg != "auto":
-            cal = ChainCalibration.from_file(cfg)
-            if cal.model_sha256 != self.classifier.sha256:
-                raise InputError("calibration", cfg, "a calibration measured with the model in use "
-                                 f"(sha256 {self.classifier.sha256[:12]}..., the file has {cal.model_sha256[:12]}...)")
+        if self._calibration_file is not None:
+            cal = self._calibration_file
             return cal, f"chain calibration from {cfg} (profile {cal.profile})"
         if not um_values:
             return None, "no field analysed: no calibration chosen"
@@ -253,7 +295,7 @@ class AnalysisEngine:
     def _summarise(self, src, fields: list[FieldResult], cells: list[CellResult]) -> dict[str, Any]:
         from hemotwin.diagnosis.calibration import calibration_summary
         from hemotwin.diagnosis.correction import corrected_estimate, sample_posterior
-        from hemotwin.diagnosis.flags import PROMYELOCYTES, Counting, counting_advice, evaluate_flags
+        from hemotwin.diagnosis.flags import PROMYELOCYTES, Counting, CountingAdvice, counting_advice, evaluate_flags
 
         cfg = self.config
         counted = Counter(c.call for c in cells if not c.referred)
@@ -265,8 +307,12 @@ class AnalysisEngine:
         posterior = sample_posterior(calls_all, cal, seed=cfg.seed) if cal is not None and cells else None
         counting = Counting(counted, posterior=posterior, calls_all=calls_all, calibration=cal, confident=confident,
                             seed=cfg.seed)
-        flags = evaluate_flags(counting, specimen=cfg.specimen, wbc_1e9_per_l=cfg.wbc_1e9_per_l)
-        apl = next(f for f in flags if f.id == "apl_pattern").state == "positive"
+        n_leukocytes = sum(counted.get(k, 0) for k in LEUKOCYTE_CODES)
+        # Without a counted leukocyte every proportion is 0/0: no flag can be assessed, and none is given
+        # (nine "indeterminate" flags would suggest a decision was attempted).
+        flags = evaluate_flags(counting, specimen=cfg.specimen, wbc_1e9_per_l=cfg.wbc_1e9_per_l) \
+            if n_leukocytes else []
+        apl = any(f.id == "apl_pattern" and f.state == "positive" for f in flags)
         eq = PROMYELOCYTES if apl else ()
         diff = count_differential(counted, n_referred=sum(c.referred for c in cells), blast_equivalents=eq,
                                   unsure=Counter(c.call for c in cells if c.id in unsure))
@@ -302,12 +348,19 @@ class AnalysisEngine:
         n_cells = len(cells)
         n_ref = sum(c.referred for c in cells)
         review = _review_list(cells, unsure, flags, cfg)
+        warnings = _count_warnings(diff.n_leukocytes, n_cells)
         statement = _headline(diff, primary_blasts, flags, n_cells, cal is not None)
+        if flags:
+            advice = counting_advice(flags)
+        else:
+            advice = CountingAdvice(additional_cells=None, decides=[], left_open=[], policy="flags need counted cells",
+                                    statement="No leukocyte was counted: the flags are not assessable.")
         return {
             "schema_version": REPORT_SCHEMA_VERSION,
             "generator": "hemotwin analyze",
             "research_use_only": RESEARCH_USE,
             "summary": statement,
+            "warnings": warnings,
             "sample": {
                 "path": str(src.path),
                 "n_fields": len(fields),
@@ -345,7 +398,8 @@ class AnalysisEngine:
                               "plain": (diff.blasts_with_equivalents if eq else diff.blasts).model_dump(),
                               "primary_method": primary_blasts.method},
             "flags": [f.model_dump() for f in flags],
-            "counting_advice": counting_advice(flags).model_dump(),
+            "flags_assessable": bool(flags),
+            "counting_advice": advice.model_dump(),
             "review": review,
             "cells": [{"id": c.id, "field": c.field, "bbox": list(c.bbox), "centroid": list(c.centroid),
                        "call": c.call, "confidence": c.confidence, "referred": c.referred,
@@ -364,12 +418,16 @@ def _prepare_field(index: int) -> tuple[FieldResult, list[dict[str, Any]], np.nd
     from hemotwin.vision.datasets import to_canonical
     from hemotwin.vision.detect import crop_cell, detect_cells
 
-    sample, (model_um, model_size) = _WORKER["sample"], _WORKER["geometry"]
+    sample, (model_um, model_size, views) = _WORKER["sample"], _WORKER["geometry"]
     src = sample.fields[index]
     t0 = time.perf_counter()
     fr = FieldResult(name=src.name, status="skipped")
     try:
         f = sample.read(src)
+    except InputError as exc:
+        # A refused pixel size is not an unreadable file: say which it was.
+        fr.reason = str(exc) if exc.value == "no pixel size" else f"unreadable: {exc}"
+        return fr, [], None
     except (HemotwinError, OSError, ValueError, MemoryError) as exc:
         fr.reason = f"unreadable: {exc}"
         return fr, [], None
@@ -405,19 +463,22 @@ def _prepare_field(index: int) -> tuple[FieldResult, list[dict[str, Any]], np.nd
     fr.n_detected = len(det.wbc)
     fr.status = "analysed" if keep else "no_wbc"
     crops = None
-    if keep:
-        size_um = model_um * model_size * CROP_MARGIN
-        crops = np.stack([np.asarray(to_canonical(crop_cell(f.rgb, d, size_um=size_um, um_per_px=f.um_per_px),
-                                                  um_per_px=f.um_per_px, canonical_um_per_px=model_um,
-                                                  size=model_size), dtype=np.uint8) for d in keep])
     kept = [{"bbox": tuple(int(v) for v in d.bbox),
              "centroid": (round(float(d.centroid[0]), 1), round(float(d.centroid[1]), 1)),
              "score": float(d.score)} for d in keep]
+    if keep:
+        size_um = model_um * model_size * CROP_MARGIN
+        native = [crop_cell(f.rgb, d, size_um=size_um, um_per_px=f.um_per_px) for d in keep]
+        crops = np.stack([np.asarray(to_canonical(c, um_per_px=f.um_per_px, canonical_um_per_px=model_um,
+                                                  size=model_size), dtype=np.uint8) for c in native])
+        if views:  # the report's full view of each cell, at the field's own resolution
+            for k, c in zip(kept, native, strict=True):
+                k["native"], k["native_px"] = native_view(c), int(max(c.shape[:2]))
     fr.seconds = time.perf_counter() - t0
     return fr, kept, crops
 
 
-def _map_fields(sample, geometry: tuple[float, int], workers: int):
+def _map_fields(sample, geometry: tuple[float, int, bool], workers: int):
     """Prepared fields in order, from ``workers`` forked processes (or inline for 1)."""
     import multiprocessing as mp
 
@@ -514,9 +575,29 @@ def _review_list(cells: list[CellResult], unsure: set[int], flags, cfg: Analysis
     return out
 
 
+def _count_warnings(n_leukocytes: int, n_classified: int) -> list[dict[str, str]]:
+    """The report's warnings about the size of the count (docs/clinical_rules.md §2)."""
+    if n_leukocytes == 0:
+        why = ("no white cell was classified" if n_classified == 0 else
+               f"the {n_classified} classified cell(s) are below the confidence threshold or not leukocytes; see "
+               "the review list")
+        return [{"id": "no_cells_counted",
+                 "message": f"No leukocyte was counted ({why}): no differential, and the flags are not assessable."}]
+    if n_leukocytes < MIN_DIFFERENTIAL_CELLS:
+        return [{"id": "few_cells_counted",
+                 "message": f"Only {n_leukocytes} leukocyte(s) counted, fewer than the {MIN_DIFFERENTIAL_CELLS} of the "
+                            "smallest conventional differential (docs/clinical_rules.md §2, counting statistics): "
+                            "the intervals are wide and most flags cannot be decided; count more fields."}]
+    return []
+
+
 def _headline(diff, blasts, flags, n_cells: int, corrected: bool) -> str:
     if n_cells == 0:
-        return "No white cell could be classified: no differential. See the skipped fields and quality notes."
+        return ("No white cell could be classified: no differential, no flags. See the skipped fields and quality "
+                "notes.")
+    if diff.n_leukocytes == 0:
+        return (f"No leukocyte counted: {n_cells} classified cell(s), {diff.n_referred} referred for review; no "
+                "differential, no flags.")
     pos = [f.title for f in flags if f.state == "positive"]
     ind = [f.title for f in flags if f.state == "indeterminate"]
     b = (f"{blasts.name} {blasts.percent:.1f} % (95 % {blasts.lo:.1f}-{blasts.hi:.1f}, "
@@ -542,20 +623,22 @@ def analyze(sample: str | Path, out_dir: str | Path, *, config: AnalysisConfig |
         ``result`` (the report record), ``json`` and ``html`` (paths).
     """
     from hemotwin.diagnosis.report import write_report
-    from hemotwin.io.outputs import prepare_output_dir
+    from hemotwin.io.outputs import output_dir
     from hemotwin.io.provenance import provenance
 
     config = config or AnalysisConfig()
-    out = prepare_output_dir(out_dir, overwrite=overwrite)
-    engine = AnalysisEngine(config, num_threads=num_threads)
-    result = engine.run(sample, workers=workers, progress=progress)
-    inputs = {"model_sha256": engine.classifier.sha256, "sample": str(Path(sample).resolve())}
-    if config.scanner is not None:
-        from hemotwin.io.provenance import file_sha256
+    # The output folder is checked first and goes again (if this call made it) when the analysis fails
+    # before the report is written.
+    with output_dir(out_dir, overwrite=overwrite) as out:
+        engine = AnalysisEngine(config, num_threads=num_threads)
+        result = engine.run(sample, workers=workers, progress=progress)
+        inputs = {"model_sha256": engine.classifier.sha256, "sample": str(Path(sample).resolve())}
+        if config.scanner is not None:
+            from hemotwin.io.provenance import file_sha256
 
-        inputs |= {"scanner": str(Path(config.scanner).resolve()), "scanner_sha256": file_sha256(config.scanner)}
-    result["provenance"] = provenance(
-        command="analyze", config=config.model_dump(mode="json"), seeds={"seed": config.seed},
-        inputs=inputs, extra={"calibration": result["calibration_note"]})
-    paths = write_report(result, out)
+            inputs |= {"scanner": str(Path(config.scanner).resolve()), "scanner_sha256": file_sha256(config.scanner)}
+        result["provenance"] = provenance(
+            command="analyze", config=config.model_dump(mode="json"), seeds={"seed": config.seed},
+            inputs=inputs, extra={"calibration": result["calibration_note"]})
+        paths = write_report(result, out)
     return {"result": result, **{k: str(v) for k, v in paths.items()}}

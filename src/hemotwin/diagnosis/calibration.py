@@ -200,8 +200,11 @@ def calibrate_chain(profile: str, *, model: str | Path | None = None, cells_per_
     workers
         Rendering processes.
     """
-    if cells_per_class < 1:
+    from hemotwin.twin.profiles import load_profile
+
+    if isinstance(cells_per_class, bool) or not isinstance(cells_per_class, int) or cells_per_class < 1:
         raise InputError("cells_per_class", cells_per_class, "an integer >= 1")
+    load_profile(profile)  # a bad preset or profile file fails now, not after the model has loaded
     clf = CellClassifier.open(model, num_threads=1)
     rng = np.random.default_rng([seed, 11])
     labels = [c for c in CLASS_CODES for _ in range(cells_per_class)]
@@ -234,7 +237,7 @@ def write_chain_calibration(out: str | Path, profile: str, *, model: str | Path 
     ----------
     out
         Calibration file to write (refused when it exists and ``overwrite`` is false; checked before
-        the minutes of rendering).
+        the minutes of rendering). A folder made for it goes again when the run fails.
     profile, model, cells_per_class, seed, workers, progress
         As for :func:`calibrate_chain`.
     overwrite
@@ -246,12 +249,12 @@ def write_chain_calibration(out: str | Path, profile: str, *, model: str | Path 
     path : Path
         The file written.
     """
-    from hemotwin.io.outputs import prepare_output_file
+    from hemotwin.io.outputs import output_file
 
-    dest = prepare_output_file(out, overwrite=overwrite)
-    cal = calibrate_chain(profile, model=model, cells_per_class=cells_per_class, seed=seed, workers=workers,
-                          progress=progress)
-    dest.write_text(cal.model_dump_json(indent=1) + "\n")
+    with output_file(out, overwrite=overwrite) as dest:
+        cal = calibrate_chain(profile, model=model, cells_per_class=cells_per_class, seed=seed, workers=workers,
+                              progress=progress)
+        dest.write_text(cal.model_dump_json(indent=1) + "\n")
     return cal, dest
 
 

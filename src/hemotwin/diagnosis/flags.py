@@ -88,7 +88,8 @@ class Rule:
     rule
         The rule in words, with its thresholds.
     source
-        Where the threshold comes from (a docs/clinical_rules.md section, TAXONOMY, or a named publication).
+        Where the threshold comes from: a docs/clinical_rules.md section (§1 blast thresholds, §11 reference
+        differential and cell definitions) and the published sources it rests on.
     severity
         ``urgent`` (act today), ``major`` or ``minor``.
     """
@@ -130,34 +131,38 @@ RULES: tuple[Rule, ...] = (
          "promyelocytes, bilobed forms included (PMO + PMB), >= 10 % of leukocytes: suspect acute promyelocytic "
          "leukaemia; abnormal promyelocytes are blast equivalents; exclude PML::RARA today (medical emergency)",
          "docs/clinical_rules.md §1: APL (PML::RARA) >= 10 % under ICC, no cut-off under WHO; abnormal "
-         "promyelocytes are blast equivalents; TAXONOMY PMO/PMB (bilobed 'butterfly' nuclei of hypogranular "
-         "APL). Normal blood has no promyelocytes (TAXONOMY reference differential)", "urgent"),
+         "promyelocytes are blast equivalents; docs/clinical_rules.md §11, cell definitions PMO/PMB (bilobed "
+         "'butterfly' nuclei of hypogranular APL; Sainty et al., Blood 2000). Normal blood has no promyelocytes "
+         "(docs/clinical_rules.md §11, reference differential)", "urgent"),
     Rule("cll_pattern", "CLL pattern (lymphocytosis with smudge cells)", LYMPHOCYTES, "at_least", 45.0,
          "lymphocytes (LYT + LYA) > 45 % of leukocytes AND smudge cells >= 5 per 100 leukocytes: CLL pattern; "
          "confirm by flow cytometry (iwCLL: B lymphocytes >= 5 x10^9/L)",
-         "TAXONOMY reference differential (lymphocytes 20-45 %); TAXONOMY KSC 'frequent in CLL'; smudge cells "
-         "a median of ~25-30 % of lymphocytes in CLL (Nowakowski et al., J Clin Oncol 2009;27:1844); the 5 per "
-         "100 cut-off is this project's", "major"),
+         "docs/clinical_rules.md §11, reference differential (lymphocytes 20-45 %) and cell definition KSC "
+         "('frequent in CLL'); smudge cells a median of ~25-30 % of lymphocytes in CLL (Nowakowski et al., "
+         "J Clin Oncol 2009;27:1844); the 5 per 100 cut-off is this project's", "major"),
     Rule("left_shift", "Left shift", IMMATURE_GRANULOCYTES, "at_least", 5.0,
          "immature granulocytes (PMO + PMB + MYB + MMZ) >= 5 % of leukocytes, OR bands (NGB) >= 10 %: left "
          "shift (infection, G-CSF, marrow infiltration, CML)",
-         "TAXONOMY reference differential (bands 0-5 %, no immature granulocytes in normal blood); bandemia "
-         "> 10 % bands as in the SIRS criteria (Bone et al., Chest 1992); the 5 % IG cut-off is this project's, "
-         "above the 1-3 % automated analysers flag, so a 200-cell count of normal blood stays negative",
+         "docs/clinical_rules.md §11, reference differential (bands 0-5 %, no immature granulocytes in normal "
+         "blood); bandemia > 10 % bands as in the SIRS criteria (Bone et al., Chest 1992;101:1644); the 5 % IG "
+         "cut-off is this project's, above the 1-3 % automated analysers flag, so a 200-cell count of normal "
+         "blood stays negative",
          "minor"),
     Rule("eosinophilia", "Eosinophilia", ("EOS",), "at_least", 6.0,
          "eosinophils > 6 % of leukocytes (above the reference range)",
-         "TAXONOMY reference differential (eosinophils 1-6 %)", "minor"),
+         "docs/clinical_rules.md §11, reference differential (eosinophils 1-6 %)", "minor"),
     Rule("basophilia", "Basophilia", ("BAS",), "at_least", 2.0,
          "basophils > 2 % of leukocytes (above the reference range); persistent basophilia suggests a "
-         "myeloproliferative neoplasm (CML)", "TAXONOMY reference differential (basophils 0-2 %)", "minor"),
+         "myeloproliferative neoplasm (CML)", "docs/clinical_rules.md §11, reference differential (basophils "
+         "0-2 %)", "minor"),
     Rule("monocytosis", "Monocytosis", ("MON",), "at_least", 10.0,
          "monocytes > 10 % of leukocytes (above the reference range)",
-         "TAXONOMY reference differential (monocytes 2-10 %)", "minor"),
+         "docs/clinical_rules.md §11, reference differential (monocytes 2-10 %)", "minor"),
     Rule("nrbc", "Nucleated red cells", ("EBO",), "present", 0.0,
          "nucleated red cells present (interval per 100 leukocytes excludes 0): marrow stress, infiltration "
          "or myelodysplasia; correct the white count for them",
-         "TAXONOMY EBO; ICSH convention of NRBC per 100 leukocytes", "minor"),
+         "docs/clinical_rules.md §11, cell definition EBO and denominators (ICSH convention of NRBC per 100 "
+         "leukocytes)", "minor"),
 )
 
 #: Second conditions of compound rules: id -> (numerator, threshold %, kind) combined with AND / OR.

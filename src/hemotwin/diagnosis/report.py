@@ -1,10 +1,12 @@
 """Analysis reports: ``report.json`` (stable schema, docs/report_schema.md) and a self-contained ``report.html``.
 
-The HTML page needs no network and no other file: styles are inline and every cell thumbnail is a
-base64 JPEG. It shows the headline, the flags with the rule that fired and its source, the
-differential with its intervals (plain and, when calibrated, corrected), a gallery of every
-classified cell grouped by call with its confidence, the review list, what was skipped and why,
-quality notes, the research-use-only statement and the provenance.
+The HTML page needs no network and no other file: styles are inline and every cell image is a
+base64 JPEG. It shows the headline and its warnings (a count under 100 cells, nothing counted), the
+flags with the rule that fired and its full source, the differential with its intervals (plain and,
+when calibrated, corrected), a gallery of every classified cell grouped by call with its confidence
+(a 64 px thumbnail; hovering over it, or clicking it, shows the cell at the field's own resolution,
+where nucleoli and Auer rods can be seen), the review list, what was skipped and why, quality notes,
+the research-use-only statement and the provenance.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from hemotwin.diagnosis.classify import NATIVE_VIEW_MAX_PX
 from hemotwin.io.report import data_uri, esc, html_page, num
 from hemotwin.taxonomy import CLASS_CODES, CLASS_NAMES
 
@@ -83,7 +86,14 @@ td,th{text-align:right}td.l,th.l{text-align:left}
 .summary{font-size:1.05em;background:#f4f6fa;padding:.6em .8em;border-radius:4px}
 .positive{color:#a00;font-weight:700}.indeterminate{color:#a60;font-weight:700}.negative{color:#070}
 .gal{display:flex;flex-wrap:wrap;gap:4px;margin-bottom:.6em}.cell{width:70px;font-size:.7em;text-align:center}
-.cell img{width:64px;height:64px;display:block;margin:auto;border:2px solid #ccc}.cell.ref img{border-color:#e09000}
+.cell img.t{width:64px;height:64px;display:block;margin:auto;border:2px solid #ccc}
+.cell.ref img.t{border-color:#e09000}
+.cell{position:relative;cursor:zoom-in}.cell:focus{outline:2px solid #36c}
+.cell .zoom{display:none;position:absolute;z-index:10;left:0;top:66px;background:#fff;border:1px solid #888;
+padding:4px;box-shadow:0 2px 8px rgba(0,0,0,.3);font-size:1.2em;width:max-content;text-align:left}
+.cell:hover .zoom,.cell:focus .zoom,.cell:focus-within .zoom{display:block}
+.zoom img{display:block;min-width:192px;image-rendering:pixelated}
+.warn{background:#fff4e0;border-left:4px solid #e09000;padding:.4em .8em}
 """
 #: What follows the research-use notice in the banner.
 _NOTICE = "Results come from an automated model and must be reviewed by a qualified morphologist."
@@ -119,6 +129,9 @@ def _diff_table(result: dict[str, Any]) -> str:
 
 
 def _flags_table(result: dict[str, Any]) -> str:
+    if not result["flags"]:
+        return ("<p class=warn>Flags not assessable: no leukocyte was counted, so no proportion (and no rule on "
+                "one) can be evaluated.</p>")
     rows = []
     for f in result["flags"]:
         extra = ""
@@ -155,15 +168,31 @@ def _gallery(result: dict[str, Any]) -> str:
         group = sorted((c for c in cells if c.call == code), key=lambda c: -c.confidence)
         if not group:
             continue
-        items = []
-        for c in group:
-            img = f"<img alt='cell {c.id}' src='{data_uri(c.thumb, 'image/jpeg')}'>" if c.thumb else ""
-            items.append(f"<div class='cell{' ref' if c.referred else ''}' title='{esc(c.field)} "
-                         f"{c.centroid}'>{img}#{c.id} {c.confidence:.2f}</div>")
+        items = [_cell_item(c) for c in group]
         n_ref = sum(c.referred for c in group)
         parts.append(f"<h3>{esc(code)} – {esc(CLASS_NAMES[code])}: {len(group)} cell(s)"
                      f"{f', {n_ref} referred (orange)' if n_ref else ''}</h3><div class=gal>{''.join(items)}</div>")
     return "".join(parts)
+
+
+def _cell_item(c: Any) -> str:
+    """One gallery entry: the thumbnail and, on hover or click (focus), the cell at native resolution."""
+    img = f"<img class=t alt='cell {c.id}' src='{data_uri(c.thumb, 'image/jpeg')}'>" if c.thumb else ""
+    zoom = ""
+    if getattr(c, "native", None):
+        px = int(getattr(c, "native_px", 0))
+        um = getattr(c, "um_per_px", None)
+        scale = f"{px} px at {um:.4g} µm/px" if um else f"{px} px"
+        zoom = (f"<span class=zoom><img alt='cell {c.id}, native resolution' "
+                f"src='{data_uri(c.native, 'image/jpeg')}'>#{c.id} {esc(c.call)} {c.confidence:.2f}, "
+                f"{esc(c.field)}; {scale}</span>")
+    return (f"<div class='cell{' ref' if c.referred else ''}' tabindex=0 title='{esc(c.field)} {c.centroid}'>"
+            f"{img}#{c.id} {c.confidence:.2f}{zoom}</div>")
+
+
+def _warnings(result: dict[str, Any]) -> str:
+    warns = result.get("warnings") or []
+    return "".join(f"<p class=warn><b>Warning.</b> {esc(w['message'])}</p>" for w in warns)
 
 
 def _review(result: dict[str, Any]) -> str:
@@ -219,6 +248,7 @@ def render_html(result: dict[str, Any]) -> str:
               "</p>" if corr else f"<p class=small>{esc(result['calibration_note'])}.</p>")
     t = result.get("timing", {})
     body = f"""<p class=summary>{esc(result['summary'])}</p>
+{_warnings(result)}
 <p class=small>{s['n_fields']} field(s): {s['n_fields_analysed']} analysed, {s['n_fields_without_wbc']} without
 white cells, {s['n_fields_skipped']} skipped. {c['n_detected']} white cells detected, {c['n_classified']} classified,
 {c['n_counted']} counted, {c['n_referred']} referred, {c['n_border_excluded']} cut by the field edge (not counted).
@@ -242,6 +272,8 @@ not include classifier error.</p>
 {c.get('n_unsure', 0)} rare-class calls without the confidence a flag needs)</h2>
 {_review(result)}
 <h2>Gallery: every classified cell by call (confidence under each)</h2>
+<p class=small>Hover over a cell, or click it, to see it at the field's own resolution (larger crops are
+scaled down to {NATIVE_VIEW_MAX_PX} px; small ones are enlarged pixel for pixel).</p>
 {_gallery(result)}
 <h2>Fields and quality</h2>
 <h3>Skipped</h3>{skipped_html}

@@ -14,10 +14,11 @@ What counts as the sample
 Pixel size, per field, by the one rule of :mod:`hemotwin.io.pixel_size`
 (:func:`~hemotwin.io.pixel_size.resolve`; a sample has no manifest): the file's metadata
 (:func:`hemotwin.io.images.read_image`), then the ``um_per_px`` given for files that carry none, then
-the red-cell ruler (:func:`hemotwin.vision.datasets.estimate_um_per_px`). For a folder the ruler gives
-the median of the per-field estimates of up to :data:`ESTIMATE_FIELDS` fields, applied to every field
-without metadata (one scanner, one pixel size; a single field's estimate is noisier than the median);
-for a large scan, the estimate of its central region. The source label (``"metadata (<tag>)"``,
+the red-cell ruler (:func:`hemotwin.vision.datasets.red_cell_ruler`). For a folder the ruler pools the
+red cells of up to :data:`ESTIMATE_FIELDS` fields into one estimate, applied to every field without
+metadata (one scanner, one pixel size); for a large scan, the estimate of its central region. A weak
+estimate (too few measurable red cells, too variable, too few round separate discs) is refused: the
+fields are then skipped, each naming its file and asking for the pixel size. The source label (``"metadata (<tag>)"``,
 ``"option"``, ``"red cells (<detail>)"``) is recorded per field and reported. Fields of different
 pixel sizes are allowed (each is processed at its own); the report lists them.
 """
@@ -135,13 +136,13 @@ class SampleSource:
 
     def _red_cells(self) -> tuple[float | None, str]:
         """The sample's red-cell estimate, measured once (for :func:`~hemotwin.io.pixel_size.resolve`)."""
-        if self.um_estimate is None:
+        if self.um_estimate_details is None:  # not tried yet (a refusal is not retried for every field)
             self._estimate()
         return self.um_estimate, str(self.um_estimate_details)
 
     def prime_pixel_size(self) -> None:
         """Run the red-cell estimate now if any field lacks metadata (before forking workers)."""
-        if self.um_estimate is not None or self.um_per_px_option is not None or self._large is not None:
+        if self.um_estimate_details is not None or self.um_per_px_option is not None or self._large is not None:
             return
         # The estimate is deterministic (same fields, same order), so workers that run it again get
         # the same value; priming only saves that work. Probe one file: a sample whose first field
@@ -154,33 +155,31 @@ class SampleSource:
             self._estimate()
 
     def _estimate(self) -> None:
-        """Red-cell ruler over up to ESTIMATE_FIELDS fields lacking metadata (median of estimates)."""
-        from hemotwin.vision.datasets import estimate_um_per_px
+        """Red-cell ruler over up to ESTIMATE_FIELDS fields lacking metadata, their red cells pooled.
 
-        per_field: list[float] = []
-        n_cells = 0
-        tried = 0
+        One scanner, one pixel size: the fields' measured red cells go into one estimate, whose quality
+        (:func:`~hemotwin.vision.datasets.red_cell_ruler`) decides whether it is given at all.
+        """
+        from hemotwin.vision.datasets import measure_red_cells, red_cell_ruler
+
+        measured: list[dict[str, Any]] = []
         for checked, src in enumerate(self.fields):
-            if tried >= ESTIMATE_FIELDS or checked >= 3 * ESTIMATE_FIELDS or src.region is not None:
+            if len(measured) >= ESTIMATE_FIELDS or checked >= 3 * ESTIMATE_FIELDS or src.region is not None:
                 break
             try:
                 rgb, info = read_image(src.path)
             except HemotwinError:
                 continue
-            if info.um_per_px is not None:
-                continue
-            tried += 1
-            um, det = estimate_um_per_px(rgb)
-            if um is not None:
-                per_field.append(um)
-                n_cells += int(det.get("n_cells", 0))
-        if per_field:
-            self.um_estimate = float(np.median(per_field))
-            self.um_estimate_details = (f"{self.um_estimate:.4g} µm/px, median of {len(per_field)} field(s), "
-                                        f"{n_cells} red cells, assuming 7.5 µm red cells")
+            if info.um_per_px is None:
+                measured.append(measure_red_cells(rgb))
+        um, det = red_cell_ruler(measured) if measured else (None, {"reason": "no field without metadata was read"})
+        if um is not None:
+            self.um_estimate = float(um)
+            self.um_estimate_details = f"{um:.4g} µm/px from {det['quality']}"
             self.notes.append(f"pixel size estimated from red cells: {self.um_estimate_details}")
         else:
-            self.um_estimate_details = f"no usable red cells in {tried} field(s) tried"
+            self.um_estimate_details = str(det["reason"])
+            self.notes.append(f"no pixel size from red cells: {det['reason']}")
 
 
 def _to_uint8_rgb(a: np.ndarray) -> np.ndarray:
@@ -255,8 +254,8 @@ def _open_large(path: Path, shape: tuple[int, int], um_option: float | None) -> 
         est, det = estimate_um_per_px(_to_uint8_rgb(np.asarray(arr[(h - side) // 2:(h + side) // 2,
                                                                  (w - side) // 2:(w + side) // 2])))
         if est is None:
-            return None, str(det.get("reason", "too few red cells"))
-        return est, f"{det.get('n_cells', 0)} red cells in the central region"
+            return None, f"central region: {det['reason']}"
+        return est, f"central region: {det['quality']}"
 
     um, src = resolve(where=str(path), metadata=meta_um, metadata_source=meta_source, option=um_option,
                       estimate=central_red_cells)

@@ -248,34 +248,35 @@ def render_sample(config: SampleConfig, out_dir: str | Path, *, overwrite: bool 
     dict
         ``out``, ``fields`` (written), ``failures``, ``truth`` (the truth record) and ``um_per_px``.
     """
-    from hemotwin.io.outputs import prepare_output_dir
+    from hemotwin.io.outputs import output_dir
     from hemotwin.io.provenance import provenance, write_json
 
     plan = sample_plan(config)  # validates case and profile before anything is written
-    root = prepare_output_dir(out_dir, overwrite=overwrite)
-    (root / "fields").mkdir(exist_ok=True)
-    (root / "masks").mkdir(exist_ok=True)
-    per_field, labels, failures = [], [], []
-    k = 0
-    for planned, res in iter_fields(config, workers=workers, progress=progress):
-        if not res["ok"]:
-            failures.append({"path": f"planned field {planned}", "error": res["error"]})
-            continue
-        for r in res["renderings"]:
-            per_field.append(_write_field(root, f"field_{k:04d}", r, res["seed"], labels))
-            k += 1
-    truth = truth_record(plan["case"], labels, config=config,
-                         extra={"profile": plan["profile"].name, "um_per_px": plan["um_per_px"],
-                                "field_px": plan["size_px"], "fields": per_field})
-    write_json(root / "truth.json", truth)
-    write_json(root / "provenance.json",
-               provenance(command="simulate sample", config=config.model_dump(mode="json"),
-                          seeds={"seed": config.seed, "field_seed": "SeedSequence([seed, field_index])",
-                                 "labels": "default_rng([seed, 7])"},
-                          extra={"written": len(per_field), "failures": failures,
-                                 "profile": plan["profile"].model_dump(mode="json")}))
-    if not per_field:
-        raise InputError(str(root), [f["error"] for f in failures][:3], "at least one field rendered")
+    # A run that renders no field fails before writing anything: the folders it made go again.
+    with output_dir(out_dir, overwrite=overwrite) as root:
+        (root / "fields").mkdir(exist_ok=True)
+        (root / "masks").mkdir(exist_ok=True)
+        per_field, labels, failures = [], [], []
+        k = 0
+        for planned, res in iter_fields(config, workers=workers, progress=progress):
+            if not res["ok"]:
+                failures.append({"path": f"planned field {planned}", "error": res["error"]})
+                continue
+            for r in res["renderings"]:
+                per_field.append(_write_field(root, f"field_{k:04d}", r, res["seed"], labels))
+                k += 1
+        if not per_field:
+            raise InputError(str(root), [f["error"] for f in failures][:3], "at least one field rendered")
+        truth = truth_record(plan["case"], labels, config=config,
+                             extra={"profile": plan["profile"].name, "um_per_px": plan["um_per_px"],
+                                    "field_px": plan["size_px"], "fields": per_field})
+        write_json(root / "truth.json", truth)
+        write_json(root / "provenance.json",
+                   provenance(command="simulate sample", config=config.model_dump(mode="json"),
+                              seeds={"seed": config.seed, "field_seed": "SeedSequence([seed, field_index])",
+                                     "labels": "default_rng([seed, 7])"},
+                              extra={"written": len(per_field), "failures": failures,
+                                     "profile": plan["profile"].model_dump(mode="json")}))
     return {"out": str(root), "fields": len(per_field), "failures": failures, "truth": truth,
             "um_per_px": plan["um_per_px"]}
 

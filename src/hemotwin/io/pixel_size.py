@@ -5,14 +5,17 @@ An image's pixel size (µm per pixel) is taken from the first of these that know
 1. ``manifest``: the ``um_per_px`` column of a data set's manifest.csv (a statement about that file);
 2. ``metadata``: the file's own metadata (TIFF resolution tags, OME PhysicalSizeX, ImageJ, PNG pHYs,
    plausible JPEG density; :func:`hemotwin.io.images.read_image`);
-3. ``option``: the pixel size the user gave for inputs that carry none (``--um-per-px`` on the
-   command line);
+3. ``option``: the pixel size the user gave for inputs that carry none (the ``um_per_px`` parameter;
+   the command line maps it to its option);
 4. ``red cells``: the red-cell ruler, an estimate from the diameter of the red cells in the image(s),
-   assuming 7.5 µm (:func:`hemotwin.vision.datasets.estimate_um_per_px`).
+   assuming 7.5 µm (:func:`hemotwin.vision.datasets.red_cell_ruler`). It refuses when the estimate is
+   weak (too few measurable red cells, too variable diameters, too few of them round separate discs).
 
 What the file says about itself outranks a value typed for a batch of files, and a measurement outranks
 a guess. The source is recorded for every image as ``"<kind>"`` or ``"<kind> (<detail>)"`` with the
-kinds above, and reported. With none of them, :func:`resolve` refuses and names the file.
+kinds above, and reported; a red-cell estimate's detail states its quality (how many cells, their
+robust CV, the share of measurable discs). With none of them, :func:`resolve` refuses, names the file
+and asks for its pixel size.
 """
 
 from __future__ import annotations
@@ -95,7 +98,8 @@ def resolve(*, where: str, manifest: float | None = None, metadata: float | None
         (``"TIFF resolution tags"`` ...) and becomes the label's detail.
     estimate
         Called only when the three above are unknown: ``(µm/px or None, detail)``; the detail is the
-        label's (how many red cells, in how many images) or, with None, why there is no estimate.
+        label's (the estimate's quality: how many red cells in how many images, how consistent) or,
+        with None, why the ruler refused.
 
     Returns
     -------
@@ -106,7 +110,8 @@ def resolve(*, where: str, manifest: float | None = None, metadata: float | None
     Raises
     ------
     InputError
-        No source knows the pixel size; the message names ``where`` and how to give one.
+        No source knows the pixel size: ``where`` (the file), and a message asking for its pixel size
+        (``um_per_px``) with the ruler's reason.
 
     Examples
     --------
@@ -126,7 +131,7 @@ def resolve(*, where: str, manifest: float | None = None, metadata: float | None
         um, detail = estimate()
         if um is not None:
             return float(um), label(RED_CELLS, detail)
-        reason = detail
+        reason = f"the red-cell ruler refused: {detail}"
     raise InputError(where, "no pixel size",
-                     "µm/px from a manifest's um_per_px column, the file's metadata, the pixel-size option "
-                     f"(--um-per-px on the command line), or enough whole red cells to estimate it ({reason})")
+                     "its pixel size in µm/px: give it (um_per_px), or in the file's metadata or a manifest's "
+                     f"um_per_px column ({reason})")

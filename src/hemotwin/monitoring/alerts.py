@@ -10,8 +10,10 @@ _RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
 #: Event kinds (the ``kind`` field) and what they mean.
 KINDS = {
-    "new_response": "a better response than before in this line or remission (incl. MRD negativity)",
-    "loss_of_response": "a worse remission category, or a hematologic relapse",
+    "new_response": "a better response than before in this line or remission (incl. MRD negativity, and a "
+                    "CR/CRh/CRi MRD-negative on new treatment that resolves an MRD relapse)",
+    "loss_of_response": "a worse response after remission (CR -> CRh -> CRi; MLFS, which is not a remission), or a "
+                        "hematologic relapse",
     "relapse_suspected": "circulating blasts in remission, awaiting a second sample >= 7 days later",
     "refractory": "no CR/CRh/CRi at the response landmark",
     "progression": "progressive disease before any remission",
@@ -20,6 +22,8 @@ KINDS = {
     "molecular_progression": ">= 1 log10 MRD rise between positive samples (unconfirmed), or rising MRD",
     "mrd_relapse": "MRD relapse, confirmed in a consecutive sample of the same tissue",
     "projected_relapse": "rising MRD projected to cross the chosen threshold within the horizon",
+    "mrd_unit_suspect": "an MRD value probably entered in the wrong unit (a jump between consecutive results in "
+                        "different units about as large as the units differ); left out of MRD calls and kinetics",
 }
 
 

@@ -59,6 +59,8 @@ _T_ANC05, _T_PLT50 = "ANC >= 0.5 x10^9/L", "platelets >= 50 x10^9/L"
 _T_LINEAGE = "ANC >= 1.0 or platelets >= 100 x10^9/L (one lineage recovered)"
 _T_APLASTIC = "marrow not aplastic (>= 200 cells counted or cellularity >= 10 %)"
 _T_PR_BAND, _T_FALL = "BM blasts 5-25 %", "BM blasts fell >= 50 % from pretreatment"
+#: The test of a standing hematologic relapse (a call on a line started before the relapse).
+RELAPSE_STANDS = "relapse stands: no treatment line started on or after the relapse"
 
 
 class RemissionWalk:
@@ -240,7 +242,9 @@ class ResponseSteps:
     def _not_in_remission(self, tp: Timepoint, mrd_status: str | None, li: int, ln: TreatmentLine,
                           bm0: Decimal | None, pb0: Decimal | None, emd0: bool | None) -> Call:
         day = tp.date
-        relapsed_untreated = self.relapse is not None and ln.start <= self.relapse
+        # A relapse stands until a treatment line started since it documents a new response; a sample on a line's
+        # start date is taken before the first dose, so a line starting on the relapse date is such a line.
+        relapsed_untreated = self.relapse is not None and ln.start < self.relapse
         if not relapsed_untreated:
             pd = self._progression(tp, bm0, pb0, emd0)
             if pd:  # listed only when one of them is met
@@ -255,16 +259,19 @@ class ResponseSteps:
         w = remission_walk(tp)
         added = w.added  # the call's criteria so far: those the walk looked at (one shared tuple)
         name, decided, used = w.name, w.decided, w.used
+        if relapsed_untreated:
+            # Even a marrow meeting CR criteria is no new response without new treatment: the relapse stands.
+            stands = criterion(R_HREL, RELAPSE_STANDS, f"relapse {self.relapse.isoformat()}; current line from "  # type: ignore[union-attr]
+                               f"{ln.start.isoformat()}", True)
+            return new_call(day, tp.sample, "relapsed disease",
+                            "relapsed disease (no treatment line since the relapse)", mrd_status, True, (),
+                            (*added, stands), R_HREL, self._status(), li)
         if name is not None and decided:
             self._remission_call(day, name, mrd_status, added, used)
             return new_call(day, tp.sample, name, self._label(name, mrd_status), mrd_status, True, (), added,
                             RULE, self._status(), li)
         if name is not None:
             return self._not_evaluable(tp, missing_inputs(added), added, mrd_status, li, self._status())
-        if relapsed_untreated:
-            return new_call(day, tp.sample, "relapsed disease",
-                            "relapsed disease (no treatment line since the relapse)", mrd_status, True, (), added,
-                            R_HREL, self._status(), li)
         land = self._landmark(li, ln, day)
         seen = [*added, land]
         if land.met:

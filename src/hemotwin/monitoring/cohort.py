@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hemotwin.errors import InputError
-from hemotwin.io.outputs import prepare_output_dir
+from hemotwin.io.outputs import output_dir
 from hemotwin.io.provenance import file_sha256, provenance
 from hemotwin.io.report import RESEARCH_USE, esc, html_page, table
 from hemotwin.monitoring.config import MonitorConfig
@@ -36,6 +36,9 @@ def monitor_patient(path: str | Path, out_dir: str | Path | None, *, overwrite: 
                                                                 dict[str, Any]]:
     """Load, assess and (when ``out_dir`` is given) write one patient's figure, JSON and HTML.
 
+    The patient is read and assessed before the output folder is made, and a folder this run created is
+    removed again when writing fails before anything is in it: a failed run leaves no empty folder.
+
     Returns
     -------
     (timeline, result, outputs, document)
@@ -44,11 +47,13 @@ def monitor_patient(path: str | Path, out_dir: str | Path | None, *, overwrite: 
     """
     path = Path(path)
     cfg = config or MonitorConfig()
-    dest = prepare_output_dir(out_dir, overwrite=overwrite) if out_dir is not None else None
     tl = load_timeline(path)
     res = assess(tl, cfg)
     prov = provenance(command=command, config=cfg.model_dump(mode="json"), inputs={path.name: file_sha256(path)})
-    outputs = write_patient_outputs(tl, res, dest, prov, figure=figure) if dest is not None else {}
+    outputs: dict[str, str] = {}
+    if out_dir is not None:
+        with output_dir(out_dir, overwrite=overwrite) as dest:
+            outputs = write_patient_outputs(tl, res, dest, prov, figure=figure)
     return tl, res, outputs, patient_document(tl, res, prov)
 
 
@@ -69,13 +74,15 @@ def run_cohort(folder: str | Path, out_dir: str | Path, *, overwrite: bool = Fal
     """Assess every patient in ``folder`` (``*.json``; ``*.csv`` may hold several) into one summary table.
 
     A bad file or patient does not stop the run: it is listed in ``failures`` (and in ``cohort.json`` /
-    ``cohort.html``) with its error. Per patient, ``patients/<pseudonym>/`` receives ``timeline.json`` and
-    ``report.html`` (and ``timeline.png`` with ``figures``).
+    ``cohort.html``) with its error; the caller decides how to end (the command exits 3 when any failed). Per
+    patient, ``patients/<pseudonym>/`` receives ``timeline.json`` and ``report.html`` (and ``timeline.png``
+    with ``figures``). A run that fails before writing anything leaves no empty output folder.
 
     Returns
     -------
     dict
-        ``rows``, ``failures``, and the paths ``csv``, ``html``, ``json``, ``out``.
+        ``rows``, ``failures`` (``file``, ``patient``, ``error``), and the paths ``csv``, ``html``, ``json``,
+        ``out``.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -84,8 +91,13 @@ def run_cohort(folder: str | Path, out_dir: str | Path, *, overwrite: bool = Fal
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".json", ".csv"))
     if not files:
         raise InputError("cohort", str(folder), "a folder holding at least one .json or .csv patient file")
-    dest = prepare_output_dir(out_dir, overwrite=overwrite)
-    (dest / "patients").mkdir(exist_ok=True)
+    with output_dir(out_dir, overwrite=overwrite) as dest:
+        return _cohort_into(dest, files, cfg, figures, progress)
+
+
+def _cohort_into(dest: Path, files: list[Path], cfg: MonitorConfig, figures: bool,
+                 progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+    """:func:`run_cohort`'s work, writing into the (existing) folder ``dest``."""
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, str]] = []
     inputs: dict[str, str] = {}
@@ -108,8 +120,12 @@ def run_cohort(folder: str | Path, out_dir: str | Path, *, overwrite: bool = Fal
                 seen.add(item.patient)
                 res = assess(item, cfg)
                 pdir = dest / "patients" / _safe(item.patient)
-                pdir.mkdir(exist_ok=True)
-                write_patient_outputs(item, res, pdir, prov, figure=figures)
+                pdir.mkdir(parents=True, exist_ok=True)  # made with the first patient's outputs, never empty
+                try:
+                    write_patient_outputs(item, res, pdir, prov, figure=figures)
+                except BaseException:
+                    _remove_if_empty(pdir)
+                    raise
                 rows.append(_row(item, res, f.name))
             except Exception as exc:  # a batch lists every failure and goes on
                 failures.append({"file": f.name, "patient": pid, "error": f"{type(exc).__name__}: {exc}"})
@@ -126,6 +142,13 @@ def run_cohort(folder: str | Path, out_dir: str | Path, *, overwrite: bool = Fal
     (dest / "cohort.html").write_text(cohort_html(rows, failures, prov), encoding="utf-8")
     return {"rows": rows, "failures": failures, "out": str(dest), "csv": str(dest / "cohort.csv"),
             "html": str(dest / "cohort.html"), "json": str(dest / "cohort.json")}
+
+
+def _remove_if_empty(pdir: Path) -> None:
+    """Remove a patient folder left empty by a failed write, and ``patients/`` when that leaves it empty."""
+    for d in (pdir, pdir.parent):
+        if d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
 
 
 def _safe(name: str) -> str:

@@ -28,6 +28,11 @@ QPCR_LOW_LEVEL_BELOW_PCT = Decimal("2")
 LOG_RISE_RATIO = Decimal(10)
 LOG10_2 = math.log10(2.0)
 
+#: Unit-slip suspicion: a jump of at least this factor between consecutive quantified results of one series
+#: reported in different units (project convention). % and copies/10^5 differ by 1000, so a result typed in the
+#: wrong one of them shows as a ~1000x jump; 300 leaves room for a true change of up to ~3-fold either way.
+UNIT_MIX_RATIO = Decimal(300)
+
 NEGATIVE, LOW_LEVEL, POSITIVE, NOT_EVALUABLE = "negative", "low-level", "positive", "not evaluable"
 
 
@@ -76,6 +81,41 @@ def classify(method: str, marker: str, value_pct: Decimal | None, detected: bool
             return LOW_LEVEL, False, f"qPCR {marker} {value_pct} % < 2 %: low-level MRD (§5, ELN MRD 2021)"
         return POSITIVE, False, f"qPCR {marker} {value_pct} % >= 2 % (§5, ELN MRD 2021)"
     return POSITIVE, False, f"qPCR {marker} detected at {value_pct} % (no low-level band for this marker)"
+
+
+def unit_mix_jump(prev_pct: Decimal, prev_factor: Decimal, value_pct: Decimal, factor: Decimal) -> Decimal | None:
+    """The jump between two consecutive results of a series when the second looks entered in the wrong unit.
+
+    Suspected when the two were reported in different units (``prev_factor`` and ``factor`` convert each to
+    %), the values in % differ by at least :data:`UNIT_MIX_RATIO` either way, and the second number as
+    typed, read in the first one's unit, would be closer to the first (the unit explains the jump).
+
+    Parameters
+    ----------
+    prev_pct, value_pct
+        The two quantified values in % (> 0), in date order.
+    prev_factor, factor
+        Their units' factors to % (:func:`~hemotwin.monitoring.units.mrd_unit_factor`).
+
+    Returns
+    -------
+    Decimal or None
+        The jump (the larger value over the smaller), or None when nothing is suspected.
+
+    Examples
+    --------
+    >>> unit_mix_jump(Decimal("0.05"), Decimal(1), Decimal("0.00004"), Decimal("0.001")) == 1250  # 0.04 copies/1e5
+    True
+    >>> unit_mix_jump(Decimal("0.05"), Decimal(1), Decimal("0.04"), Decimal("0.001")) is None  # 40 copies/1e5
+    True
+    """
+    if prev_factor == factor or prev_pct <= 0 or value_pct <= 0:
+        return None
+    jump = max(value_pct / prev_pct, prev_pct / value_pct)
+    if jump < UNIT_MIX_RATIO:
+        return None
+    alt = value_pct * prev_factor / factor  # the second number read in the first result's unit
+    return jump if max(alt / prev_pct, prev_pct / alt) < jump else None
 
 
 def is_positive(status: str) -> bool:
@@ -228,7 +268,7 @@ def kinetics_values(points: list[tuple[date, Decimal | None, bool]], *, threshol
     else:
         ys = logs[i0:end]
     fit = fit_rising(xs, ys, level=level)  # type: ignore[arg-type]
-    b, a, ci = float(fit["b"]), float(fit["a"]), fit["ci"]
+    b, ci = float(fit["b"]), fit["ci"]
     flags: list[str] = []
     n = end - i0
     two_point = n == 2
@@ -252,15 +292,27 @@ def kinetics_values(points: list[tuple[date, Decimal | None, bool]], *, threshol
         if last_v >= threshold_pct:  # type: ignore[operator]
             above = True
         else:
-            y_last = a + b * xs[-1]
-            gap = math.log10(thr) - y_last
-            proj = last_d + timedelta(days=round(gap / b))
+            # Projected from the last measured value (below the threshold, so gap > 0) at the fitted rate: the
+            # date and both bounds are then on or after the last sample, and early <= projected <= late since
+            # lo_b <= b <= hi_b. Anchored at the fitted line instead, a steep fit through a low first point can
+            # run above the threshold before the last sample (gap < 0): a crossing dated before its alert, and
+            # an interval whose lower bound is after its upper bound.
+            y_last = math.log10(float(last_v)) if logs is None else logs[end - 1]  # type: ignore[arg-type]
+            gap = math.log10(thr) - y_last  # type: ignore[operator]
+            proj = days_after(last_d, gap / b)
             if ci is not None:
                 lo_b, hi_b = ci  # type: ignore[misc]
-                early = last_d + timedelta(days=round(gap / hi_b)) if hi_b > 0 else None
-                late = last_d + timedelta(days=round(gap / lo_b)) if lo_b > 0 else None
+                early = days_after(last_d, gap / hi_b) if hi_b > 0 else None
+                late = days_after(last_d, gap / lo_b) if lo_b > 0 else None
                 proj_ci = (early, late)
     return (last_d, n, d0, b, ci, dbl, dbl_ci, two_point, thr, proj, proj_ci, above, tuple(flags))
+
+
+def days_after(day: date, days: float) -> date | None:
+    """``day`` + ``round(days)`` days, or None when that lies beyond the calendar (a near-flat slope: unbounded)."""
+    if not math.isfinite(days) or round(days) > (date.max - day).days:
+        return None
+    return day + timedelta(days=round(days))
 
 
 def log10_reduction(baseline_pct: Decimal | None, value_pct: Decimal | None, censored: bool,

@@ -3,7 +3,12 @@
 Each MRD result is classified (:func:`~hemotwin.monitoring.mrd.classify`), reduced against its pretreatment
 level and added to its series. In remission, an MRD conversion (negative -> positive) or a >= 1 log10 rise
 is an event confirmed (or not) by the next sample of the same tissue; a rising series whose fit crosses
-the projection threshold within the horizon raises an alert. :class:`MRDSteps` is a mixin of the engine.
+the projection threshold within the horizon raises an alert. A confirmed MRD relapse stands until a treatment
+line started since its onset is followed by a CR/CRh/CRi MRD-negative assessment that tests the relapsed marker
+(:meth:`MRDSteps._mrd_relapse_stands`). A result that jumps from the previous one of its series about as much
+as their different units differ is suspected to be entered in the wrong unit
+(:func:`~hemotwin.monitoring.mrd.unit_mix_jump`): it raises a warning and is kept out of MRD-relapse calls and
+kinetics. :class:`MRDSteps` is a mixin of the engine.
 """
 
 from __future__ import annotations
@@ -13,10 +18,15 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from hemotwin.monitoring import mrd as M
-from hemotwin.monitoring.criteria import MEMO_MAX, Criterion
+from hemotwin.monitoring.criteria import MEMO_MAX, Criterion, evidence_text
 from hemotwin.monitoring.records import Call, MRDPoint, new_call, slot_setters
-from hemotwin.monitoring.rules import R_MREL
+from hemotwin.monitoring.rules import R_MREL, R_UNIT
 from hemotwin.monitoring.timeline import Timepoint
+from hemotwin.monitoring.units import mrd_unit_factor
+
+#: The test of a standing MRD relapse (its criterion is met once the relapse is resolved).
+MRD_RELAPSE_RESOLVED = ("MRD relapse resolved: CR/CRh/CRi MRD-negative, the relapsed marker tested, on a treatment "
+                        "line started on or after the relapse onset")
 
 # M.classify per (method, marker, value text, detected, LOD text): the texts, not the Decimals, are the key, since
 # the reason quotes the value as written (0.10 and 0.1 are equal Decimals but read differently). The entry also
@@ -65,6 +75,8 @@ def mrd_label(statuses: list[str]) -> str | None:
 
 
 _DETECTED = (M.POSITIVE, M.LOW_LEVEL)
+_ONE = Decimal(1)
+_NO_REF = object()  # MRDSeries.ref_unit before the series has a quantified result
 _new_obj = object.__new__
 _MRDP_SET = slot_setters(MRDPoint)
 
@@ -72,7 +84,8 @@ _MRDP_SET = slot_setters(MRDPoint)
 class MRDSeries:
     """One MRD series (method, canonical marker, tissue) as the engine walks it: points, nadir, pending confirmation."""
 
-    __slots__ = ("key", "kin", "log_ref", "logs", "nadir", "pending", "points", "prev_status", "projected")
+    __slots__ = ("key", "kin", "last_slip", "log_ref", "logs", "nadir", "pending", "points", "prev_status",
+                 "projected", "ref_line", "ref_unit")
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -84,6 +97,12 @@ class MRDSeries:
         self.nadir: Decimal | None = None  # lowest quantified positive value in the current remission
         self.log_ref: Decimal | None = None
         self.projected: str | None = None  # severity of the last projection alert in this rising segment
+        # The unit and treatment line of the last quantified result not suspected of a unit slip (the last quantified
+        # point of ``points``; _NO_REF before the first), and the unit factor of the last quantified result when it
+        # was suspected (else None).
+        self.ref_unit: str | object | None = _NO_REF
+        self.ref_line: int | None = None
+        self.last_slip: Decimal | None = None
 
 
 class MRDSteps:
@@ -115,7 +134,7 @@ class MRDSteps:
         confirmed: list[str] = []
         in_remission = self.remission is not None  # (an MRD step never changes the remission)
         points_out = self.mrd_points
-        s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10 = _MRDP_SET
+        s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11 = _MRDP_SET
         for m, (status, censored, reason, f_value, f_lod, lv) in zip(mrd, self.mrd_class, strict=True):
             method, marker, value, lod = m.method, m.marker, m.value_pct, m.lod_pct
             tissue = m.tissue or tp.sample
@@ -129,8 +148,14 @@ class MRDSteps:
                 hit = self.series_by[(method, marker, tissue)] = (s, (method, cm))
                 self.first_marker.setdefault((method, cm), marker)
             s, base_key = hit
+            suspect = False
+            if not censored and value:
+                if m.entered_unit == s.ref_unit:  # the usual case: the unit of the reference result, never a slip
+                    s.ref_line, s.last_slip = self.line_idx, None
+                else:
+                    suspect = self._unit_mix(s, day, m.entered_unit, value, method, marker, tissue)
             base = self.baseline_mrd.get(base_key)
-            if base is None and self.line_idx is None and not censored and value:
+            if base is None and self.line_idx is None and not censored and value and not suspect:
                 base = self.baseline_mrd[base_key] = value  # first pretreatment level
             # M.log10_reduction, with the float values of classify_cached and log10(baseline) once per baseline
             # (same floats).
@@ -156,7 +181,10 @@ class MRDSteps:
             s8(p, reason)
             s9(p, red)
             s10(p, lb)
+            s11(p, suspect)
             points_out.append(p)
+            if suspect:
+                continue  # shown and flagged, but no MRD-relapse step or kinetics fit rests on it
             points = s.points
             points.append((day, value, censored))
             s.logs.append(lv)
@@ -177,6 +205,70 @@ class MRDSteps:
                             call.mrd_status, True, (), (*call.criteria, *crit), R_MREL, self._status(), call.line)
         self.calls.append(call)
 
+    def _unit_mix(self, s: MRDSeries, day: date, unit: str | None, value: Decimal, method: str, marker: str,
+                  tissue: str) -> bool:
+        """Whether a quantified result looks entered in the wrong unit (raising the warning); updates the series.
+
+        It is compared with the last quantified result of its series not itself suspected, unless a treatment
+        line started between the two (a fall after treatment may span several log10, and diagnostic samples are
+        often reported in another unit). A result in the unit of the immediately preceding, suspected one is not
+        suspected: two consecutive results agree in the new unit (the laboratory changed its unit).
+        """
+        factor = mrd_unit_factor(unit)
+        jump = ref = None
+        if s.ref_unit is not _NO_REF and s.ref_line == self.line_idx and s.last_slip != factor:
+            ref = next(p for p in reversed(s.points) if not p[2] and p[1])  # the reference: last quantified point
+            jump = M.unit_mix_jump(ref[1], mrd_unit_factor(s.ref_unit), value, factor)  # type: ignore[arg-type]
+        if jump is None:
+            s.ref_unit, s.ref_line, s.last_slip = unit, self.line_idx, None
+            return False
+        s.last_slip = factor
+        prev_day, prev, prev_unit = ref[0], ref[1], s.ref_unit  # type: ignore[index]
+        prev_factor = mrd_unit_factor(prev_unit)  # type: ignore[arg-type]
+        as_typed = f"{format(value / factor, 'f')} {unit or '%'}"
+        self._event(day, "mrd_unit_suspect", "warning",
+                    f"MRD value probably entered in the wrong unit ({method} {marker} {tissue}): {as_typed} "
+                    f"= {format(value, 'f')} % is {float(jump):.0f}x the previous result; left out of MRD-relapse "
+                    "calls and kinetics", R_UNIT,
+                    [f"{day.isoformat()}: {as_typed} = {format(value, 'f')} %",
+                     f"previous {prev_day.isoformat()}: {format(prev / prev_factor, 'f')} {prev_unit or '%'} = "
+                     f"{format(prev, 'f')} %",
+                     f"read in {prev_unit or '%'}: {format(value / factor, 'f')} {prev_unit or '%'} = "
+                     f"{format(value / factor * prev_factor, 'f')} %"],
+                    key=f"{s.key}:{day.isoformat()}")
+        return True
+
+    def _mrd_relapse_stands(self, tp: Timepoint, call: Call, li: int) -> Call:
+        """A CR/CRh/CRi call while an MRD relapse stands: relabelled "MRD relapse", or the relapse resolved.
+
+        A relapse stands until a new response is documented after new treatment: a timepoint on a treatment line
+        started on or after the relapse onset (a sample on a line's start date is taken before the first dose)
+        whose call is CR/CRh/CRi with every MRD result negative, the relapsed method and marker among them.
+        """
+        onset, day, relapsed = self.mrd_relapse, tp.date, self.mrd_relapse_marker
+        ln = self.lines[li]
+        new_line = ln.start >= onset  # type: ignore[operator]
+        marker_status = next((r[0] for m, r in zip(tp.mrd, self.mrd_class, strict=True)
+                              if f"{m.method}:{M.canonical_marker(m.marker)}" == relapsed), None) if tp.mrd else None
+        ok = new_line and call.mrd_status == M.NEGATIVE and marker_status == M.NEGATIVE
+        line_txt = (f"line {ln.regimen} from {ln.start.isoformat()}" if new_line
+                    else f"no treatment line started since the onset {onset.isoformat()}")  # type: ignore[union-attr]
+        crit = Criterion(R_MREL, MRD_RELAPSE_RESOLVED,
+                         f"{line_txt}; MRD {call.mrd_status or 'not tested'}; {relapsed.replace(':', ' ')} "
+                         f"{marker_status or 'not tested'}", ok)
+        if not ok:
+            return new_call(day, call.sample, "MRD relapse", f"MRD relapse (since {onset.isoformat()}; {call.label})",  # type: ignore[union-attr]
+                            call.mrd_status, True, (), (*call.criteria, crit), R_MREL, call.status, li)
+        self.mrd_relapse = self.mrd_relapse_marker = None
+        for s in self.series.values():
+            s.prev_status = s.pending = s.nadir = None
+            s.projected = None
+        self._event(day, "new_response", "info", f"new response after MRD relapse: {call.label}", R_MREL,
+                    [evidence_text(crit), *self.mrd_reasons], key="mrd-relapse-resolved",
+                    closes=("mrd_relapse:*", "molecular_progression:*", "mrd_conversion:*", "projected_relapse:*"))
+        return new_call(day, call.sample, call.category, call.label, call.mrd_status, True, (),
+                        (*call.criteria, crit), call.rule, self._status(), li)
+
     def _mrd_relapse_step(self, s: MRDSeries, day: date, method: str, marker: str, status: str,
                           value: Decimal | None, censored: bool, tissue: str) -> bool:
         """§5 MRD relapse; returns True when a relapse is confirmed on this sample."""
@@ -188,7 +280,7 @@ class MRDSteps:
                                                    and value >= ref * M.LOG_RISE_RATIO)
             what = "MRD-negative -> positive" if kind == "conversion" else ">= 1 log10 rise"
             if ok and self.mrd_relapse is None:
-                self.mrd_relapse = onset
+                self.mrd_relapse, self.mrd_relapse_marker = onset, s.key.rpartition(":")[0]
                 self._event(day, "mrd_relapse", "critical",
                             f"MRD relapse confirmed ({what}; {method} {marker} {tissue})", R_MREL,
                             [f"onset {onset.isoformat()}", f"confirming sample {day.isoformat()}: "

@@ -35,7 +35,12 @@ class Call:
 
 @dataclass(slots=True, frozen=True)
 class MRDPoint:
-    """One MRD result in canonical units with its §5 status and log10 reduction from baseline."""
+    """One MRD result in canonical units with its §5 status and log10 reduction from baseline.
+
+    ``unit_mix_suspected``: the value jumps from the previous result of its series about as much as their
+    different units differ (:func:`~hemotwin.monitoring.mrd.unit_mix_jump`), so it was probably entered in the
+    wrong unit; it is kept out of MRD-relapse calls and kinetics fits.
+    """
 
     date: _dt.date
     method: str
@@ -48,6 +53,7 @@ class MRDPoint:
     reason: str
     log10_reduction: float | None
     reduction_is_lower_bound: bool
+    unit_mix_suspected: bool = False
 
 
 @dataclass(slots=True, frozen=True)

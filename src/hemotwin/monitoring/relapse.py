@@ -63,7 +63,7 @@ class RelapseSteps:
         if m_bm is True or emd is True or (r_pb is not None and r_pb.met is True):
             onset = self.pb_run[0] if r_pb is not None and r_pb.met and self.pb_run else day
             self.relapse, self.remission, self.rem_rank = day, None, 0
-            self.pb_run, self.mrd_relapse = [], None
+            self.pb_run, self.mrd_relapse, self.mrd_relapse_marker = [], None, None
             for s in self.series.values():
                 s.prev_status = s.pending = s.nadir = None
             met = [c for c in crits if c.met]
@@ -91,7 +91,9 @@ class RelapseSteps:
         name, decided, used = w.name, w.decided, w.used
         if name is None:
             # BM < 5 %, no circulating blasts, no EMD, yet no remission category: both lineages below CRh
-            # counts -> MLFS when the marrow is not aplastic (§5 MLFS), still "in remission" per §5 relapse.
+            # counts -> MLFS when the marrow is not aplastic (§5 MLFS). MLFS is not a remission (no count
+            # recovery): a loss of response, while the §5 relapse criteria keep measuring against the remission
+            # reached before (BM >= 5 %, blood blasts, new EMD).
             seen = [r_bm, r_emd, *w.added]
             name2, dec2, _, _ = mlfs_walk(w, tp, seen)
             if name2 == "MLFS" and dec2:

@@ -24,9 +24,19 @@ from hemotwin.io.report import RESEARCH_USE, data_uri, esc, html_page, table
 from hemotwin.monitoring.records import PatientResult
 from hemotwin.monitoring.timeline import Timeline
 
+#: Call categories by kind of response, in the order of the legend. Only CR, CRh and CRi are remissions (greens);
+#: MLFS (no count recovery) and PR are responses short of a remission (yellows), never drawn as remissions.
+RESPONSE_GROUPS: dict[str, tuple[str, ...]] = {
+    "remission (CR/CRh/CRi)": ("CR", "CRh", "CRi"),
+    "response, not remission (MLFS/PR)": ("MLFS", "PR"),
+    "MRD relapse": ("MRD relapse",),
+    "relapse/refractory/no response": ("hematologic relapse", "relapsed disease", "refractory", "progression",
+                                       "no response"),
+    "not evaluable/pre-treatment": ("not evaluable", "pre-treatment"),
+}
 CATEGORY_COLOURS = {
-    "CR": (46, 160, 67), "CRh": (120, 190, 70), "CRi": (170, 205, 90), "MLFS": (215, 215, 120),
-    "PR": (240, 200, 110), "no response": (235, 150, 90), "refractory": (200, 60, 60), "progression": (170, 40, 40),
+    "CR": (46, 160, 67), "CRh": (120, 190, 70), "CRi": (170, 205, 90), "MLFS": (240, 222, 120),
+    "PR": (240, 190, 100), "no response": (235, 150, 90), "refractory": (200, 60, 60), "progression": (170, 40, 40),
     "hematologic relapse": (190, 30, 30), "relapsed disease": (160, 30, 30), "MRD relapse": (230, 110, 40),
     "not evaluable": (215, 215, 215), "pre-treatment": (190, 200, 225),
 }
@@ -136,6 +146,12 @@ def timeline_figure(timeline: Timeline, result: PatientResult, *, width: int = 1
                      fill=CATEGORY_COLOURS.get(c.category, (200, 200, 200)))
     dr.text((8, 52), "treatment", fill="black", font=small)
     dr.text((8, 75), "response", fill="black", font=small)
+    # One swatch per group (MLFS is not drawn as a remission), right-aligned above the first panel's title.
+    x = right - sum(24 + int(dr.textlength(g, font=small)) for g in RESPONSE_GROUPS) + 10
+    for group, cats in RESPONSE_GROUPS.items():
+        dr.rectangle((x, 95, x + 10, 103), fill=CATEGORY_COLOURS[cats[0]])
+        dr.text((x + 14, 93), group, fill="black", font=small)
+        x += 24 + int(dr.textlength(group, font=small))
 
     panel_h = (height - 150 - 3 * 24) // 3
     tops = [110 + i * (panel_h + 24) for i in range(3)]
@@ -209,6 +225,8 @@ def timeline_figure(timeline: Timeline, result: PatientResult, *, width: int = 1
         pts = [p for p in result.mrd if (p.method, p.marker, p.tissue) == (method, marker, tissue)]
         run: list[tuple[date, float]] = []
         for p in [*pts, None]:  # a censored result breaks the line: no value is drawn through it
+            if p is not None and p.unit_mix_suspected:
+                continue  # drawn apart below: a value probably in the wrong unit is not joined to the series
             if p is not None and not p.censored and p.value_pct:
                 run.append((p.date, p.value_pct))
             elif run:
@@ -218,17 +236,24 @@ def timeline_figure(timeline: Timeline, result: PatientResult, *, width: int = 1
             if p.censored and p.lod_pct:
                 x, y = a3.x(p.date), a3.y(p.lod_pct)
                 dr.polygon([(x - 5, y - 4), (x + 5, y - 4), (x, y + 5)], outline=col, width=2)
+            elif p.unit_mix_suspected and p.value_pct:
+                x, y = a3.x(p.date), a3.y(p.value_pct)
+                dr.rectangle((x - 4, y - 4, x + 4, y + 4), outline=col, width=2)
+                dr.text((x + 6, y - 6), "?", fill=col, font=small)
         legend.append((f"{method} {marker} ({tissue})", col))
     for k in result.kinetics:
         if k.projected_date is not None and k.threshold_pct:
             col = keys.get((k.method, k.marker, k.tissue), (0, 0, 0))
             last = next(p for p in reversed(result.mrd)
-                        if (p.method, p.marker, p.tissue) == (k.method, k.marker, k.tissue) and p.value_pct)
+                        if (p.method, p.marker, p.tissue) == (k.method, k.marker, k.tissue) and p.value_pct
+                        and not p.unit_mix_suspected)
             xa, ya, xb, yb = a3.x(last.date), a3.y(last.value_pct or 1), a3.x(k.projected_date), a3.y(k.threshold_pct)
             for i in range(0, 20, 2):
                 dr.line((xa + (xb - xa) * i / 20, ya + (yb - ya) * i / 20, xa + (xb - xa) * (i + 1) / 20,
                          ya + (yb - ya) * (i + 1) / 20), fill=col, width=2)
     legend.append(("open triangle: not detected / < LOD (at the LOD)", (90, 90, 90)))
+    if any(p.unit_mix_suspected for p in result.mrd):
+        legend.append(("open box ?: probably in the wrong unit (not used)", (90, 90, 90)))
     _legend(dr, boxes[2], legend, small)
 
     # Events: numbered marks through every panel.
@@ -323,6 +348,8 @@ def patient_html(timeline: Timeline, result: PatientResult, png: bytes | None, p
         kin.append(f"<tr><td>{esc(k.method)} {esc(k.marker)} ({esc(k.tissue)})</td><td>{k.n_points}</td>"
                    f"<td>{dbl}</td><td>{ci}</td><td>{k.threshold_pct:g} %</td><td>{proj}</td><td>{pci}</td>"
                    f"<td class=s>{esc('; '.join(k.flags))}</td></tr>")
+    legend = " ".join(f"<span style='background:#{'{:02x}{:02x}{:02x}'.format(*CATEGORY_COLOURS[cats[0]])};"
+                      f"padding:0 6px'>{esc(group)}</span>" for group, cats in RESPONSE_GROUPS.items())
     opened = "".join(f"<li><b>{esc(e.severity)}</b> {e.date}: {esc(e.message)}</li>" for e in result.open_alerts)
     warn = "".join(f"<li>{esc(w)}</li>" for w in result.warnings)
     img = f"<img alt='timeline figure' src='{data_uri(png)}'>" if png else ""
@@ -331,6 +358,7 @@ def patient_html(timeline: Timeline, result: PatientResult, png: bytes | None, p
 <h2>Open alerts</h2><ul>{opened or "<li>none</li>"}</ul>
 {img}
 <h2>Calls by timepoint</h2>
+<p class=s>{legend}</p>
 {table(("date", "sample", "call", "status", "criteria (✔ met, ✘ not met, ? missing) [value]"), rows)}
 <h2>Events</h2>
 {table(("#", "date", "severity", "kind", "message", "evidence", "rule"), ev)}

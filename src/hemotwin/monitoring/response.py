@@ -4,6 +4,9 @@ The engine walks the timepoints once, in date order, and decides each call from 
 only: adding a later timepoint never changes an earlier call. A condition that needs a later sample to
 be confirmed (blood blasts in two samples >= 7 days apart; an MRD conversion confirmed in the next
 sample of the same tissue) is reported as a separate, later event, never by rewriting the earlier call.
+A relapse (hematologic or MRD) stands until a new response is documented after new treatment: a CR/CRh/CRi
+call on a treatment line started on or after the relapse (for an MRD relapse, MRD-negative with the relapsed
+marker tested); docs/monitoring.md states the rule in full.
 
 Every criterion is three-valued (met / not met / unknown): a category is called when all its criteria
 are met, skipped when one is not met, and an unknown criterion that could decide the call makes the
@@ -47,7 +50,7 @@ from hemotwin.monitoring.criteria import Criterion
 from hemotwin.monitoring.mrd_course import MRDClass, MRDSeries, MRDSteps
 from hemotwin.monitoring.records import Call, MRDPoint, PatientResult, new_call, slot_setters
 from hemotwin.monitoring.relapse import RelapseSteps
-from hemotwin.monitoring.rules import RULE
+from hemotwin.monitoring.rules import REMISSION, RULE
 from hemotwin.monitoring.timeline import Timeline, Timepoint, TreatmentLine
 
 _new_obj = object.__new__
@@ -84,7 +87,8 @@ class _Engine(ResponseSteps, RelapseSteps, MRDSteps):
         self.remission: tuple[date, str] | None = None
         self.rem_rank, self.rem_name = 0, ""
         self.mrd_negative_seen = False
-        self.mrd_relapse: date | None = None
+        self.mrd_relapse: date | None = None  # onset of the MRD relapse that stands (see _mrd_relapse_stands)
+        self.mrd_relapse_marker: str | None = None  # its "method:canonical marker"
         self.relapse: date | None = None
         self.line_idx: int | None = None
         self.line_best = 0
@@ -170,6 +174,8 @@ class _Engine(ResponseSteps, RelapseSteps, MRDSteps):
         bm0, pb0, emd0 = self._baselines.get(ln.start) or self._baseline(ln.start)
         if self.remission is not None:
             call = self._in_remission(tp, mrd_status, li)
+            if self.mrd_relapse is not None and call.category in REMISSION:
+                call = self._mrd_relapse_stands(tp, call, li)  # a relapse stands until a new response
         else:
             call = self._not_in_remission(tp, mrd_status, li, ln, bm0, pb0, emd0)
         self._process_mrd(tp, call)
@@ -191,7 +197,12 @@ class _Engine(ResponseSteps, RelapseSteps, MRDSteps):
             memo = self.status_memo
             if memo is not None and memo[0] is rem and memo[1] == self.rem_name and memo[2] == self.mrd_relapse:
                 return memo[3]  # type: ignore[return-value]
-            s = f"{self.rem_name} (in remission since {rem[0].isoformat()})"
+            if self.rem_name == "MLFS":
+                # MLFS after a remission: marrow clear but counts below CRh/CRi levels, which is not a remission
+                # (§5 MLFS); the remission reached before is what a relapse would be measured against.
+                s = f"MLFS, not a remission (no count recovery; {rem[1]} reached {rem[0].isoformat()})"
+            else:
+                s = f"{self.rem_name} (in remission since {rem[0].isoformat()})"
             if self.mrd_relapse is not None:
                 s += f"; MRD relapse ({self.mrd_relapse.isoformat()})"
             self.status_memo = (rem, self.rem_name, self.mrd_relapse, s)

@@ -30,6 +30,7 @@ R_CR, R_CRH, R_CRI, R_MLFS, R_PR = "§5 CR", "§5 CRh", "§5 CRi", "§5 MLFS", "
 R_NR, R_REF, R_HREL, R_MREL = "§5 No response", "§5 Refractory", "§5 Hematologic relapse", "§5 MRD relapse"
 R_MRD = "§5 MRD thresholds (ELN MRD 2021)"
 R_PD = "ELN 2017 Table 9 progressive disease (not in docs/clinical_rules.md §5: confirm)"
+R_UNIT = "data check: MRD units of consecutive results (project convention, docs/monitoring.md)"
 
 REMISSION = ("CR", "CRh", "CRi")
 #: Rank of the remission categories (a higher rank is a better response; a fall is a loss of response).

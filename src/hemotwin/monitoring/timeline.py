@@ -13,27 +13,46 @@ from __future__ import annotations
 import csv
 import json
 import warnings
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from hemotwin.errors import InputError
 from hemotwin.monitoring.units import (
+    MRD_UNITS,
     count_to_1e9_per_l,
     hb_to_g_per_dl,
     mrd_to_pct,
+    mrd_unit_factor,
+    norm_unit,
     percent,
     to_decimal,
 )
 
 SCHEMA = "hemotwin.monitoring.timeline/1"
 
+#: A date more than this many days after the previous date of its timeline (two years, a leap day included) is
+#: implausible enough to be reported (a mistyped year, e.g. 2030 for 2024), but long follow-up gaps happen: a
+#: warning, not an error. A date after today is an error (see :class:`Timeline`).
+MAX_GAP_DAYS = 731
+
 
 class TimelineWarning(UserWarning):
-    """A data-quality problem that was repaired (e.g. timepoints sorted), recorded in ``Timeline.warnings``."""
+    """A data-quality problem found at load (timepoints sorted, an implausible date): in ``Timeline.warnings``."""
 
 
 def _dec_json(d: Decimal) -> float | str:
@@ -126,7 +145,12 @@ class TreatmentLine(_Model):
 
 
 class MRDResult(_Model):
-    """One MRD measurement: method, marker, tissue, level in % (``None`` when not detected) and LOD in %."""
+    """One MRD measurement: method, marker, tissue, level in % (``None`` when not detected) and LOD in %.
+
+    ``entered_unit`` is the unit the value was reported in (``value_pct`` and ``lod_pct`` are always %): two
+    consecutive results in different units that differ about as much as the units do are suspected to be a
+    unit slip (:func:`~hemotwin.monitoring.mrd.unit_mix_jump`). ``None``: given in % (or not detected).
+    """
 
     method: Method
     marker: str = Field(min_length=1)
@@ -134,6 +158,14 @@ class MRDResult(_Model):
     value_pct: Dec | None = Field(default=None, ge=0, le=100)
     detected: bool = True
     lod_pct: Dec | None = Field(default=None, gt=0, le=100)
+    entered_unit: str | None = None
+
+    @field_validator("entered_unit")
+    @classmethod
+    def _known_unit(cls, v: str | None) -> str | None:
+        if v is not None and norm_unit(v) not in MRD_UNITS:
+            raise InputError("entered_unit", v, "one of %, fraction, copies/1e4, copies/1e5, copies/1e6")
+        return None if v is None else norm_unit(v)
 
     @model_validator(mode="before")
     @classmethod
@@ -152,6 +184,7 @@ class MRDResult(_Model):
                 d["value_pct"], d["detected"] = None, False
             else:
                 d["value_pct"] = mrd_to_pct(raw, unit, "value")
+                d["entered_unit"] = norm_unit(str(unit))
         if "lod" in d:
             raw = d.pop("lod")
             if raw is not None and raw != "":
@@ -262,7 +295,12 @@ class Timepoint(_Model):
 
 
 class Timeline(_Model):
-    """One patient's course: diagnosis, treatment lines, timepoints (sorted by date at load)."""
+    """One patient's course: diagnosis, treatment lines, timepoints (sorted by date at load).
+
+    Dates are checked at load: none may precede the diagnosis or lie after today (errors); a date more than
+    :data:`MAX_GAP_DAYS` after the previous date of the timeline is a :class:`TimelineWarning` recorded in
+    ``warnings``. "Today" is the validation context's ``today`` (:func:`timeline_from_dict`), else the current date.
+    """
 
     schema_id: Literal["hemotwin.monitoring.timeline/1"] = Field(default=SCHEMA, alias="schema")
     patient: str = Field(min_length=1, max_length=64, description="pseudonym, never a name")
@@ -274,9 +312,10 @@ class Timeline(_Model):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
 
     @model_validator(mode="after")
-    def _order(self) -> Timeline:
+    def _order(self, info: ValidationInfo) -> Timeline:
         dx = self.diagnosis.date
         notes = list(self.warnings)
+        self._plausible_dates((info.context or {}).get("today") or date.today(), notes)
         seen: dict[date, int] = {}
         for i, tp in enumerate(self.timepoints):
             if tp.date < dx:
@@ -315,6 +354,34 @@ class Timeline(_Model):
             object.__setattr__(self, "warnings", notes)
         return self
 
+    def _plausible_dates(self, today: date, notes: list[str]) -> None:
+        """Refuse dates after ``today``; note (warn) a date more than :data:`MAX_GAP_DAYS` after the previous one.
+
+        A sample, a treatment or a diagnosis cannot lie in the future, and an assessment that took such a date
+        for real would misplace every later call: an error. A long gap can be real (follow-up after years of
+        remission) and is only a likely mistyped year: a warning, recorded once in ``warnings`` (a re-read of
+        the canonical record does not add it again). The timeline has no birth date (pseudonymised records);
+        nothing may precede the diagnosis date (checked by the caller).
+        """
+        dated = [(self.diagnosis.date, "diagnosis.date")]
+        for ln in self.treatment_lines:
+            dated.append((ln.start, "treatment_lines.start"))
+            dated += [(c, "treatment_lines.courses") for c in ln.courses]
+        dated += [(tp.date, "timepoints.date") for tp in self.timepoints]
+        for day, field in dated:
+            if day > today:
+                raise InputError(f"{self.patient} {field}", day.isoformat(),
+                                 f"a date not after today ({today.isoformat()}): a mistyped year?")
+        dated.sort(key=lambda x: x[0])  # stable: the diagnosis stays first among equal dates
+        for (prev, prev_field), (day, field) in pairwise(dated):
+            if day - prev > timedelta(days=MAX_GAP_DAYS):
+                msg = (f"{self.patient} {field}: {day.isoformat()} is {(day - prev).days} days after the previous "
+                       f"date of the timeline ({prev_field} {prev.isoformat()}), more than 2 years: check the date "
+                       "(a mistyped year?)")
+                if msg not in notes:
+                    warnings.warn(msg, TimelineWarning, stacklevel=3)
+                    notes.append(msg)
+
     def to_json(self) -> str:
         """Canonical JSON (re-read by :func:`timeline_from_json` to an equal record)."""
         return self.model_dump_json(indent=2)
@@ -345,8 +412,22 @@ def _where(data: Any, loc: tuple[Any, ...]) -> str:
     return " ".join(parts)
 
 
-def timeline_from_dict(data: Any, *, source: str | None = None) -> Timeline:
+def timeline_from_dict(data: Any, *, source: str | None = None, today: date | None = None) -> Timeline:
     """Validate one patient record (JSON-like dict) into a :class:`Timeline`.
+
+    Parameters
+    ----------
+    data
+        The record (JSON-like dict).
+    source
+        The file it came from, named in errors.
+    today
+        The date after which no date of the record may lie (default: the current date).
+
+    Returns
+    -------
+    Timeline
+        The validated, sorted record.
 
     Raises
     ------
@@ -357,7 +438,7 @@ def timeline_from_dict(data: Any, *, source: str | None = None) -> Timeline:
     if not isinstance(data, dict):
         raise InputError(f"{src}(record)", type(data).__name__, "a JSON object with patient, diagnosis, timepoints")
     try:
-        return Timeline.model_validate(data)
+        return Timeline.model_validate(data, context={"today": today} if today is not None else None)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = src + _where(data, tuple(err.get("loc", ())))
@@ -374,14 +455,17 @@ def timeline_from_dict(data: Any, *, source: str | None = None) -> Timeline:
         raise InputError(src + exc.where, exc.value, exc.expected) from None
 
 
-def timeline_from_json(text: str | bytes, *, source: str | None = None) -> Timeline:
-    """Parse JSON text into a :class:`Timeline` (numbers become exact decimals of their text)."""
+def timeline_from_json(text: str | bytes, *, source: str | None = None, today: date | None = None) -> Timeline:
+    """Parse JSON text into a :class:`Timeline` (numbers become exact decimals of their text).
+
+    ``source`` and ``today`` are those of :func:`timeline_from_dict`.
+    """
     try:
         # Plain floats: pydantic turns each into the Decimal of its shortest repr (the number as typed).
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(source or "(json)", f"line {exc.lineno} col {exc.colno}", f"valid JSON ({exc.msg})") from None
-    return timeline_from_dict(data, source=source)
+    return timeline_from_dict(data, source=source, today=today)
 
 
 #: Columns of the long-format CSV (one measurement per row; see docs/monitoring.md).
@@ -552,9 +636,12 @@ def write_timeline_csv(timelines: list[Timeline], path: str | Path) -> Path:
                 if v is not None:
                     add("timepoint", tp.date, f, v)
             for m in tp.mrd:
-                add("mrd", tp.date, "mrd", m.value_pct if m.detected else "not detected", "%",
-                    method=m.method, marker=m.marker, lod="" if m.lod_pct is None else format(m.lod_pct, "f"),
-                    tissue=m.tissue or "")
+                # In the unit the value was reported in (exact: a Decimal division by the unit's factor), so that
+                # the re-read record keeps it; the LOD is written in the same unit.
+                f = mrd_unit_factor(m.entered_unit)
+                add("mrd", tp.date, "mrd", m.value_pct / f if m.detected else "not detected",  # type: ignore[operator]
+                    m.entered_unit or "%", method=m.method, marker=m.marker,
+                    lod="" if m.lod_pct is None else format(m.lod_pct / f, "f"), tissue=m.tissue or "")
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS), restval="")
         w.writeheader()

@@ -153,6 +153,14 @@ def mrd_to_pct(value: Any, unit: str | None, where: str) -> Decimal:
     return out
 
 
+def mrd_unit_factor(unit: str | None) -> Decimal:
+    """The factor to % of an MRD unit as stored in ``MRDResult.entered_unit`` (``None``: the value was given in %)."""
+    if unit is None:
+        return Decimal(1)
+    f = MRD_UNITS.get(unit)  # stored units are already normalised
+    return MRD_UNITS[norm_unit(unit)] if f is None else f
+
+
 def fmt(d: Decimal | None) -> str | None:
     """Plain decimal text of an exact value (no exponent), ``None`` kept."""
     if d is None:

@@ -7,9 +7,15 @@ simulates them), does the work, writes its outputs with a ``provenance.json`` (o
 :func:`score_cohort_files`, :func:`simulate_cohort_files`, :func:`fit_model`, :func:`evaluate_models`
 and :func:`predict_cohort`; a script can call them the same way.
 
+Every option is checked, and every output path prepared, before any table is read or model fitted;
+a job that fails leaves no folder it created behind (:func:`hemotwin.io.outputs.output_dir`). CSV
+outputs are plain CSV (header first, no comment lines); what produced them goes to the
+``<name>.provenance.json`` beside them.
+
 Errors are :class:`~hemotwin.errors.InputError` naming the parameter (``regimen``, ``panel``,
-``models``, ``cv`` ...) or the file and column at fault. Heavy libraries (scikit-learn,
-scikit-survival, matplotlib) are imported inside the functions that need them; pandas on import.
+``method``, ``methods``, ``patients``, ``cv`` ...) or the file and column at fault. Heavy libraries
+(scikit-learn, scikit-survival, matplotlib) are imported inside the functions that need them;
+pandas on import.
 
 Examples
 --------
@@ -21,15 +27,15 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hemotwin.errors import InputError
-from hemotwin.io.outputs import prepare_output_dir, prepare_output_file
+from hemotwin.io.outputs import output_dir, prepare_output_file
 from hemotwin.io.provenance import file_sha256, provenance, write_json
-from hemotwin.io.report import RESEARCH_USE
 from hemotwin.prognosis.cohort_report import write_evaluation
 from hemotwin.prognosis.scoring import check_regimen, score_cohort
 from hemotwin.prognosis.tables import read_cohort
@@ -42,6 +48,7 @@ if TYPE_CHECKING:
     from hemotwin.prognosis.synthetic import SyntheticCohort
 
 __all__ = [
+    "METHODS",
     "CohortFiles",
     "EvaluationPlan",
     "EvaluationRun",
@@ -50,9 +57,12 @@ __all__ = [
     "PredictionRun",
     "ScoreRun",
     "SimulationRun",
+    "check_method",
+    "csv_output",
     "evaluate_models",
     "fit_model",
     "predict_cohort",
+    "provenance_path_of",
     "read_panel",
     "risk_group_of",
     "score_cohort_files",
@@ -61,6 +71,12 @@ __all__ = [
 
 #: Quantiles of the training risk that cut the four risk groups stored with a fitted model.
 RISK_GROUP_QUANTILES = (0.25, 0.5, 0.75)
+#: Survival-model methods (algorithms): ridge Cox, random survival forest, gradient-boosted Cox. The
+#: same names as :data:`hemotwin.prognosis.survival.MODEL_KINDS`, kept here so that options are checked
+#: without importing scikit-learn (a test holds the two equal).
+METHODS: tuple[str, ...] = ("cox", "rsf", "gbsa")
+#: Limits of a synthetic cohort (:class:`hemotwin.prognosis.synthetic.CohortConfig`).
+_MIN_PATIENTS, _MAX_CENTERS = 2, 99
 
 _APPARENT_WARNING = ("training (apparent) metrics are optimistic; use `hemotwin cohort evaluate` for "
                      "validated ones")
@@ -144,6 +160,18 @@ class ModelSettings:
     tau: float = 7.0
     seed: int = 0
 
+    def check(self) -> ModelSettings:
+        """These settings, or an :class:`InputError` naming the first impossible one (before any work)."""
+        if not self.alpha >= 0:
+            raise InputError("alpha", self.alpha, "a penalty >= 0")
+        if self.n_estimators is not None and self.n_estimators < 1:
+            raise InputError("n_estimators", self.n_estimators, "at least 1 tree or boosting stage")
+        if self.min_gene_count < 1:
+            raise InputError("min_gene_count", self.min_gene_count, "an integer >= 1")
+        if not self.tau > 0:
+            raise InputError("tau", self.tau, "a horizon in years > 0")
+        return self
+
     def params_for(self, kind: str) -> dict[str, Any]:
         """Constructor parameters of a model of ``kind`` (``cox``, ``rsf``, ``gbsa``)."""
         if kind == "cox":
@@ -163,31 +191,38 @@ class EvaluationPlan:
 
     Attributes
     ----------
-    models
-        Model kinds to cross-validate: a comma list (``"cox,rsf"``) or a sequence of names.
+    methods
+        Methods to cross-validate: a comma list (``"cox,rsf"``) or a sequence of names (:data:`METHODS`).
     cv
         ``"centers"`` (leave-one-center-out) or ``"kfold"``.
     folds
-        Number of folds for ``cv="kfold"``.
+        Number of folds for ``cv="kfold"`` (at least 2).
     baselines
         Published scores to compare (columns of :func:`hemotwin.prognosis.scoring.score_cohort`):
         a comma list, a sequence, or ``"none"``.
     """
 
-    models: str | Sequence[str] = "cox,rsf,gbsa"
+    methods: str | Sequence[str] = "cox,rsf,gbsa"
     cv: str = "centers"
     folds: int = 5
     baselines: str | Sequence[str] = "IPSSM_SCORE,IPSSR_SCORE,ELN2022"
 
-    def model_kinds(self) -> list[str]:
-        """The model kinds, lower case; an unknown or empty list is an error naming ``models``."""
-        from hemotwin.prognosis.survival import MODEL_KINDS
+    def method_names(self) -> list[str]:
+        """The methods, lower case; an unknown or empty list is an error naming ``methods``."""
+        names = [k.strip().lower() for k in _items(self.methods) if k.strip()]
+        bad = [k for k in names if k not in METHODS]
+        if bad or not names:
+            raise InputError("methods", self.methods, f"a comma list of {', '.join(METHODS)}")
+        return names
 
-        kinds = [k.strip().lower() for k in _items(self.models) if k.strip()]
-        bad = [k for k in kinds if k not in MODEL_KINDS]
-        if bad or not kinds:
-            raise InputError("models", self.models, f"a comma list of {', '.join(MODEL_KINDS)}")
-        return kinds
+    def check(self) -> EvaluationPlan:
+        """The plan itself, or an :class:`InputError` naming the first impossible option (before any work)."""
+        self.method_names()
+        if self.cv not in ("centers", "kfold"):
+            raise InputError("cv", self.cv, "'centers' or 'kfold'")
+        if self.cv == "kfold" and self.folds < 2:
+            raise InputError("folds", self.folds, "at least 2 folds")
+        return self
 
     def baseline_columns(self) -> list[str]:
         """The published-score columns to compare (empty for ``"none"``)."""
@@ -220,6 +255,50 @@ def read_panel(path: Path) -> list[str] | str:
     if not genes:
         raise InputError("panel", str(path), "at least one gene symbol")
     return genes
+
+
+def check_method(method: str) -> str:
+    """``method`` lower case when it is one of :data:`METHODS`, else an :class:`InputError` naming ``method``."""
+    name = str(method).strip().lower()
+    if name not in METHODS:
+        raise InputError("method", method, f"one of {', '.join(METHODS)}")
+    return name
+
+
+def provenance_path_of(path: Path) -> Path:
+    """The provenance record beside a CSV output: ``scores.csv`` -> ``scores.provenance.json``."""
+    path = Path(path)
+    return path.with_name(path.stem + ".provenance.json")
+
+
+@contextmanager
+def csv_output(path: Path, *, overwrite: bool) -> Iterator[tuple[Path, Path]]:
+    """Check a CSV output and its provenance record before any work, for the span of a job.
+
+    Yields ``(csv path, provenance path)``. Either existing is refused unless ``overwrite``; a path
+    that names a folder, or whose folder cannot be created or written, is an :class:`InputError`
+    naming ``out``. Folders created for the output are removed again when the job fails while they
+    are still empty.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError("out", str(path), "a CSV file path (a folder exists there)")
+    sidecar = provenance_path_of(path)
+    created = []  # the folders this job creates, deepest first
+    for folder in (path.parent, *path.parent.parents):
+        if folder.exists():
+            break
+        created.append(folder)
+    try:
+        prepare_output_file(path, overwrite=overwrite)
+        prepare_output_file(sidecar, overwrite=overwrite)
+        yield path, sidecar
+    except BaseException:
+        for folder in created:
+            if not folder.is_dir() or any(folder.iterdir()):
+                break
+            folder.rmdir()
+        raise
 
 
 def _need_target(files: CohortFiles) -> None:
@@ -293,26 +372,25 @@ def score_cohort_files(clinical: Path, out: Path, *, molecular: Path | None = No
     """
     clinical, out = Path(clinical), Path(out)
     regimen = check_regimen(regimen)
-    dest = prepare_output_file(out, overwrite=overwrite)
-    prov_path = dest.with_name(dest.stem + ".provenance.json")
-    if prov_path.exists() and not overwrite:
-        prepare_output_file(prov_path, overwrite=False)
-    genes = read_panel(panel) if panel is not None else None
-    tables = read_cohort(clinical, molecular)
-    scores = score_cohort(tables.clinical, tables.molecular, sequenced_genes=genes, regimen=regimen)
-    scores.to_csv(dest, index=False, float_format="%.4g")
-    inputs = {"clinical": file_sha256(clinical)}
-    if molecular is not None:
-        inputs["molecular"] = file_sha256(molecular)
-    if panel is not None:
-        inputs["panel"] = file_sha256(panel)
-    warnings = [str(w) for w in tables.warnings]
-    write_json(prov_path, provenance(
-        command="cohort score",
-        config={"clinical": str(clinical), "molecular": str(molecular) if molecular else None,
-                "panel": genes if genes is not None else "genes seen in the molecular table",
-                "regimen": regimen, "out": str(dest)},
-        inputs=inputs, extra={"table_warnings": warnings, "n_patients": len(scores)}))
+    with csv_output(out, overwrite=overwrite) as (dest, prov_path):
+        genes = read_panel(panel) if panel is not None else None
+        tables = read_cohort(clinical, molecular)
+        scores = score_cohort(tables.clinical, tables.molecular, sequenced_genes=genes, regimen=regimen)
+        scores.to_csv(dest, index=False, float_format="%.4g")
+        inputs = {"clinical": file_sha256(clinical)}
+        if molecular is not None:
+            inputs["molecular"] = file_sha256(molecular)
+        if panel is not None:
+            inputs["panel"] = file_sha256(panel)
+        warnings = [str(w) for w in tables.warnings]
+        write_json(prov_path, provenance(
+            command="cohort score",
+            config={"clinical": str(clinical), "molecular": str(molecular) if molecular else None,
+                    "panel": genes if genes is not None else "genes seen in the molecular table",
+                    "regimen": regimen, "out": str(dest)},
+            inputs=inputs, extra={"table_warnings": warnings, "n_patients": len(scores),
+                                  "undetermined": {col: int((scores[col] == "undetermined").sum())
+                                                   for col in ("ELN2022", "ELN2024", "IPSSR", "IPSSM")}}))
     return ScoreRun(scores, dest, prov_path, warnings)
 
 
@@ -333,7 +411,7 @@ class SimulationRun:
         return int(self.cohort.target["OS_STATUS"].sum())
 
 
-def simulate_cohort_files(out: Path, *, n: int = 3000, centers: int = 6, seed: int = 0,
+def simulate_cohort_files(out: Path, *, patients: int = 3000, centers: int = 6, seed: int = 0,
                           overwrite: bool = False) -> SimulationRun:
     """Simulate a synthetic MDS/AML-like cohort with a known survival model and write it.
 
@@ -342,8 +420,9 @@ def simulate_cohort_files(out: Path, *, n: int = 3000, centers: int = 6, seed: i
     out
         Output folder: ``clinical.csv``, ``molecular.csv``, ``target.csv``, ``truth.csv``,
         ``metadata.json`` (planted effects) and ``provenance.json``.
-    n, centers, seed
-        Patients, centers and random seed (see :func:`hemotwin.prognosis.synthetic.simulate_cohort`).
+    patients, centers, seed
+        Number of patients (at least 2), centers (1-99) and random seed (see
+        :func:`hemotwin.prognosis.synthetic.simulate_cohort`).
     overwrite
         Allow writing into a non-empty folder.
 
@@ -353,11 +432,16 @@ def simulate_cohort_files(out: Path, *, n: int = 3000, centers: int = 6, seed: i
     """
     from hemotwin.prognosis.synthetic import simulate_cohort, write_cohort
 
-    cohort = simulate_cohort(n, n_centers=centers, seed=seed)
-    paths = write_cohort(cohort, out, overwrite=overwrite)
-    write_json(Path(out) / "provenance.json", provenance(
-        command="cohort simulate", config=cohort.metadata["config"], seeds={"seed": seed},
-        inputs={}, extra={"outputs": {k: str(p.name) for k, p in paths.items()}}))
+    if patients < _MIN_PATIENTS:
+        raise InputError("patients", patients, f"at least {_MIN_PATIENTS} patients")
+    if not 1 <= centers <= _MAX_CENTERS:
+        raise InputError("centers", centers, f"between 1 and {_MAX_CENTERS} centers")
+    with output_dir(out, overwrite=overwrite) as folder:
+        cohort = simulate_cohort(patients, n_centers=centers, seed=seed)
+        paths = write_cohort(cohort, folder, overwrite=overwrite)
+        write_json(folder / "provenance.json", provenance(
+            command="cohort simulate", config=cohort.metadata["config"], seeds={"seed": seed},
+            inputs={}, extra={"outputs": {k: str(p.name) for k, p in paths.items()}}))
     return SimulationRun(cohort, paths)
 
 
@@ -390,7 +474,7 @@ class FitRun:
         return self.metadata["training_metrics"]
 
 
-def fit_model(files: CohortFiles, out: Path, *, model: str = "cox", settings: ModelSettings | None = None,
+def fit_model(files: CohortFiles, out: Path, *, method: str = "cox", settings: ModelSettings | None = None,
               with_scores: bool = False, overwrite: bool = False, command: str = "cohort fit") -> FitRun:
     """Fit a survival model on a cohort and save it with its design, training metrics and provenance.
 
@@ -400,8 +484,8 @@ def fit_model(files: CohortFiles, out: Path, *, model: str = "cox", settings: Mo
         Clinical, molecular (optional) and target tables.
     out
         Output folder: ``model.joblib``, ``provenance.json`` and, for Cox, ``coefficients.csv``.
-    model
-        ``cox``, ``rsf`` or ``gbsa``.
+    method
+        The algorithm: ``cox``, ``rsf`` or ``gbsa`` (:data:`METHODS`).
     settings
         Penalty, trees, gene threshold, horizon and seed (defaults: :class:`ModelSettings`).
     with_scores
@@ -420,28 +504,30 @@ def fit_model(files: CohortFiles, out: Path, *, model: str = "cox", settings: Mo
     from hemotwin.prognosis import survival as sv
     from hemotwin.prognosis.design import build_design, fit_design
 
-    s = settings or ModelSettings()
+    s = (settings or ModelSettings()).check()
+    method = check_method(method)
     _need_target(files)
-    outdir = prepare_output_dir(out, overwrite=overwrite)
-    est = s.make_model(model)
-    c, m, t, notes = files.read()
-    y = sv.make_y(t, where=files.target.name)
-    feats = ("IPSSM_SCORE", "IPSSR_SCORE") if with_scores else ()
-    spec = fit_design(c, m, min_gene_count=s.min_gene_count, score_features=feats)
-    X = build_design(spec, c, m)
-    est.fit(X, y)
-    risk = est.predict(X)
-    train = sv.evaluate_risk(y, y, risk, tau=s.tau)
-    cuts = np.quantile(risk, list(RISK_GROUP_QUANTILES)).tolist()
-    meta = {"model": model, "params": est.get_params(), "features": list(X.columns),
-            "features_used": list(est.features_used_), "risk_group_cuts": cuts, "tau": s.tau,
-            "n_patients": len(y), "n_events": int(y["event"].sum()), "training_metrics": train}
-    path = sv.save_model(outdir / "model.joblib", est, design=spec.model_dump(mode="json"), metadata=meta)
-    if model == "cox":
-        est.coefficients(X).to_csv(outdir / "coefficients.csv")
-    write_json(outdir / "provenance.json", provenance(
-        command=command, config={**meta, "design": spec.model_dump(mode="json")}, seeds={"seed": s.seed},
-        inputs=files.checksums(), extra={"notes": notes, "apparent_metrics_warning": _APPARENT_WARNING}))
+    with output_dir(out, overwrite=overwrite) as outdir:
+        est = s.make_model(method)
+        c, m, t, notes = files.read()
+        y = sv.make_y(t, where=files.target.name)
+        feats = ("IPSSM_SCORE", "IPSSR_SCORE") if with_scores else ()
+        spec = fit_design(c, m, min_gene_count=s.min_gene_count, score_features=feats)
+        X = build_design(spec, c, m)
+        est.fit(X, y)
+        risk = est.predict(X)
+        train = sv.evaluate_risk(y, y, risk, tau=s.tau)
+        cuts = np.quantile(risk, list(RISK_GROUP_QUANTILES)).tolist()
+        # "model" keeps its key in the saved metadata: model files written before the rename still load.
+        meta = {"model": method, "params": est.get_params(), "features": list(X.columns),
+                "features_used": list(est.features_used_), "risk_group_cuts": cuts, "tau": s.tau,
+                "n_patients": len(y), "n_events": int(y["event"].sum()), "training_metrics": train}
+        path = sv.save_model(outdir / "model.joblib", est, design=spec.model_dump(mode="json"), metadata=meta)
+        if method == "cox":
+            est.coefficients(X).to_csv(outdir / "coefficients.csv")
+        write_json(outdir / "provenance.json", provenance(
+            command=command, config={**meta, "design": spec.model_dump(mode="json")}, seeds={"seed": s.seed},
+            inputs=files.checksums(), extra={"notes": notes, "apparent_metrics_warning": _APPARENT_WARNING}))
     return FitRun(path, meta, notes)
 
 
@@ -484,29 +570,32 @@ def evaluate_models(files: CohortFiles, out: Path, *, plan: EvaluationPlan | Non
         Output folder: ``metrics.json``, ``folds.csv``, ``calibration.csv``/``.png``,
         ``km_<model>.png``, ``summary.md`` and ``provenance.json``.
     plan
-        Models, folds and baselines (defaults: :class:`EvaluationPlan`, leave-centers-out).
+        Methods, folds and baselines (defaults: :class:`EvaluationPlan`, leave-centers-out).
     settings
         Penalty, trees, gene threshold, horizon and seed (defaults: :class:`ModelSettings`).
     overwrite
         Allow writing into a non-empty folder.
     progress
-        ``progress(done, total)`` after each model and fold.
+        ``progress(done, total)`` after each method and fold.
 
     Returns
     -------
     EvaluationRun
     """
+    plan = (plan or EvaluationPlan()).check()
+    s = (settings or ModelSettings()).check()
+    _need_target(files)
+    with output_dir(out, overwrite=overwrite) as outdir:
+        return _evaluate(files, outdir, plan, s, progress)
+
+
+def _evaluate(files: CohortFiles, outdir: Path, plan: EvaluationPlan, s: ModelSettings,
+              progress: Callable[[int, int], None] | None) -> EvaluationRun:
+    """The work of :func:`evaluate_models` once options and output folder are checked."""
     from hemotwin.prognosis import survival as sv
     from hemotwin.prognosis.design import build_design, fit_design
 
-    plan = plan or EvaluationPlan()
-    s = settings or ModelSettings()
-    _need_target(files)
-    outdir = prepare_output_dir(out, overwrite=overwrite)
-    kinds = plan.model_kinds()
-    if plan.cv not in ("centers", "kfold"):
-        raise InputError("cv", plan.cv, "'centers' or 'kfold'")
-    ests = {k: s.make_model(k) for k in kinds}
+    ests = {k: s.make_model(k) for k in plan.method_names()}
     c, m, t, notes = files.read()
     if plan.cv == "centers" and "CENTER" not in c.columns:
         raise InputError("cv", plan.cv, f"a CENTER column in {files.clinical.name} for leave-centers-out "
@@ -531,7 +620,7 @@ def evaluate_models(files: CohortFiles, out: Path, *, plan: EvaluationPlan | Non
     written = write_evaluation(outdir, res, y, cv=plan.cv, tau=s.tau)
     write_json(outdir / "provenance.json", provenance(
         command="cohort evaluate", config={
-            "models": {k: e.get_params() for k, e in ests.items()}, "cv": plan.cv, "folds": plan.folds,
+            "methods": {k: e.get_params() for k, e in ests.items()}, "cv": plan.cv, "folds": plan.folds,
             "tau": s.tau, "baselines": base_cols, "design": spec.model_dump(mode="json"),
             "features": list(X.columns)},
         seeds={"seed": s.seed}, inputs=files.checksums(), extra={"notes": notes, "outputs": written}))
@@ -553,15 +642,18 @@ class PredictionRun:
     path
         The CSV written.
     model_kind
-        ``cox``, ``rsf`` or ``gbsa``.
+        The model's method: ``cox``, ``rsf`` or ``gbsa``.
     notes
         What the table alignment left out or ignored.
+    provenance_path
+        The provenance record beside the CSV.
     """
 
     table: pd.DataFrame
     path: Path
     model_kind: str
     notes: list[str]
+    provenance_path: Path
 
 
 def predict_cohort(model: Path, files: CohortFiles, out: Path, *, overwrite: bool = False) -> PredictionRun:
@@ -574,9 +666,12 @@ def predict_cohort(model: Path, files: CohortFiles, out: Path, *, overwrite: boo
     files
         Clinical and (optional) molecular tables; a target table is not read.
     out
-        CSV to write (``ID, RISK, RISK_GROUP, S_1Y, S_3Y, S_5Y`` under a commented header line).
+        CSV to write: ``ID, RISK, RISK_GROUP, S_1Y, S_3Y, S_5Y``, plain (the header is the first
+        line). ``<stem>.provenance.json`` beside it records the research-use notice, the model (file,
+        checksum, method, the hemotwin version that fitted it), what ``RISK_GROUP`` means and the
+        input checksums.
     overwrite
-        Replace an existing file.
+        Replace existing outputs.
 
     Returns
     -------
@@ -586,22 +681,31 @@ def predict_cohort(model: Path, files: CohortFiles, out: Path, *, overwrite: boo
     from hemotwin.prognosis.design import DesignSpec, build_design
 
     model = Path(model)
-    path = prepare_output_file(out, overwrite=overwrite)
-    bundle = sv.load_model(model)
-    spec = DesignSpec.model_validate(bundle["design"])
-    c, m, _t, notes = CohortFiles(files.clinical, files.molecular).read()
-    X = build_design(spec, c, m)
-    est = bundle["model"]
-    risk = est.predict(X)
-    table = X[[]].copy()
-    table["RISK"] = risk
-    table["RISK_GROUP"] = risk_group_of(bundle["metadata"]["risk_group_cuts"], risk)
-    surv = est.predict_survival(X, list(sv.CALIBRATION_HORIZONS))
-    for j, h in enumerate(sv.CALIBRATION_HORIZONS):
-        table[f"S_{h:g}Y"] = surv[:, j]
-    kind = bundle["metadata"]["model"]
-    with open(path, "w") as fh:
-        fh.write(f"# {RESEARCH_USE} Model {kind} from {model.name}; RISK_GROUP 1-4 = "
-                 "quartiles of the training risk (4 = highest)\n")
-        table.reset_index().to_csv(fh, index=False, float_format="%.6g")
-    return PredictionRun(table, path, kind, notes)
+    with csv_output(out, overwrite=overwrite) as (path, prov_path):
+        bundle = sv.load_model(model)
+        spec = DesignSpec.model_validate(bundle["design"])
+        c, m, _t, notes = CohortFiles(files.clinical, files.molecular).read()
+        X = build_design(spec, c, m)
+        est = bundle["model"]
+        risk = est.predict(X)
+        table = X[[]].copy()
+        table["RISK"] = risk
+        table["RISK_GROUP"] = risk_group_of(bundle["metadata"]["risk_group_cuts"], risk)
+        surv = est.predict_survival(X, list(sv.CALIBRATION_HORIZONS))
+        for j, h in enumerate(sv.CALIBRATION_HORIZONS):
+            table[f"S_{h:g}Y"] = surv[:, j]
+        kind = bundle["metadata"]["model"]
+        table.reset_index().to_csv(path, index=False, float_format="%.6g")
+        write_json(prov_path, provenance(
+            command="cohort predict",
+            config={"model": str(model), "clinical": str(files.clinical),
+                    "molecular": str(files.molecular) if files.molecular else None, "out": str(path)},
+            inputs={"model": file_sha256(model), **CohortFiles(files.clinical, files.molecular).checksums()},
+            extra={"model": {"method": kind, "fitted_with_hemotwin": bundle.get("hemotwin_version"),
+                             "n_training_patients": bundle["metadata"].get("n_patients")},
+                   "columns": {"RISK": "the model's risk score (higher = worse)",
+                               "RISK_GROUP": "1-4: quartiles of the training risk (4 = highest)",
+                               **{f"S_{h:g}Y": f"predicted overall survival at {h:g} year(s)"
+                                  for h in sv.CALIBRATION_HORIZONS}},
+                   "notes": notes, "n_patients": len(table)}))
+    return PredictionRun(table, path, kind, notes, prov_path)

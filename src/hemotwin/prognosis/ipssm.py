@@ -20,12 +20,16 @@ Missing values are imputed three times (best / mean / worst) as in ``IPSSMmain``
 use three-valued logic, so that, e.g., an unsequenced SF3B1 in a patient without del(5q) still
 gives ``SF3B1_5q = 0``; this agrees with the JavaScript calculator (papaemmelab/ipssm-api
 ``processInputs``) wherever that one decides, and with the R package whenever inputs are complete.
-The reported score is the mean scenario, as in both reference implementations.
+The reported score is the mean scenario, as in both reference implementations; its category is
+reported as *the* category only when the best and worst scenarios agree on it (otherwise the
+result is undetermined and names the missing inputs that decide it, largest effect first).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -68,7 +72,8 @@ _LN2 = math.log(2.0)
 
 def round2(x: np.ndarray) -> np.ndarray:
     """Round to 2 decimals element by element with Python's correctly rounded ``round`` (as R's ``round``)."""
-    return np.array([math.nan if math.isnan(v) else round(float(v), 2) for v in np.asarray(x, dtype=float)])
+    # + 0.0 turns a rounded -0.0 into 0.0, so that no score prints as "-0.00".
+    return np.array([math.nan if math.isnan(v) else round(float(v), 2) + 0.0 for v in np.asarray(x, dtype=float)])
 
 
 def ipssm_category_index(score: np.ndarray) -> np.ndarray:
@@ -113,6 +118,10 @@ def ipssm_variables(F: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         **{x: g(x) for x in _GENE_VARS},
         "SF3B1_alpha": alpha,
     }
+    # What makes a derived variable unknown: the gene itself, or (gene known) the karyotype.
+    v["_SF3B1_UNKNOWN"] = np.isnan(sf3b1).astype(float)
+    v["_SF3B1_5Q_UNKNOWN"] = np.isnan(sf3b1_5q).astype(float)
+    v["_TP53_UNKNOWN"] = np.isnan(np.asarray(F.get("TP53_N", nan), dtype=float)).astype(float)
     res = np.vstack([g(x) for x in IPSSM_RESIDUAL_GENES])
     v["_NS"] = np.nansum(res == 1.0, axis=0).astype(float)
     v["_M"] = np.isnan(res).sum(axis=0).astype(float)
@@ -162,11 +171,93 @@ def ipssm_arrays(F: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     out["variables"] = np.vstack([x, nr["mean"][None, :]])
     out["names"] = np.array([*names, "NRES2"], dtype=object)
     out["n_residual_unsequenced"] = v["_M"]
+    out["n_residual_mutated"] = v["_NS"]
+    for key in ("_SF3B1_UNKNOWN", "_SF3B1_5Q_UNKNOWN", "_TP53_UNKNOWN"):
+        out[key.strip("_").lower()] = v[key] == 1.0
     return out
 
 
-def ipssm_result(arr: dict[str, np.ndarray], i: int) -> ScoreResult:
-    """The :class:`ScoreResult` of row ``i`` of :func:`ipssm_arrays`, contributions as the rules."""
+#: Variable -> the input a user supplies for it (the karyotype, and genes whose derived variables need it, apart).
+_INPUT_OF = {"HB": "haemoglobin", "PLT": "platelets", "BLAST": "marrow blasts", "FLT3": "FLT3",
+             "MLL_PTD": "KMT2A (PTD)", **{g: g for g in _GENE_VARS}}
+#: Largest change of the score (log2 hazard ratio) each variable can bring, between its best and worst values.
+_SWING = {k: abs(beta * (worst - best)) / _LN2 for k, (beta, _mean, best, worst) in IPSSM_BETAS.items()}
+
+
+def _input_of(name: str, causes: tuple[bool, bool, bool], karyotype: str) -> str:
+    """The input behind a missing variable; ``causes``: TP53, SF3B1 and SF3B1_5q unknown."""
+    tp53_unknown, sf3b1_unknown, sf3b1_5q_unknown = causes
+    if name == "CYTO":
+        return karyotype
+    if name == "TP53multi":
+        return "TP53" if tp53_unknown else karyotype  # one TP53 hit: -17/17p decides multi-hit
+    if name in ("SF3B1_5q", "SF3B1_alpha"):
+        if sf3b1_unknown:
+            return "SF3B1"
+        if sf3b1_5q_unknown:
+            return karyotype  # SF3B1 known: del(5q), -7/del(7q) and complexity decide
+        return "SF3B1 co-mutations (SRSF2, STAG2, BCOR, BCORL1, RUNX1, NRAS)"
+    return _INPUT_OF[name]
+
+
+@functools.lru_cache(maxsize=4096)
+def _deciding(missing: int, causes: tuple[bool, bool, bool], ns: float, m: float, karyotype: str) -> tuple[str, ...]:
+    """Deciding inputs of one pattern of missing variables (bit k of ``missing`` = variable k; NRES2 last).
+
+    Cached: a cohort repeats a few patterns, so each is worked out once.
+    """
+    names = [*IPSSM_BETAS, "NRES2"]
+    swing: dict[str, float] = {}
+    for k, name in enumerate(names):
+        if not missing >> k & 1:
+            continue
+        if name == "NRES2":
+            label = f"{int(m)} residual gene(s) of NRES2 not sequenced"
+            change = (min(ns + m, 2.0) - min(ns, 2.0)) * NRES2_BETA / _LN2
+        else:
+            label, change = _input_of(name, causes, karyotype), _SWING[name]
+        swing[label] = swing.get(label, 0.0) + change
+    return tuple(label for label, c in sorted(swing.items(), key=lambda kv: -kv[1]) if c > 0)
+
+
+def ipssm_statuses(arr: dict[str, np.ndarray], rows: Sequence[int] | np.ndarray,
+                   karyotype: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """:func:`ipssm_status` of many rows at once (``karyotype``: one label per row)."""
+    rows = np.asarray(rows, dtype=np.intp)
+    bits = (arr["missing"][:, rows].T.astype(np.int64) << np.arange(arr["missing"].shape[0])).sum(axis=1)
+    causes = np.vstack([arr[k][rows] for k in ("tp53_unknown", "sf3b1_unknown", "sf3b1_5q_unknown")]).T.tolist()
+    cols = {k: arr[k][rows].tolist() for k in ("category_best", "category_worst", "best", "worst", "score",
+                                               "n_residual_mutated", "n_residual_unsequenced")}
+    out: list[tuple[str, list[str]]] = []
+    for j, code in enumerate(bits.tolist()):
+        cb, cw = int(cols["category_best"][j]), int(cols["category_worst"][j])
+        if cb == cw:
+            out.append(("", []))
+            continue
+        deciding = _deciding(code, tuple(causes[j]), cols["n_residual_mutated"][j], cols["n_residual_unsequenced"][j],
+                             karyotype[j])
+        reason = (f"{IPSSM_CATEGORIES[cb]} to {IPSSM_CATEGORIES[cw]} over the missing inputs (score "
+                  f"{cols['best'][j]:.2f} to {cols['worst'][j]:.2f}; mean-imputed {cols['score'][j]:.2f})")
+        out.append((reason, list(deciding)))
+    return out
+
+
+def ipssm_status(arr: dict[str, np.ndarray], i: int, *, karyotype: str = "karyotype") -> tuple[str, list[str]]:
+    """``(reason, deciding inputs)`` of row ``i``; ``("", [])`` when best and worst share a category.
+
+    The deciding inputs are the missing ones, largest possible change of the score first (each
+    variable between its best and worst value, summed per input); ``karyotype`` names the karyotype
+    among them (e.g. ``"karyotype (unreadable)"``).
+    """
+    return ipssm_statuses(arr, [i], [karyotype])[0]
+
+
+def ipssm_result(arr: dict[str, np.ndarray], i: int, *, karyotype: str = "karyotype") -> ScoreResult:
+    """The :class:`ScoreResult` of row ``i`` of :func:`ipssm_arrays`, contributions as the rules.
+
+    The category is given when the best and worst scenarios share it; otherwise the result is
+    undetermined (see :func:`ipssm_status`) and ``category_estimate`` keeps the mean-scenario category.
+    """
     names = list(arr["names"])
     contrib = arr["contrib"][:, i]
     rules = []
@@ -195,6 +286,9 @@ def ipssm_result(arr: dict[str, np.ndarray], i: int) -> ScoreResult:
     rules.append(f"score {s:.2f} -> {IPSSM_CATEGORIES[cat]} (cuts -1.5/-0.5/0/0.5/1.5, right-closed; {_CITE})")
     notes = [] if not missing else [f"best {b:.2f} ({IPSSM_CATEGORIES[cb]}) / worst {w:.2f} "
                                     f"({IPSSM_CATEGORIES[cw]}) over the missing inputs"]
-    return ScoreResult(name="IPSS-M", category=IPSSM_CATEGORIES[cat], score=s, score_best=b, score_worst=w,
+    reason, deciding = ipssm_status(arr, i, karyotype=karyotype)
+    return ScoreResult(name="IPSS-M", category=IPSSM_CATEGORIES[cat] if cb == cw else None,
+                       category_estimate=IPSSM_CATEGORIES[cat], determined=cb == cw, reason=reason,
+                       deciding_inputs=deciding, score=s, score_best=b, score_worst=w,
                        category_best=IPSSM_CATEGORIES[cb], category_worst=IPSSM_CATEGORIES[cw], rules=rules,
                        missing=missing, complete=b == w, notes=notes)

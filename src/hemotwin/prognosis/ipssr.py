@@ -12,7 +12,8 @@ Categories (right-closed): Very Low <= 1.5 < Low <= 3 < Intermediate <= 4.5 < Hi
 The published calculator (papaemmelab/ipssm-api ``computeIpssr``) uses the same cut-points.
 
 With an input missing the score is ``None`` and the result gives the lowest and highest scores the
-missing inputs allow (``score_best`` / ``score_worst``), so a category that cannot change is still known.
+missing inputs allow (``score_best`` / ``score_worst``), so a category that cannot change is still known;
+one that can is *undetermined* (no category; the range and the missing inputs that decide it are given).
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ def ipssr_arrays(cyto_code: np.ndarray, bm_blast: np.ndarray, hb: np.ndarray, pl
     -------
     dict
         ``points`` (5 x n, NaN where missing), ``score`` (NaN if any input missing), ``low`` and
-        ``high`` (score range over the missing inputs) and ``category`` (index into
-        :data:`IPSSR_CATEGORIES`, -1 where not known).
+        ``high`` (score range over the missing inputs), ``category`` (index into
+        :data:`IPSSR_CATEGORIES`, -1 where not known) and ``category_low`` / ``category_high``
+        (the categories of ``low`` and ``high``).
     """
     pts = np.vstack([np.asarray(cyto_code, dtype=float), blast_points(bm_blast), hb_points(hb), plt_points(plt),
                      anc_points(anc)])
@@ -87,7 +89,8 @@ def ipssr_arrays(cyto_code: np.ndarray, bm_blast: np.ndarray, hb: np.ndarray, pl
     same = ipssr_category_index(low) == ipssr_category_index(high)
     # A category that every value of the missing inputs leaves unchanged is still reported.
     cat = np.where((cat < 0) & same, ipssr_category_index(low), cat)
-    return {"points": pts, "score": score, "low": low, "high": high, "category": cat}
+    return {"points": pts, "score": score, "low": low, "high": high, "category": cat,
+            "category_low": ipssr_category_index(low), "category_high": ipssr_category_index(high)}
 
 
 def ipssr(*, cyto_group: str | None, bm_blast: float | None, hb: float | None, plt: float | None,
@@ -115,8 +118,30 @@ def ipssr(*, cyto_group: str | None, bm_blast: float | None, hb: float | None, p
     return ipssr_result(arr, 0)
 
 
-def ipssr_result(arr: dict[str, np.ndarray], i: int) -> ScoreResult:
-    """The :class:`ScoreResult` of row ``i`` of :func:`ipssr_arrays`."""
+#: Variable -> the input a user supplies for it (deciding inputs of an undetermined category).
+_INPUTS = {"cytogenetics": "karyotype", "bm_blast": "marrow blasts", "hb": "haemoglobin", "plt": "platelets",
+           "anc": "ANC"}
+_NAMES = list(_RANGE)
+_WIDEST_FIRST = sorted(_NAMES, key=lambda v: _RANGE[v][0] - _RANGE[v][1])
+
+
+def ipssr_status(arr: dict[str, np.ndarray], i: int, *, karyotype: str = "karyotype") -> tuple[str, list[str]]:
+    """``(reason, deciding inputs)`` of row ``i``; ``("", [])`` when its category is determined.
+
+    The deciding inputs are the missing variables, widest point range first; ``karyotype`` names the
+    karyotype among them (e.g. ``"karyotype (unreadable)"``).
+    """
+    if int(arr["category"][i]) >= 0:
+        return "", []
+    lo, hi = float(arr["low"][i]), float(arr["high"][i])
+    c_lo, c_hi = (IPSSR_CATEGORIES[int(arr[k][i])] for k in ("category_low", "category_high"))
+    missing = np.isnan(arr["points"][:, i]).tolist()
+    deciding = [karyotype if v == "cytogenetics" else _INPUTS[v] for v in _WIDEST_FIRST if missing[_NAMES.index(v)]]
+    return f"{c_lo} to {c_hi} over the missing inputs (score {lo:g}-{hi:g})", deciding
+
+
+def ipssr_result(arr: dict[str, np.ndarray], i: int, *, karyotype: str = "karyotype") -> ScoreResult:
+    """The :class:`ScoreResult` of row ``i`` of :func:`ipssr_arrays` (``karyotype``: see :func:`ipssr_status`)."""
     names = ("cytogenetics", "bm_blast", "hb", "plt", "anc")
     labels = {"cytogenetics": "cytogenetic group", "bm_blast": "BM blasts", "hb": "haemoglobin",
               "plt": "platelets", "anc": "ANC"}
@@ -133,10 +158,13 @@ def ipssr_result(arr: dict[str, np.ndarray], i: int) -> ScoreResult:
     lo, hi = float(arr["low"][i]), float(arr["high"][i])
     if not math.isnan(score):
         rules.append(f"total {score:g} -> {IPSSR_CATEGORIES[cat]} (cuts 1.5/3/4.5/6, right-closed; {_CITE})")
+    reason, deciding = ipssr_status(arr, i, karyotype=karyotype)
     return ScoreResult(
         name="IPSS-R", category=IPSSR_CATEGORIES[cat] if cat >= 0 else None,
+        category_estimate=IPSSR_CATEGORIES[cat] if cat >= 0 else None, determined=cat >= 0, reason=reason,
+        deciding_inputs=deciding,
         score=None if math.isnan(score) else float(score),
         score_best=lo if missing else float(score), score_worst=hi if missing else float(score),
-        category_best=IPSSR_CATEGORIES[int(ipssr_category_index(np.array([lo]))[0])],
-        category_worst=IPSSR_CATEGORIES[int(ipssr_category_index(np.array([hi]))[0])],
+        category_best=IPSSR_CATEGORIES[int(arr["category_low"][i])],
+        category_worst=IPSSR_CATEGORIES[int(arr["category_high"][i])],
         rules=rules, missing=missing, complete=not missing)

@@ -24,12 +24,14 @@ Example (``patient.json``)::
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, field_validator, model_validator
 
 from hemotwin.errors import InputError
+from hemotwin.prognosis._validation import expected_of
 from hemotwin.prognosis.cytogenetics import KaryotypeFeatures
 from hemotwin.prognosis.mutations import Mutation, check_vafs, resolve_panel
 
@@ -77,8 +79,10 @@ class Patient(BaseModel):
     def _panel(cls, v):
         if isinstance(v, str):
             return "all" if v.strip().lower() == "all" else tuple(sorted(resolve_panel(v) or ()))
+        if isinstance(v, list | tuple):
+            return tuple(sorted(resolve_panel([str(g) for g in v]) or ()))
         if v is not None:
-            return tuple(sorted(resolve_panel(v) or ()))
+            raise ValueError('a list of gene symbols, or "all"')
         return v
 
     # The unit guards: each ceiling is far above any real value in the unit expected and far below
@@ -106,30 +110,65 @@ def load_patient(path: str | Path) -> Patient:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(str(path), str(path), "an existing patient JSON file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), str(exc), "valid UTF-8 JSON") from None
+    except IsADirectoryError:
+        raise InputError(str(path), str(path), "a patient JSON file (this is a folder)") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(path.name, f"byte 0x{exc.object[exc.start]:02x} at position {exc.start}",
+                         "UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        line = exc.doc.splitlines()[exc.lineno - 1] if exc.doc.splitlines() else ""
+        raise InputError(f"{path.name}, line {exc.lineno}, column {exc.colno}", line.strip()[:80],
+                         f"valid JSON ({exc.msg[:1].lower() + exc.msg[1:]})") from None
     try:
         return Patient.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(x) for x in err.get("loc", ())) or "(record)"
-        msg = err.get("msg", "a valid value").replace("Value error, ", "").replace("Input should be ", "")
-        raise InputError(f"{path.name}: {loc}", err.get("input"), msg) from None
+        known = Patient.model_fields if len(err.get("loc", ())) == 1 else ()
+        raise InputError(f"{path.name}: {loc}", err.get("input"), expected_of(err, known_fields=known)) from None
     except InputError as exc:
         raise InputError(f"{path.name}: {exc.where}", exc.value, exc.expected) from None
+
+
+#: How many deciding inputs a headline names before "and N more" (the full list is in the result).
+HEADLINE_INPUTS = 4
+
+
+def decided_by(inputs: Sequence[str], *, limit: int | None = None) -> str:
+    """``"karyotype (not given), TP53 and 3 more"``: the inputs that decide a category, largest effect first."""
+    shown = list(inputs) if limit is None else list(inputs)[:limit]
+    more = len(inputs) - len(shown)
+    text = ", ".join(shown)
+    return f"{text} and {more} more" if more else text
+
+
+def status_text(reason: str, deciding: Sequence[str], *, limit: int | None = None) -> str:
+    """Why a category is undetermined (or not applicable), with the inputs that decide it."""
+    return f"{reason}; decided by {decided_by(deciding, limit=limit)}" if deciding else reason
 
 
 class ScoreResult(BaseModel):
     """One risk score of one patient: category, score where there is one, the rules that fired, what was missing.
 
-    ``complete`` is False when an unknown input could have changed the category; the category is then
-    the one obtained by taking unknown lesions as absent (ELN), or the mean-imputation score (IPSS-M).
+    ``category`` is given only when it is *determined*: the same whatever values the missing or
+    unreadable inputs have, and the patient is within the classification. Otherwise ``category`` is
+    None, ``determined`` is False, ``reason`` says why (the range of possible categories, or why the
+    score does not apply) and ``deciding_inputs`` lists the missing or unreadable inputs that decide
+    it, largest effect first. ``category_estimate`` keeps the point estimate (IPSS-M: the
+    mean-imputation score, as the reference calculators report it; ELN: unknown lesions taken as
+    absent), which is not a result while the category is undetermined. ``complete`` is False when
+    an input is missing at all (the score itself may then change, even when the category cannot).
     """
 
     model_config = ConfigDict(frozen=True)
 
     name: str
     category: str | None = None
+    category_estimate: str | None = None
+    determined: bool = True
+    applicable: bool = True
+    reason: str = ""
+    deciding_inputs: list[str] = []
     score: float | None = None
     score_best: float | None = None
     score_worst: float | None = None
@@ -139,3 +178,23 @@ class ScoreResult(BaseModel):
     missing: list[str] = []
     complete: bool = True
     notes: list[str] = []
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def status(self) -> Literal["determined", "undetermined", "not applicable"]:
+        """``determined``, ``undetermined`` (missing or unreadable inputs decide it) or ``not applicable``."""
+        if not self.applicable:
+            return "not applicable"
+        return "determined" if self.determined else "undetermined"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def headline(self) -> str:
+        """One line: the category (and score), or why there is none and which inputs decide it."""
+        if self.status != "determined":
+            why = status_text(self.reason, self.deciding_inputs, limit=HEADLINE_INPUTS)
+            return f"{self.name}: {self.status} - {why}"
+        text = f"{self.name}: " + (f"{self.score:g} " if self.score is not None else "") + str(self.category)
+        if not self.complete:
+            text += " (the missing inputs cannot change the category)"
+        return text

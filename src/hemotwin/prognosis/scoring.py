@@ -21,12 +21,21 @@ from pydantic import BaseModel, ConfigDict
 from hemotwin.errors import InputError
 from hemotwin.io.report import RESEARCH_USE
 from hemotwin.prognosis.cytogenetics import IPSSR_CYTO_CODE, KaryotypeFeatures
-from hemotwin.prognosis.eln import ELN_CATEGORIES, eln2022_arrays, eln2022_result, eln2024_arrays, eln2024_result
-from hemotwin.prognosis.ipssm import IPSSM_CATEGORIES, ipssm_arrays, ipssm_result
-from hemotwin.prognosis.ipssr import IPSSR_CATEGORIES, ipssr_arrays, ipssr_result
+from hemotwin.prognosis.eln import (
+    ELN2022_LEVELS,
+    ELN_CATEGORIES,
+    eln2022_arrays,
+    eln2022_result,
+    eln2024_arrays,
+    eln2024_levels,
+    eln2024_result,
+    eln_statuses,
+)
+from hemotwin.prognosis.ipssm import IPSSM_CATEGORIES, ipssm_arrays, ipssm_result, ipssm_statuses
+from hemotwin.prognosis.ipssr import IPSSR_CATEGORIES, ipssr_arrays, ipssr_result, ipssr_status
 from hemotwin.prognosis.mutations import MutationFeatures, check_vafs, mutation_arrays, mutation_features
 from hemotwin.prognosis.mutations import mutation_matrix as mutation_matrix  # re-exported for the cohort API
-from hemotwin.prognosis.patient import Patient, ScoreResult, load_patient
+from hemotwin.prognosis.patient import HEADLINE_INPUTS, Patient, ScoreResult, load_patient, status_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -37,10 +46,14 @@ KARYOTYPE_FLAGS: tuple[str, ...] = (
     "minus17_abn17p", "minus_y", "del11q", "del12p", "del20q", "plus8", "plus19", "i17q", "inv3_t3_3", "mecom_3q26",
     "abn3q", "t8_21", "inv16_t16_16", "t15_17", "t9_11", "kmt2a_other", "t6_9", "t9_22", "t8_16")
 
-#: Columns of :func:`score_cohort` (the ``*_COMPLETE`` columns say whether an unknown input could change ELN).
-COHORT_COLUMNS: tuple[str, ...] = ("ID", "ELN2022", "ELN2024", "IPSSR", "IPSSR_SCORE", "IPSSM", "IPSSM_SCORE",
-                                   "IPSSM_BEST", "IPSSM_WORST", "CYTO_IPSSR", "COMPLEX", "ELN2022_COMPLETE",
-                                   "ELN2024_COMPLETE", "warnings")
+#: Columns of :func:`score_cohort`. A category column holds the category, ``undetermined`` (missing or
+#: unreadable inputs decide it) or ``not applicable`` (APL for ELN); its ``*_REASON`` column says why and
+#: names the deciding inputs, largest effect first (blank when the category is determined).
+COHORT_COLUMNS: tuple[str, ...] = ("ID", "ELN2022", "ELN2022_REASON", "ELN2024", "ELN2024_REASON", "IPSSR",
+                                   "IPSSR_SCORE", "IPSSR_REASON", "IPSSM", "IPSSM_SCORE", "IPSSM_BEST",
+                                   "IPSSM_WORST", "IPSSM_REASON", "CYTO_IPSSR", "COMPLEX", "warnings")
+#: Category-column values of a patient without a category (see :data:`COHORT_COLUMNS`).
+UNDETERMINED, NOT_APPLICABLE = "undetermined", "not applicable"
 Regimen = Literal["venetoclax", "ivosidenib"]
 #: The ELN 2024 contexts (:data:`Regimen`), in the order errors list them.
 REGIMENS: tuple[str, ...] = ("venetoclax", "ivosidenib")
@@ -60,6 +73,34 @@ def karyotype_of(text: str | None) -> KaryotypeFeatures:
     except ImportError:  # pragma: no cover - the parser ships with the package
         return KaryotypeFeatures(text=text or "", evaluable=False, warnings=("karyotype parser not available",))
     return karyotype_features(text or "")
+
+
+def karyotype_input(kf: KaryotypeFeatures) -> str:
+    """The karyotype as a deciding input: ``(not given)``, ``(unreadable)`` or ``(partly known)``.
+
+    A karyotype that was read names only some lesions (e.g. the phrase "complex"); it appears
+    among the deciding inputs only when a lesion it leaves unknown matters.
+    """
+    if kf.evaluable:
+        return "karyotype (partly known)"
+    return "karyotype (unreadable)" if kf.text.strip() else "karyotype (not given)"
+
+
+def sanz_note(wbc: float | None, plt: float | None) -> str:
+    """The Sanz relapse-risk group of an APL (Sanz et al., Blood 2000;96:1247), as a note.
+
+    High: WBC > 10 x10^9/L; low: WBC <= 10 and platelets > 40 x10^9/L; intermediate: WBC <= 10 and
+    platelets <= 40.
+    """
+    cite = "Sanz et al., Blood 2000;96:1247"
+    if wbc is None:
+        return f"APL risk by the Sanz score needs the WBC (x10^9/L) and platelets ({cite})"
+    if wbc > 10:
+        return f"Sanz score: high risk (WBC {wbc:g} > 10 x10^9/L; {cite})"
+    if plt is None:
+        return f"Sanz score: low or intermediate risk (WBC {wbc:g} <= 10 x10^9/L; platelets needed; {cite})"
+    group, op = ("low", ">") if plt > 40 else ("intermediate", "<=")
+    return f"Sanz score: {group} risk (WBC {wbc:g} <= 10, platelets {plt:g} {op} 40 x10^9/L; {cite})"
 
 
 def _tri(v: bool | None) -> float:
@@ -126,16 +167,11 @@ def _summary(r: RiskReport) -> str:
     lines = [head]
     context = {"ELN 2022": "AML", "ELN 2024": "AML", "IPSS-R": "MDS", "IPSS-M": "MDS"}
     for s in (r.eln2022, r.eln2024, r.ipssr, r.ipssm):
-        val = s.category or "not computable"
-        if s.score is not None:
-            val = f"{s.score:g} {val}"
-        elif s.name == "IPSS-R" and s.score_best is not None:
-            val += f" (score {s.score_best:g}-{s.score_worst:g} over the missing inputs)"
-        if s.name == "IPSS-M" and not s.complete:
-            val += f" (best {s.score_best:.2f} {s.category_best}, worst {s.score_worst:.2f} {s.category_worst})"
-        flag = "" if s.complete else " [provisional: missing inputs]"
+        # The headline says the category only when the missing inputs cannot change it (ScoreResult.headline).
         other = f" [{context[s.name]} score]" if r.disease and r.disease != context[s.name] else ""
-        lines.append(f"{s.name}: {val}{flag}{other}")
+        lines.append(f"{s.headline}{other}")
+        if len(s.deciding_inputs) > HEADLINE_INPUTS:  # the headline named only the first ones
+            lines.append(f"  decided by: {', '.join(s.deciding_inputs)}")
         for rule in s.rules:
             lines.append(f"  - {rule}")
         for note in s.notes:
@@ -171,10 +207,14 @@ def score_patient(patient: Patient, *, regimen: Regimen = "venetoclax") -> RiskR
     if patient.sequenced_genes is None:
         warnings.append("sequenced genes not given: genes without a reported mutation are treated as not "
                         "sequenced (unknown), not wild type; give \"sequenced_genes\": \"all\" or a list")
+    kin = karyotype_input(kf)
+    eln = [eln2022_result(F, arr["eln2022"], 0, karyotype=kin),
+           eln2024_result(F, arr["eln2024"], 0, regimen=regimen, karyotype=kin)]
+    sanz = sanz_note(patient.wbc_1e9_per_l, patient.plt_1e9_per_l)
+    eln = [e if e.applicable else e.model_copy(update={"notes": [*e.notes, sanz]}) for e in eln]
     report = RiskReport(
-        id=patient.id, disease=patient.disease,
-        eln2022=eln2022_result(F, arr["eln2022"], 0), eln2024=eln2024_result(F, arr["eln2024"], 0, regimen=regimen),
-        ipssr=ipssr_result(arr["ipssr"], 0), ipssm=ipssm_result(arr["ipssm"], 0),
+        id=patient.id, disease=patient.disease, eln2022=eln[0], eln2024=eln[1],
+        ipssr=ipssr_result(arr["ipssr"], 0, karyotype=kin), ipssm=ipssm_result(arr["ipssm"], 0, karyotype=kin),
         karyotype=kf, mutations=mf, warnings=warnings)
     return report.model_copy(update={"summary": _summary(report)})
 
@@ -195,6 +235,40 @@ def score_patient_file(path: str | Path, *, regimen: str = "venetoclax") -> Risk
     """
     checked = check_regimen(regimen)
     return score_patient(load_patient(path), regimen=checked)
+
+
+def _category_columns(F: dict[str, np.ndarray], arr: dict[str, dict[str, np.ndarray]], karyotype: np.ndarray, *,
+                      regimen: Regimen) -> dict[str, list[str]]:
+    """Category and reason columns of :func:`score_cohort`, from the same status functions as one patient."""
+    n = len(karyotype)
+    eln = {"ELN2022": ("ELN 2022", ELN2022_LEVELS, arr["eln2022"]),
+           "ELN2024": ("ELN 2024", eln2024_levels(regimen), arr["eln2024"])}
+    out: dict[str, list[str]] = {}
+    for col, (name, levels, ev) in eln.items():
+        cats = [ELN_CATEGORIES[c] for c in ev["category"].tolist()]
+        reasons = [""] * n
+        rows = np.flatnonzero(~ev["determined"])
+        applicable = ev["applicable"].tolist()
+        for i, status in zip(rows.tolist(), eln_statuses(name, levels, F, ev, rows, karyotype[rows]), strict=True):
+            cats[i] = UNDETERMINED if applicable[i] else NOT_APPLICABLE
+            reasons[i] = status_text(*status)
+        out[col], out[f"{col}_REASON"] = cats, reasons
+    r = arr["ipssr"]
+    cats = [IPSSR_CATEGORIES[c] if c >= 0 else UNDETERMINED for c in r["category"].tolist()]
+    reasons = [""] * n
+    for i in np.flatnonzero(r["category"] < 0).tolist():
+        reasons[i] = status_text(*ipssr_status(r, i, karyotype=karyotype[i]))
+    out["IPSSR"], out["IPSSR_REASON"] = cats, reasons
+    m = arr["ipssm"]
+    same = m["category_best"] == m["category_worst"]
+    out["IPSSM"] = [IPSSM_CATEGORIES[c] if ok else UNDETERMINED
+                    for c, ok in zip(m["category"].tolist(), same.tolist(), strict=True)]
+    reasons = [""] * n
+    rows = np.flatnonzero(~same)
+    for i, status in zip(rows.tolist(), ipssm_statuses(m, rows, karyotype[rows]), strict=True):
+        reasons[i] = status_text(*status)
+    out["IPSSM_REASON"] = reasons
+    return out
 
 
 def score_cohort(clinical: pd.DataFrame, molecular: pd.DataFrame | None = None, *,
@@ -218,10 +292,12 @@ def score_cohort(clinical: pd.DataFrame, molecular: pd.DataFrame | None = None, 
     Returns
     -------
     pandas.DataFrame
-        One row per clinical row, columns :data:`COHORT_COLUMNS`: categories as text (blank when not
-        computable), ``IPSSR_SCORE``/``IPSSM_*`` as floats (NaN when not computable), ``CYTO_IPSSR``
-        the IPSS-R cytogenetic group, ``COMPLEX`` 1/0/blank, ``ELN20xx_COMPLETE`` booleans and
-        ``warnings`` (``"; "``-joined text).
+        One row per clinical row, columns :data:`COHORT_COLUMNS`: categories as text, or
+        ``undetermined`` / ``not applicable`` with the reason and the deciding inputs in the
+        ``*_REASON`` column (the same text :attr:`ScoreResult.reason` and ``deciding_inputs`` give
+        for the patient alone); ``IPSSR_SCORE``/``IPSSM_*`` as floats (NaN when not computable),
+        ``CYTO_IPSSR`` the IPSS-R cytogenetic group, ``COMPLEX`` 1/0/blank and ``warnings``
+        (``"; "``-joined text).
     """
     import pandas as pd
 
@@ -239,9 +315,6 @@ def score_cohort(clinical: pd.DataFrame, molecular: pd.DataFrame | None = None, 
         F[key] = clinical[key].to_numpy(dtype=float) if key in clinical.columns else np.full(n, math.nan)
     arr = score_arrays(F, regimen=regimen)
 
-    def cats(names: Sequence[str], idx: np.ndarray) -> list[str]:
-        return [names[i] if i >= 0 else "" for i in idx]
-
     # Per-patient warnings: karyotype problems and missing score inputs (kept short: one CSV cell).
     uwarn = []
     for t, k in zip(uniques, ufeats, strict=True):
@@ -252,6 +325,7 @@ def score_cohort(clinical: pd.DataFrame, molecular: pd.DataFrame | None = None, 
             w.append("karyotype not readable")
         uwarn.append("; ".join(w))
     kw = np.array(uwarn, dtype=object)[codes]
+    kin = np.array([karyotype_input(k) for k in ufeats], dtype=object)[codes]
     ipm = arr["ipssm"]
     n_missing = ipm["missing"].sum(axis=0)
     warn = []
@@ -259,33 +333,48 @@ def score_cohort(clinical: pd.DataFrame, molecular: pd.DataFrame | None = None, 
         parts = [kw[i]] if kw[i] else []
         if n_missing[i]:
             parts.append(f"IPSS-M: {int(n_missing[i])} input(s) missing")
-        if not arr["eln2022"]["complete"][i]:
-            parts.append("ELN 2022 provisional (unknown inputs)")
         warn.append("; ".join(parts))
+    columns = _category_columns(F, arr, kin, regimen=regimen)
     group_names = {v: k for k, v in IPSSR_CYTO_CODE.items()}
     cplx = F["K_COMPLEX"]
     out = pd.DataFrame({
         "ID": ids,
-        "ELN2022": cats(ELN_CATEGORIES, arr["eln2022"]["category"]),
-        "ELN2024": cats(ELN_CATEGORIES, arr["eln2024"]["category"]),
-        "IPSSR": cats(IPSSR_CATEGORIES, arr["ipssr"]["category"]),
+        "ELN2022": columns["ELN2022"], "ELN2022_REASON": columns["ELN2022_REASON"],
+        "ELN2024": columns["ELN2024"], "ELN2024_REASON": columns["ELN2024_REASON"],
+        "IPSSR": columns["IPSSR"],
         "IPSSR_SCORE": arr["ipssr"]["score"],
-        "IPSSM": cats(IPSSM_CATEGORIES, ipm["category"]),
+        "IPSSR_REASON": columns["IPSSR_REASON"],
+        "IPSSM": columns["IPSSM"],
         "IPSSM_SCORE": ipm["score"],
         "IPSSM_BEST": ipm["best"],
         "IPSSM_WORST": ipm["worst"],
+        "IPSSM_REASON": columns["IPSSM_REASON"],
         "CYTO_IPSSR": ["" if math.isnan(c) else group_names[int(c)] for c in F["CYTO_CODE"]],
         "COMPLEX": pd.array([None if math.isnan(c) else int(c) for c in cplx], dtype="Int64"),
-        "ELN2022_COMPLETE": arr["eln2022"]["complete"],
-        "ELN2024_COMPLETE": arr["eln2024"]["complete"],
         "warnings": warn,
     })
     out.attrs["research_use"] = RESEARCH_USE
     return out
 
 
-__all__ = ["COHORT_COLUMNS", "KARYOTYPE_FLAGS", "REGIMENS", "RiskReport", "check_regimen",
-           "cyto_arrays", "karyotype_of", "mutation_matrix", "patient_features", "score_arrays", "score_cohort",
-           "score_patient", "score_patient_file"]
+__all__ = [
+    "COHORT_COLUMNS",
+    "KARYOTYPE_FLAGS",
+    "NOT_APPLICABLE",
+    "REGIMENS",
+    "UNDETERMINED",
+    "RiskReport",
+    "check_regimen",
+    "cyto_arrays",
+    "karyotype_input",
+    "karyotype_of",
+    "mutation_matrix",
+    "patient_features",
+    "sanz_note",
+    "score_arrays",
+    "score_cohort",
+    "score_patient",
+    "score_patient_file",
+]
 
 

@@ -275,7 +275,7 @@ class SurvivalBoosting(_PipelineSurvival):
 
 
 def make_model(kind: str, *, seed: int = 0, **params: Any) -> _PipelineSurvival:
-    """A model by its CLI name: ``cox`` (ridge Cox), ``rsf`` (random survival forest), ``gbsa`` (boosting)."""
+    """A model by its method name: ``cox`` (ridge Cox), ``rsf`` (random survival forest), ``gbsa`` (boosting)."""
     kind = kind.lower()
     if kind == "cox":
         return PenalizedCox(**params)
@@ -283,7 +283,7 @@ def make_model(kind: str, *, seed: int = 0, **params: Any) -> _PipelineSurvival:
         return SurvivalForest(random_state=seed, **params)
     if kind == "gbsa":
         return SurvivalBoosting(random_state=seed, **params)
-    raise InputError("model", kind, f"one of {', '.join(MODEL_KINDS)}")
+    raise InputError("method", kind, f"one of {', '.join(MODEL_KINDS)}")
 
 
 #: Ordinal codes of published risk categories (lower = better), matched case/punctuation-insensitively.
@@ -670,8 +670,10 @@ def load_model(path: str | Path) -> dict[str, Any]:
         raise InputError("model", str(path), "a model.joblib file written by `hemotwin cohort fit`")
     try:
         bundle = joblib.load(path)
-    except Exception as exc:
-        raise InputError("model", str(path), f"a readable joblib model file ({type(exc).__name__}: {exc})") from None
+    except Exception:
+        # Whatever joblib/pickle says about a foreign file ("invalid load key ...") helps nobody.
+        raise InputError("model", str(path), "a model.joblib file written by `hemotwin cohort fit` (this file is "
+                                             "not a readable joblib model)") from None
     if not isinstance(bundle, dict) or bundle.get("kind") != _BUNDLE_KIND:
         raise InputError("model", str(path), "a model bundle written by `hemotwin cohort fit`")
     return bundle

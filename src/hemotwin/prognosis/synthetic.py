@@ -31,6 +31,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hemotwin.errors import InputError
+from hemotwin.prognosis._validation import expected_of
 
 __all__ = [
     "CLINICAL_COLUMNS",
@@ -223,7 +224,7 @@ def simulate_cohort(n: int, *, n_centers: int = 6, seed: int, effects: SurvivalE
     except ValidationError as exc:  # -> project error naming the field
         err = exc.errors()[0]
         where = str(err["loc"][0]) if err.get("loc") else "simulate_cohort"
-        raise InputError(where, err.get("input"), err["msg"]) from None
+        raise InputError(where, err.get("input"), expected_of(err, known_fields=CohortConfig.model_fields)) from None
     rng = np.random.default_rng(seed)
     centers = _draw_centers(cfg, rng)
     center_idx = rng.choice(cfg.n_centers, size=n, p=centers["weight"].to_numpy())

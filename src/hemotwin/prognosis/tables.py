@@ -102,27 +102,86 @@ def warnings_of(df: pd.DataFrame | None) -> list[TableWarning]:
 # --------------------------------------------------------------------------------------------------
 
 
+#: Separator -> its name in messages.
+_SEPARATORS: dict[str, str] = {",": "comma", "\t": "tab", ";": "semicolon"}
+#: (separator the file name promises, separator the header shows) -> how to fix the file.
+_SEPARATOR_FIX: dict[tuple[str, str], str] = {
+    (",", ";"): "use commas (or a .tsv with tabs)",
+    (",", "\t"): "name it .tsv (or use commas)",
+    ("\t", ";"): "use tabs (or a .csv with commas)",
+    ("\t", ","): "name it .csv (or use tabs)",
+}
+
+
+def _read_text(path: Path) -> str:
+    """The file as text; a non-UTF-8 byte is an error naming the line it is on."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise InputError(f"{path.name}, line {line}", f"byte 0x{data[exc.start]:02x}",
+                         "UTF-8 text (save the table as UTF-8 CSV; this looks like another encoding, e.g. "
+                         "Latin-1 or Windows-1252)") from None
+
+
+def _check_separator(path: Path, text: str, sep: str) -> None:
+    """Refuse a header that is plainly split by another separator than the file name promises."""
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    if sep in header:
+        return
+    for (expected, other), fix in _SEPARATOR_FIX.items():
+        if expected == sep and header.count(other) >= 2:
+            raise InputError(f"{path.name}, line 1", header[:120],
+                             f"{_SEPARATORS[sep]}-separated columns: the file looks {_SEPARATORS[other]}-separated; "
+                             f"{fix}")
+
+
+def _raise_open_quote(path: Path, text: str) -> None:
+    """Name the line of a quoted field that is never closed (the usual cause of a parser error)."""
+    opened = 0
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if line.count('"') % 2:
+            opened = 0 if opened else line_no
+    if opened:
+        shown = text.splitlines()[opened - 1]
+        raise InputError(f"{path.name}, line {opened}", shown[:120],
+                         'a closing double quote (") for the quoted field opened on this line')
+
+
 def _read_raw(path: str | Path) -> pd.DataFrame:
-    """Every cell as text; blank lines kept (then dropped) so that row i is file line i + 2."""
+    """Every cell as text; blank lines kept (then dropped) so that row i is file line i + 2.
+
+    Problems of the file itself are said in our words, naming file and line: not UTF-8, the wrong
+    separator (a semicolon-separated ``.csv``), a quote never closed, a row with more fields than the
+    header.
+    """
+    import io
+
     import pandas as pd
 
     path = Path(path)
     if not path.is_file():
         raise InputError(str(path), str(path), "an existing CSV/TSV file")
     sep = "\t" if path.suffix.lower() in (".tsv", ".tab", ".txt") else ","
+    text = _read_text(path)
+    if not text.strip():
+        raise InputError(str(path), "(empty file)", "a header line and at least one data row")
+    _check_separator(path, text, sep)
     try:
         with warnings.catch_warnings():
             # A row with more fields than the header would silently shift or lose cells: refuse it.
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, skip_blank_lines=False,
-                             encoding="utf-8-sig", index_col=False)
-    except pd.errors.ParserWarning:
+            df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skip_blank_lines=False,
+                             index_col=False)
+    except (pd.errors.ParserWarning, pd.errors.ParserError):
+        # pandas' own wording ("Error tokenizing data. C error ...") is not shown: find the line ourselves.
+        _raise_open_quote(path, text)
         _raise_field_count(path, sep)
-        raise  # pragma: no cover
+        raise InputError(path.name, "(unreadable table)",
+                         f"one record per line, fields separated by {_SEPARATORS[sep]}s") from None
     except pd.errors.EmptyDataError:
         raise InputError(str(path), "(empty file)", "a header line and at least one data row") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), str(exc).splitlines()[0][:200], "a well-formed UTF-8 CSV/TSV file") from None
     df.index = np.arange(2, len(df) + 2)
     blank = df.apply(lambda c: c.str.strip() == "").all(axis=1) if len(df.columns) else df.index == df.index
     return df.loc[~np.asarray(blank)]
@@ -152,7 +211,6 @@ def _raise_field_count(path: Path, sep: str) -> None:
                 raise InputError(f"{path.name}, line {line}", sep.join(row)[:120],
                                  f"{len(header)} fields like the header (got {len(row)}; quote text holding "
                                  f"'{sep}', e.g. \"46,XX[20]\")")
-    raise InputError(path.name, "(field count)", "as many fields on every line as in the header")
 
 
 def _normalise_columns(df: pd.DataFrame, *, source: str, known: Sequence[str], required: Sequence[str],

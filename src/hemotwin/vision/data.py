@@ -23,8 +23,9 @@ from hemotwin.vision.datasets import (
     Dataset,
     DatasetItem,
     estimate_dataset_um_per_px,
-    estimate_um_per_px,
     load_dataset,
+    measure_red_cells,
+    red_cell_ruler,
     to_canonical,
 )
 from hemotwin.vision.geometry import Geometry
@@ -240,10 +241,9 @@ def load_target_images(folder: str | Path, geometry: Geometry, *, um_per_px: flo
     tags = sorted({info.um_per_px_source for _, _, info in read if info.um_per_px_source})
 
     def red_cells() -> tuple[float | None, str]:
-        est = [e for e in (estimate_um_per_px(rgb)[0] for _, rgb, _ in read) if e is not None]
-        if len(est) < 3:
-            return None, f"at least 3 images with enough red cells to measure one; found {len(est)}"
-        return float(np.median(est)), f"{len(est)} images"
+        # One scanner: the red cells of all images are pooled into one ruler with its quality bars.
+        um, det = red_cell_ruler([measure_red_cells(rgb) for _, rgb, _ in read])
+        return um, det["quality"] if um is not None else det["reason"]
 
     um, source = pixel_size.resolve(where=str(folder),
                                     metadata=float(np.median(meta)) if len(meta) == len(read) else None,

@@ -82,6 +82,9 @@ SCHEMA = "hemotwin.scanner/1"
 #: images and a spread (the mixed-scanner test) that means something; the stain fit wants several
 #: fields of stained cells (:class:`~hemotwin.twin.target_style.TargetStyle` needs three).
 MIN_IMAGES = 5
+#: Measurable red cells an image needs to give its own scale (for the one-scanner test and the rim
+#: blur); the pixel size comes from all images' red cells together (the ruler's own quality bars).
+MIN_CELLS_PER_IMAGE = 3
 #: One scanner's per-image red-cell rulers agree within a few per cent (twin fields: CV 1-3 %; the
 #: cells of one smear vary by ~5 % between fields); a coefficient of variation above this means
 #: images of different magnifications (or of very different red cells: then the ruler is unreliable).
@@ -425,7 +428,8 @@ def _check_one_scanner(folder: str, names: list[str], um: np.ndarray, bgs: np.nd
         raise InputError("images", folder, f"images of one scanner: the red cells give pixel sizes from "
                          f"{um[lo]:.3g} µm/px ({names[lo]}) to {um[hi]:.3g} µm/px ({names[hi]}), a spread "
                          f"(CV {100 * cv:.0f} %) above the {100 * MAX_PIXEL_SIZE_CV:.0f} % one scanner shows; "
-                         "calibrate each scanner's images separately")
+                         "calibrate each scanner's images separately, or, if they are one scanner whose red cells "
+                         "make a poor ruler (few separate discs), give the pixel size (um_per_px)")
     split = white_point_groups(bgs)
     if split is not None:
         k, gap = split
@@ -477,7 +481,7 @@ def calibrate_scanner(images_dir: str | Path, *, max_images: int = 64, seed: int
     """
     import hemotwin
     from hemotwin.twin.reimage import StainBasis, estimate_background
-    from hemotwin.vision.datasets import estimate_um_per_px
+    from hemotwin.vision.datasets import RBC_DIAMETER_UM, measure_red_cells, red_cell_ruler
 
     folder = Path(images_dir).resolve()
     um_option = pixel_size.check_um_per_px(um_per_px)
@@ -498,11 +502,15 @@ def calibrate_scanner(images_dir: str | Path, *, max_images: int = 64, seed: int
         else:
             bg = estimate_background(rgb, gamma=GAMMA)
             # Blank glass has no stain to measure: its noise alone can pass for small round "cells".
-            um, det = estimate_um_per_px(rgb) if stained_fraction(rgb, bg) >= MIN_STAINED else (None, {"n_cells": 0})
-            row: dict[str, Any] = {"name": p.name, "um": um, "n_cells": det["n_cells"], "meta": info.um_per_px,
-                                   "meta_source": info.um_per_px_source, "bg": bg}
+            meas = measure_red_cells(rgb) if stained_fraction(rgb, bg) >= MIN_STAINED else None
+            d = np.asarray(meas["diameters_px"] if meas else [], dtype=float)
+            # Per image, a few measurable discs are enough for its own scale (the one-scanner check and
+            # the rim measurement); the pixel size itself comes from the ruler over all images below.
+            um = RBC_DIAMETER_UM / float(np.median(d)) if len(d) >= MIN_CELLS_PER_IMAGE else None
+            row: dict[str, Any] = {"name": p.name, "um": um, "n_cells": len(d), "meta": info.um_per_px,
+                                   "meta_source": info.um_per_px_source, "bg": bg, "meas": meas}
             if um is not None:
-                row["sigma_px"], row["n_rims"] = measure_edges(rgb, diameter_px=det["median_diameter_px"])
+                row["sigma_px"], row["n_rims"] = measure_edges(rgb, diameter_px=float(np.median(d)))
                 row["noise"] = measure_glass_noise(rgb)
                 row["rgb"] = rgb
             per.append(row)
@@ -515,7 +523,8 @@ def calibrate_scanner(images_dir: str | Path, *, max_images: int = 64, seed: int
     ruled = [r for r in per if r["um"] is not None]
     if len(ruled) < MIN_IMAGES:
         some = sum(r["n_cells"] > 0 for r in per)
-        raise InputError("images", where, f"at least {MIN_IMAGES} images with 3 or more whole red cells (the ruler "
+        raise InputError("images", where, f"at least {MIN_IMAGES} images with {MIN_CELLS_PER_IMAGE} or more "
+                         "measurable red cells (the ruler "
                          f"of pixel size and resolution): {len(ruled)} of {len(per)} images had enough, {some} had "
                          "any; give fields of a blood smear, not crops of single cells or blank glass")
     um_img = np.array([r["um"] for r in ruled])
@@ -524,14 +533,18 @@ def calibrate_scanner(images_dir: str | Path, *, max_images: int = 64, seed: int
                                     ruler_decides=not given)
 
     notes: list[str] = [ruler_note] if ruler_note else []
-    red_um = float(np.median(um_img))
+    pooled_um, pooled = red_cell_ruler([r["meas"] for r in ruled])
+    # The pooled ruler decides the pixel size; when it refuses, the per-image median still serves
+    # the cross-check of a pixel size given by the user or the files.
+    red_um = float(pooled_um) if pooled_um is not None else float(np.median(um_img))
     n_cells = int(sum(r["n_cells"] for r in ruled))
     meta = [r["meta"] for r in per if r["meta"] is not None]
     meta_um = float(np.median(meta)) if meta and len(meta) == len(per) else None
     tags = sorted({r["meta_source"] for r in per if r["meta_source"]})
     um, source = pixel_size.resolve(where=where, metadata=meta_um, metadata_source=", ".join(tags) or None,
                                     option=um_option,
-                                    estimate=lambda: (red_um, f"{n_cells} red cells in {len(ruled)} images"))
+                                    estimate=lambda: (pooled_um, pooled["quality"] if pooled_um is not None
+                                                      else pooled["reason"]))
     if abs(um / red_um - 1.0) > 0.10:
         notes.append(f"the pixel size used ({um:.4g} µm/px, {source}) differs from the red cells' "
                      f"({red_um:.4g} µm/px) by {100 * (um / red_um - 1):+.0f} %: check it (or the red cells are "
