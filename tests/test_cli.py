@@ -91,9 +91,9 @@ def test_cells_end_to_end_and_no_silent_overwrite(tmp_path: Path):
 def test_unwritable_output_folder_is_a_clear_error(tmp_path: Path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    res = runner.invoke(app, ["simulate", "fields", "--out", str(blocker / "sub"), "--n", "1", "--size", "64"])
+    res = runner.invoke(app, ["simulate", "fields", "--out", str(blocker / "sub"), "--fields", "1", "--size", "64"])
     assert res.exit_code == 2
-    assert "--out" in _flat(res)
+    assert "--out" in _flat(res) and "Traceback" not in res.output
 
 
 def test_predict_without_images_or_model_is_a_clear_error(tmp_path: Path):
@@ -134,3 +134,164 @@ def test_calibrate_on_too_few_images_names_the_folder(tmp_path: Path):
     res = runner.invoke(app, ["calibrate", str(folder), "--out", str(tmp_path / "s.yaml")])
     assert res.exit_code == 2 and "lab_fields" in _flat(res) and "atleast5images" in _flat(res)
     assert not (tmp_path / "s.yaml").exists()
+
+
+# ------------------------------------------------------------------ option names: one meaning per name
+
+
+def _commands(group, path=()):
+    """Every leaf command of the click tree under ``group``, with its path."""
+    for name, cmd in getattr(group, "commands", {}).items():
+        if hasattr(cmd, "commands"):  # a group (typer's own click-compatible classes)
+            yield from _commands(cmd, (*path, name))
+        else:
+            yield (*path, name), cmd
+
+
+def _all_commands():
+    import typer.main
+
+    return list(_commands(typer.main.get_command(app)))
+
+
+def test_option_names_have_one_meaning_everywhere():
+    """``-n``/``--n`` nowhere; ``-m`` only for ``--model``; ``--molecular`` has no short form."""
+    offenders = []
+    for path, cmd in _all_commands():
+        for param in cmd.params:
+            opts = set(param.opts) | set(param.secondary_opts)
+            if opts & {"-n", "--n"}:
+                offenders.append(f"{' '.join(path)}: {sorted(opts)} (no -n/--n: name what is counted)")
+            if "-m" in opts and "--model" not in opts:
+                offenders.append(f"{' '.join(path)}: {sorted(opts)} (-m is --model only)")
+            if "--molecular" in opts and len(opts) > 1:
+                offenders.append(f"{' '.join(path)}: {sorted(opts)} (--molecular has no short form)")
+            # typer records the annotation of each option: a model FILE is a Path (or a list of them).
+            annotation = str(getattr(getattr(param, "type_descriptor", None), "annotation", "Path"))
+            if "--model" in opts and "Path" not in annotation:
+                offenders.append(f"{' '.join(path)}: {sorted(opts)} (--model is a model file, not {annotation})")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_twin_commands_use_the_agreed_option_names():
+    cells = runner.invoke(app, ["simulate", "cells", "--help"])
+    fields = runner.invoke(app, ["simulate", "fields", "--help"])
+    assert "--per-class" in _flat(cells) and "--fields" in _flat(fields)
+    # The old count option is gone, not kept as an alias (one name, one meaning).
+    res = runner.invoke(app, ["simulate", "fields", "--n", "1", "--out", "x"])
+    assert res.exit_code == 2 and "No such option" in res.output
+
+
+def test_workers_and_threads_say_processes_and_threads():
+    flat = _flat(runner.invoke(app, ["simulate", "cells", "--help"])).lower()
+    assert "processes" in flat and "--threads" in flat
+
+
+# ------------------------------------------------------------------ exit codes: 0 done, 2 nothing done, 3 partial
+
+
+def _cells(out: Path, *extra: str) -> list[str]:
+    return ["simulate", "cells", "--profile", "wsi-20x", "--size", "32", "--workers", "1", "--out", str(out),
+            *extra]
+
+
+def test_exit_0_when_every_item_is_written(tmp_path: Path):
+    res = runner.invoke(app, _cells(tmp_path / "o", "--per-class", "1", "--classes", "NGS"))
+    assert res.exit_code == 0, res.output
+
+
+def test_exit_3_when_some_items_are_skipped_and_each_is_listed(tmp_path: Path):
+    out = tmp_path / "o"
+    # A folder where one crop must go makes exactly that item fail (a real failing path, not a mock).
+    (out / "NGS" / "NGS_000001.png").mkdir(parents=True)
+    res = runner.invoke(app, _cells(out, "--per-class", "2", "--classes", "NGS,LYT", "--overwrite"))
+    assert res.exit_code == 3, res.output
+    assert "NGS/NGS_000001.png" in _flat(res) and "1item(s)skipped" in _flat(res)
+    prov = json.loads((out / "provenance.json").read_text())
+    assert [f["path"] for f in prov["failures"]] == ["NGS/NGS_000001.png"] and prov["written"] == 3
+
+
+def test_exit_2_when_every_item_is_skipped(tmp_path: Path):
+    out = tmp_path / "o"
+    (out / "NGS" / "NGS_000000.png").mkdir(parents=True)
+    res = runner.invoke(app, _cells(out, "--per-class", "1", "--classes", "NGS", "--overwrite"))
+    assert res.exit_code == 2, res.output
+
+
+def test_exit_2_for_bad_options_and_usage_errors(tmp_path: Path):
+    assert runner.invoke(app, _cells(tmp_path / "o", "--size", "1")).exit_code == 2
+    assert runner.invoke(app, _cells(tmp_path / "o", "--no-such-option")).exit_code == 2
+    assert runner.invoke(app, ["simulate", "cells"]).exit_code == 2  # --out missing
+
+
+# ------------------------------------------------------------------ pydantic errors in our words
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["simulate", "cells", "--size", "1"], "--size: got 1; expected a number >= 16"),
+    (["simulate", "cells", "--randomize", "9"], "--randomize: got 9.0; expected a number <= 3"),
+    (["simulate", "cells", "--per-class", "0"], "--per-class: got 0; expected a number >= 1"),
+    (["simulate", "fields", "--fields", "0"], "--fields: got 0; expected a number >= 1"),
+    (["simulate", "fields", "--wbc", "-1"], "--wbc: got -1; expected a number >= 0"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_range_errors_read_naturally(tmp_path: Path, args, expected):
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2
+    assert "".join(expected.split()) in _flat(res), res.output
+    assert "Inputshould" not in _flat(res)
+    assert not (tmp_path / "o").exists()
+
+
+def test_profile_file_errors_read_naturally(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\noptics: {na: -1}\n")
+    res = runner.invoke(app, ["simulate", "cells", "--profile", str(bad), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "optics.na:got-1;expectedanumber>0" in _flat(res), res.output
+    bad.write_text("name: bad\ncamera: {pixel_pitch_furlongs: 2}\n")
+    res = runner.invoke(app, ["simulate", "cells", "--profile", str(bad), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "pixel_pitch_furlongs" in _flat(res), res.output
+    assert "Extrainputs" not in _flat(res) and "aknownsettingname" in _flat(res)
+
+
+# ------------------------------------------------------------------ fail fast, leave nothing behind
+
+
+def test_bad_profile_fails_before_any_folder_is_made(tmp_path: Path):
+    out = tmp_path / "a" / "b"
+    for cmd in (["simulate", "cells"], ["simulate", "fields"]):
+        res = runner.invoke(app, [*cmd, "--profile", "nope-99x", "--out", str(out)])
+        assert res.exit_code == 2 and "Traceback" not in res.output
+        assert not (tmp_path / "a").exists()
+
+
+def test_gallery_checks_its_options_before_rendering(tmp_path: Path):
+    out = tmp_path / "new" / "g.png"
+    res = runner.invoke(app, ["gallery", "--profile", "nope-99x", "--out", str(out)])
+    assert res.exit_code == 2 and "nope-99x" in _flat(res)
+    res = runner.invoke(app, ["gallery", "--pbc", str(tmp_path / "no_such_pbc"), "--out", str(out)])
+    assert res.exit_code == 2 and "--pbc" in _flat(res) and "no_such_pbc" in _flat(res)
+    assert not (tmp_path / "new").exists()
+
+
+def test_demo_refuses_a_missing_real_cell_folder_at_once(tmp_path: Path):
+    out = tmp_path / "demo_out"
+    res = runner.invoke(app, ["demo", "--out", str(out), "--pbc", str(tmp_path / "no_such_pbc")])
+    assert res.exit_code == 2 and "--pbc" in _flat(res)
+    assert not out.exists()
+
+
+def test_overwrite_removes_crops_the_new_manifest_does_not_list(tmp_path: Path):
+    out = tmp_path / "cells"
+    assert runner.invoke(app, _cells(out, "--per-class", "3", "--classes", "NGS,LYT")).exit_code == 0
+    foreign = out / "NGS" / "my_notes.txt"
+    foreign.write_text("mine")
+    res = runner.invoke(app, _cells(out, "--per-class", "1", "--classes", "NGS", "--overwrite"))
+    assert res.exit_code == 0, res.output
+    on_disk = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert on_disk == ["NGS/NGS_000000.png"]
+    assert not (out / "LYT").exists() and foreign.read_text() == "mine"
+
+
+def test_gallery_out_that_is_a_folder_is_refused_before_rendering(tmp_path: Path):
+    res = runner.invoke(app, ["gallery", "--out", str(tmp_path), "--overwrite"])
+    assert res.exit_code == 2 and "afilepath(afolderexiststhere)" in _flat(res), res.output

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from hemotwin.io.outputs import prepare_output_dir
+from hemotwin.errors import InputError
+from hemotwin.io.outputs import output_dir
 
 __all__ = ["run_demo"]
 
@@ -81,7 +82,7 @@ def run_demo(out_dir: str | Path, *, overwrite: bool = False, workers: int = 1, 
         Processes for rendering and analysis.
     real_cells
         A PBC-style folder of real cells (``<class>/<image>``) to show beside the twin in the gallery;
-        ``None`` draws the twin only.
+        ``None`` draws the twin only. A path that is not a folder is refused before any work.
     bar, log
         Progress-bar factory and message sink of the caller (silent by default).
 
@@ -94,30 +95,31 @@ def run_demo(out_dir: str | Path, *, overwrite: bool = False, workers: int = 1, 
     from hemotwin.twin.gallery import make_gallery
     from hemotwin.twin.profiles import list_presets, load_profile
 
-    root = prepare_output_dir(out_dir, overwrite=overwrite, option="out_dir")
-    outputs: dict[str, str] = {}
-    for name in ("analyzer-100x", "wsi-40x"):
-        prof = load_profile(name)
-        size = 256 if name == "analyzer-100x" else 112
-        t1 = time.perf_counter()
-        with bar(f"cells  {name}") as progress:
-            s = simulate_cells(CellSetConfig(profile=prof, per_class=10, size_px=size, seed=1),
-                               root / f"cells_{name}", overwrite=True, workers=workers, progress=progress)
-        _check(s, f"cell crops ({name})", t1, log)
-        outputs[f"cells_{name}"] = s["out"]
-        t1 = time.perf_counter()
-        with bar(f"fields {name}") as progress:
-            s = simulate_fields(FieldSetConfig(profile=prof, n_fields=2, size_px=1024 if size == 256 else 512,
-                                               wbc_per_field=3, seed=2),
-                                root / f"fields_{name}", overwrite=True, workers=workers, progress=progress)
-        _check(s, f"fields ({name})", t1, log)
-        outputs[f"fields_{name}"] = s["out"]
     real = Path(real_cells) if real_cells is not None else None
-    with bar("gallery") as progress:
-        sheet = make_gallery(profiles=list_presets(), pbc_dir=real if real is not None and real.is_dir() else None,
-                             progress=progress)
-    sheet.save(root / "gallery.png")
-    outputs["gallery"] = str(root / "gallery.png")
-    outputs.update(_clinical(root, workers, log))
-    (root / "outputs.json").write_text(json.dumps(outputs, indent=2))
+    if real is not None and not real.is_dir():  # a mistyped --pbc fails before 2 minutes of work
+        raise InputError("real_cells", str(real), "a folder of real cells (<class>/<image>)")
+    outputs: dict[str, str] = {}
+    with output_dir(out_dir, overwrite=overwrite, option="out") as root:
+        for name in ("analyzer-100x", "wsi-40x"):
+            prof = load_profile(name)
+            size = 256 if name == "analyzer-100x" else 112
+            t1 = time.perf_counter()
+            with bar(f"cells  {name}") as progress:
+                s = simulate_cells(CellSetConfig(profile=prof, per_class=10, size_px=size, seed=1),
+                                   root / f"cells_{name}", overwrite=True, workers=workers, progress=progress)
+            _check(s, f"cell crops ({name})", t1, log)
+            outputs[f"cells_{name}"] = s["out"]
+            t1 = time.perf_counter()
+            with bar(f"fields {name}") as progress:
+                s = simulate_fields(FieldSetConfig(profile=prof, n_fields=2, size_px=1024 if size == 256 else 512,
+                                                   wbc_per_field=3, seed=2),
+                                    root / f"fields_{name}", overwrite=True, workers=workers, progress=progress)
+            _check(s, f"fields ({name})", t1, log)
+            outputs[f"fields_{name}"] = s["out"]
+        with bar("gallery") as progress:
+            sheet = make_gallery(profiles=list_presets(), pbc_dir=real, progress=progress)
+        sheet.save(root / "gallery.png")
+        outputs["gallery"] = str(root / "gallery.png")
+        outputs.update(_clinical(root, workers, log))
+        (root / "outputs.json").write_text(json.dumps(outputs, indent=2))
     return outputs

@@ -339,3 +339,29 @@ def test_large_tiff_is_tiled_without_counting_a_cell_twice(tmp_path, sample, eng
     assert abs(tiled["counts"]["n_classified"] - whole["counts"]["n_classified"]) <= 1
     cents = sorted(tuple(c["centroid"]) for c in tiled["cells"])
     assert len(cents) == len(set(cents))
+
+
+def test_a_sample_the_classifier_cannot_read_gets_no_positive_flag(sample, monkeypatch):
+    """More referred cells than MAX_REFERRED_SHARE: the report says so first and calls no flag positive."""
+    import hemotwin.diagnosis.analyze as analyze_module
+
+    config = AnalysisConfig(min_confidence=0.5)
+    plain = AnalysisEngine(config, num_threads=1).run(sample)
+    # The twin AML sample under a validated preset is read: blasts >= 20 % is positive, nothing referred much.
+    assert not plain["classifier_unsure"]
+    assert any(f["state"] == "positive" for f in plain["flags"])
+    assert not any(w["id"] == "classifier_unsure" for w in plain["warnings"])
+    # The same cells with the share set to 0 (any referred cell is too many) stand for a sample the
+    # classifier cannot read: the counts are the same, so only the rule changes the flags.
+    assert plain["counts"]["n_referred"] >= 1
+    monkeypatch.setattr(analyze_module, "MAX_REFERRED_SHARE", 0.0)
+    unsure = AnalysisEngine(config, num_threads=1).run(sample)
+    assert unsure["classifier_unsure"]
+    assert unsure["counts"] == plain["counts"]
+    assert not any(f["state"] == "positive" for f in unsure["flags"])
+    was_positive = {f["id"] for f in plain["flags"] if f["state"] == "positive"}
+    for f in unsure["flags"]:
+        if f["id"] in was_positive:
+            assert f["state"] == "indeterminate" and "Not called positive" in f["statement"]
+    assert unsure["warnings"][0]["id"] == "classifier_unsure"
+    assert unsure["summary"].startswith("The classifier is unsure on this sample")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from hemotwin.twin.datasets import (
@@ -97,3 +98,71 @@ def test_cells_over_presets_spread_classes_and_keep_a_fixed_field_of_view(tmp_pa
             with Image.open(Path(r["out"]) / row["path"]) as im:
                 assert im.width == im.height == round(28.0 / preset_um)
             assert float(row["um_per_px"]) != preset_um and abs(float(row["um_per_px"]) / preset_um - 1) < 0.3
+
+
+def _pngs(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*.png"))
+
+
+def test_overwrite_leaves_exactly_what_the_new_manifest_lists(tmp_path):
+    prof = load_profile("wsi-20x")
+    first = CellSetConfig(profile=prof, per_class=3, size_px=32, classes=["NGS", "LYT"], seed=1)
+    simulate_cells(first, tmp_path, workers=1)
+    assert len(_pngs(tmp_path)) == 6
+    mine = tmp_path / "LYT" / "LYT_notes.png"  # a file no manifest of ours listed
+    mine.write_bytes(b"not ours")
+    second = CellSetConfig(profile=prof, per_class=1, size_px=32, classes=["NGS"], seed=1)
+    s = simulate_cells(second, tmp_path, workers=1, overwrite=True)
+    rows = list(csv.DictReader(open(tmp_path / "manifest.csv")))
+    assert [r["path"] for r in rows] == ["NGS/NGS_000000.png"]
+    assert _pngs(tmp_path) == ["LYT/LYT_notes.png", "NGS/NGS_000000.png"]
+    assert sorted(s["removed"]) == ["LYT/LYT_000000.png", "LYT/LYT_000001.png", "LYT/LYT_000002.png",
+                                    "NGS/NGS_000001.png", "NGS/NGS_000002.png"]
+    assert json.loads((tmp_path / "provenance.json").read_text())["removed"] == s["removed"]
+
+
+def test_a_manifest_we_did_not_write_deletes_nothing(tmp_path):
+    # A folder of someone's images with a manifest of the same layout but no provenance of ours.
+    (tmp_path / "NGS").mkdir()
+    theirs = tmp_path / "NGS" / "NGS_000005.png"
+    theirs.write_bytes(b"real cell")
+    (tmp_path / "manifest.csv").write_text("path,label\nNGS/NGS_000005.png,NGS\n")
+    cfg = CellSetConfig(profile=load_profile("wsi-20x"), per_class=1, size_px=32, classes=["NGS"], seed=1)
+    s = simulate_cells(cfg, tmp_path, workers=1, overwrite=True)
+    assert theirs.read_bytes() == b"real cell" and s["removed"] == []
+    # Nor does one whose provenance names another command.
+    (tmp_path / "provenance.json").write_text(json.dumps({"command": "analyze", "hemotwin_version": "0"}))
+    (tmp_path / "manifest.csv").write_text("path,label\nNGS/NGS_000005.png,NGS\n")
+    assert simulate_cells(cfg, tmp_path, workers=1, overwrite=True)["removed"] == []
+    assert theirs.exists()
+
+
+def test_fields_overwrite_removes_images_and_masks_of_the_earlier_run(tmp_path):
+    prof = load_profile("wsi-40x")
+    simulate_fields(FieldSetConfig(profile=prof, n_fields=2, size_px=64, wbc_per_field=0, seed=1), tmp_path)
+    assert len(_pngs(tmp_path)) == 6  # image + two masks per field
+    s = simulate_fields(FieldSetConfig(profile=prof, n_fields=1, size_px=64, wbc_per_field=0, seed=1), tmp_path,
+                        overwrite=True)
+    assert _pngs(tmp_path) == ["images/field_00000.png", "masks/field_00000_compartments.png",
+                               "masks/field_00000_instances.png"]
+    assert len(s["removed"]) == 3
+
+
+def test_a_job_that_fails_before_writing_leaves_no_folder(tmp_path, monkeypatch):
+    import hemotwin.twin.datasets as ds
+
+    def crash(*_a, **_k):
+        raise RuntimeError("renderer down")
+
+    monkeypatch.setattr(ds, "_run_tasks", crash)
+    cfg = CellSetConfig(profile=load_profile("wsi-20x"), per_class=1, size_px=32, classes=["NGS"])
+    out = tmp_path / "new" / "cells"
+    with pytest.raises(RuntimeError):
+        simulate_cells(cfg, out)
+    # The class folders made for the crops and the missing parent go too; the tmp folder stays.
+    assert not (tmp_path / "new").exists() and tmp_path.is_dir()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with pytest.raises(RuntimeError):
+        simulate_cells(cfg, kept)
+    assert kept.is_dir()  # a folder that existed before is never removed

@@ -31,9 +31,11 @@ EXIT_OK, EXIT_NOTHING_DONE, EXIT_PARTIAL = 0, 2, 3
 console = Console()
 err_console = Console(stderr=True)
 
-#: Library parameter or configuration field -> the option that sets it (for error messages).
+#: Library parameter or configuration field -> the option that sets it (for error messages). One option
+#: name has one meaning everywhere: ``-m`` is only ``--model`` (a model file), ``--method(s)`` picks
+#: survival methods, ``--workers`` counts processes and ``--threads`` threads inside one process.
 OPTION_OF: dict[str, str] = {
-    "size_px": "--size", "per_class": "--per-class", "n_fields": "--n", "wbc_per_field": "--wbc",
+    "size_px": "--size", "per_class": "--per-class", "n_fields": "--fields", "wbc_per_field": "--wbc",
     "rbc_per_10k_um2": "--rbc-density", "randomize": "--randomize", "seed": "--seed", "classes": "--classes",
     "differential": "--differential", "um_per_px": "--um-per-px", "model": "--model", "out": "--out",
     "scale_tta": "--scale-tta", "tta": "--tta", "harmonise": "--harmonise", "backend": "--backend",
@@ -43,15 +45,18 @@ OPTION_OF: dict[str, str] = {
     "distill_temperature": "--distill-temperature", "unlabelled": "--unlabelled",
     "unlabelled_um_per_px": "--unlabelled-um-per-px", "pseudo_coverage": "--pseudo-coverage",
     "exclude": "--exclude", "min_confidence": "--min-confidence", "specimen": "--specimen",
-    "calibration": "--calibration", "profile": "--profile", "wbc_1e9_per_l": "--wbc", "case": "--case",
-    "cells": "--cells", "cells_per_class": "--per-class", "regimen": "--regimen", "panel": "--panel",
-    "clinical": "--clinical", "molecular": "--molecular", "cv": "--cv", "folds": "--folds",
-    "models": "--models", "baselines": "--baselines", "cohort": "--cohort", "threshold": "--threshold",
-    "horizon_days": "--horizon-days", "n_estimators": "--n-estimators", "alpha": "--alpha",
-    "min_gene_count": "--min-gene-count", "tau": "--tau", "centers": "--centers", "n": "--n",
+    "calibration": "--calibration", "profile": "--profile", "profiles": "--profile", "wbc_1e9_per_l": "--wbc",
+    "case": "--case", "cells": "--cells", "cells_per_class": "--per-class", "regimen": "--regimen",
+    "panel": "--panel", "clinical": "--clinical", "molecular": "--molecular", "cv": "--cv", "folds": "--folds",
+    "method": "--method", "methods": "--methods", "models": "--methods", "baselines": "--baselines",
+    "cohort": "--cohort", "threshold": "--threshold", "horizon_days": "--horizon-days",
+    "n_estimators": "--n-estimators", "alpha": "--alpha", "min_gene_count": "--min-gene-count", "tau": "--tau",
+    "centers": "--centers", "n_centers": "--centers", "patients": "--patients",
+    # ``cohort simulate`` keeps the library's ``n`` (patients) behind ``--patients``.
+    "n": "--patients",
     "workers": "--workers", "threads": "--threads", "num_threads": "--threads",
     "patient / cohort": "PATIENT / --cohort", "images": "IMAGES", "scanner": "--scanner",
-    "max_images": "--max-images",
+    "max_images": "--max-images", "pbc_dir": "--pbc", "real_cells": "--pbc", "out_dir": "--out",
 }
 
 
@@ -60,13 +65,74 @@ def option_name(where: str) -> str:
     return OPTION_OF.get(where, where)
 
 
+class _Nothing:
+    """Stands for a value that was not given (printed as ``nothing`` in ``got nothing``)."""
+
+    def __repr__(self) -> str:
+        return "nothing"
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+#: Pydantic error type -> what would have been accepted, in our words (``ctx`` holds the bounds).
+_EXPECTED_OF: dict[str, Callable[[dict], str]] = {
+    "greater_than": lambda ctx: f"a number > {_number(ctx['gt'])}",
+    "greater_than_equal": lambda ctx: f"a number >= {_number(ctx['ge'])}",
+    "less_than": lambda ctx: f"a number < {_number(ctx['lt'])}",
+    "less_than_equal": lambda ctx: f"a number <= {_number(ctx['le'])}",
+    "literal_error": lambda ctx: f"one of {ctx['expected'].replace(' or ', ', ')}",
+    "enum": lambda ctx: f"one of {ctx['expected'].replace(' or ', ', ')}",
+    "int_parsing": lambda ctx: "a whole number",
+    "int_from_float": lambda ctx: "a whole number",
+    "int_type": lambda ctx: "a whole number",
+    "float_parsing": lambda ctx: "a number",
+    "float_type": lambda ctx: "a number",
+    "bool_parsing": lambda ctx: "yes/no (true or false)",
+    "missing": lambda ctx: "a value (it is required)",
+    "extra_forbidden": lambda ctx: "a known setting name (this one is not)",
+    "string_type": lambda ctx: "text",
+    "list_type": lambda ctx: "a list",
+}
+
+
+def validation_error_in_our_words(exc: ValidationError, *, where: str | None = None) -> InputError:
+    """The first error of a pydantic ``ValidationError`` as our :class:`InputError`, naming the option.
+
+    ``--size: got 1; expected a number >= 16`` rather than pydantic's "Input should be greater than or
+    equal to 16". A nested field is named by its path under the option (``--profile: optics.na``);
+    ``where`` replaces the option part (a file name, say). A validator that raised our own
+    :class:`InputError` is passed through with its option translated.
+    """
+    err = exc.errors()[0]
+    loc = [str(p) for p in err.get("loc", ())]
+    ctx = err.get("ctx") or {}
+    inner = ctx.get("error")
+    if isinstance(inner, InputError):
+        return InputError(option_name(inner.where), inner.value, inner.expected)
+    head = where if where is not None else (option_name(loc[0]) if loc else "(option)")
+    rest = loc[1:] if where is None else loc
+    name = f"{head}: {'.'.join(rest)}" if rest else head
+    kind = err.get("type", "")
+    if kind in _EXPECTED_OF:
+        expected = _EXPECTED_OF[kind](ctx)
+    else:  # a rarer pydantic error: its own message, without pydantic's lead-in
+        expected = str(err.get("msg", "a valid value"))
+        for lead in ("Input should be ", "Value error, ", "Assertion failed, "):
+            expected = expected.removeprefix(lead)
+    value: Any = _Nothing() if kind == "missing" else err.get("input")
+    return InputError(name, value, expected)
+
+
 def fail(exc: Exception) -> typer.Exit:
     """Print ``exc`` in our words, naming the option, and return the exit (code 2) to raise."""
     if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        field = str(err["loc"][0]) if err.get("loc") else "(option)"
-        expected = err.get("msg", "a valid value").replace("Input should be ", "")
-        exc = InputError(option_name(field), err.get("input"), expected)
+        exc = validation_error_in_our_words(exc)
+    elif (isinstance(exc, InputError) and isinstance(exc.__cause__, ValidationError)
+          and exc.expected == exc.__cause__.errors()[0].get("msg")):
+        # A library that passed pydantic's message on (a profile file, say) named the place; reword the rest.
+        exc = validation_error_in_our_words(exc.__cause__, where=option_name(exc.where.split(": ")[0]))
     elif isinstance(exc, InputError) and exc.where in OPTION_OF:
         exc = InputError(OPTION_OF[exc.where], exc.value, exc.expected)
     err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
@@ -109,11 +175,12 @@ def n_workers(w: int) -> int:
     return max(1, os.cpu_count() or 1) if w <= 0 else w
 
 
-def finish_partial(failures: list[dict], *, listed_in: str, limit: int = 20) -> None:
+def finish_partial(failures: list[dict], *, listed_in: str, nothing_done: bool = False, limit: int = 20) -> None:
     """End a batch job that skipped items: list them on stderr and exit with :data:`EXIT_PARTIAL`.
 
     ``failures`` are ``{"path": ..., "error": ...}`` records; ``listed_in`` names the output that
-    lists them all. Returns (exit 0) when nothing was skipped.
+    lists them all. ``nothing_done`` (every item failed) exits with :data:`EXIT_NOTHING_DONE` instead.
+    Returns (exit 0) when nothing was skipped.
     """
     if not failures:
         return
@@ -122,14 +189,14 @@ def finish_partial(failures: list[dict], *, listed_in: str, limit: int = 20) -> 
     more = f" (first {limit} shown)" if len(failures) > limit else ""
     err_console.print(f"[yellow]{len(failures)} item(s) skipped[/]{more}; all are listed in {listed_in}",
                       highlight=False)
-    raise typer.Exit(code=EXIT_PARTIAL)
+    raise typer.Exit(code=EXIT_NOTHING_DONE if nothing_done else EXIT_PARTIAL)
 
 
 def report_written(summary: dict, what: str, t0: float) -> None:
-    """Print what a batch job wrote; skipped items end it with :data:`EXIT_PARTIAL`."""
+    """Print what a batch job wrote; skipped items end it with :data:`EXIT_PARTIAL` (all skipped: 2)."""
     dt = time.perf_counter() - t0
     console.print(f"[green]{summary['written']}[/] {what} in {dt:.1f} s -> [bold]{summary['out']}[/]")
-    finish_partial(summary["failures"], listed_in="provenance.json")
+    finish_partial(summary["failures"], listed_in="provenance.json", nothing_done=summary["written"] == 0)
 
 
 # ------------------------------------------------------------------------------ shared options
@@ -138,7 +205,11 @@ def report_written(summary: dict, what: str, t0: float) -> None:
 OutDirOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
 ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="Preset name or JSON/YAML profile file.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Run seed (items derive theirs from it).")]
-WorkersOpt = Annotated[int, typer.Option("--workers", "-w", help="Processes; 0 = all cores.")]
+WorkersOpt = Annotated[int, typer.Option("--workers", "-w", help="Worker processes; 0 = all cores (threads inside "
+                                                                 "one process are --threads, where a command has "
+                                                                 "it).")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Threads inside one process (torch); default: all "
+                                                "cores (processes are --workers).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Allow replacing existing outputs.")]
 RandomizeOpt = Annotated[float, typer.Option("--randomize", help="Strength of per-item profile randomisation "
                                                                  "(0 = off).")]

@@ -59,7 +59,7 @@ def version() -> None:
 def simulate_cells_cmd(
     out: OutDirOpt,
     profile: ProfileOpt = "analyzer-100x",
-    per_class: Annotated[int, typer.Option("--per-class", "-n", help="Crops per class.")] = 10,
+    per_class: Annotated[int, typer.Option("--per-class", help="Crops per class.")] = 10,
     size: Annotated[int, typer.Option("--size", help="Crop size in pixels.")] = 256,
     classes: Annotated[list[str] | None, typer.Option("--classes", help="Class codes (repeat or comma list).")] = None,
     randomize: RandomizeOpt = 0.0,
@@ -67,7 +67,11 @@ def simulate_cells_cmd(
     workers: WorkersOpt = 0,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """White-cell crops as an ImageFolder (DIR/<CODE>/<id>.png) + manifest.csv + provenance.json."""
+    """White-cell crops as an ImageFolder (DIR/<CODE>/<id>.png) + manifest.csv + provenance.json.
+
+    With --overwrite, crops of an earlier run into the same folder that the new manifest does not list
+    are deleted (only files that run's manifest listed).
+    """
     from hemotwin.twin.datasets import CellSetConfig, simulate_cells
 
     summary = _render("cell crops", simulate_cells, lambda: CellSetConfig.from_options(
@@ -80,8 +84,9 @@ def simulate_cells_cmd(
 def simulate_fields_cmd(
     out: OutDirOpt,
     profile: ProfileOpt = "analyzer-100x",
-    n: Annotated[int, typer.Option("--n", "-n", help="Number of fields.")] = 4,
-    size: Annotated[int, typer.Option("--size", help="Field size in pixels (square).")] = 1024,
+    fields: Annotated[int, typer.Option("--fields", help="Number of fields.")] = 4,
+    size: Annotated[int, typer.Option("--size", help="Field size in pixels (square); the time grows with the "
+                                      "field's area in µm (size x the profile's µm/px, squared).")] = 1024,
     wbc: Annotated[int, typer.Option("--wbc", help="White cells per field.")] = 3,
     differential: Annotated[str | None, typer.Option(
         "--differential", help='Target differential, e.g. "NGS=0.6,LYT=0.3,MON=0.1".')] = None,
@@ -91,11 +96,15 @@ def simulate_fields_cmd(
     workers: WorkersOpt = 0,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Monolayer fields with COCO annotations.json and instance/compartment mask PNGs."""
+    """Monolayer fields with COCO annotations.json and instance/compartment mask PNGs.
+
+    With --overwrite, images and masks of an earlier run that the new annotations.json does not list
+    are deleted.
+    """
     from hemotwin.twin.datasets import FieldSetConfig, simulate_fields
 
     summary = _render("fields", simulate_fields, lambda: FieldSetConfig.from_options(
-        profile=profile, n_fields=n, size_px=size, wbc_per_field=wbc, differential=differential,
+        profile=profile, n_fields=fields, size_px=size, wbc_per_field=wbc, differential=differential,
         rbc_per_10k_um2=rbc_density, randomize=randomize, seed=seed),
         out=out, workers=workers, overwrite=overwrite)
     console.print(f"annotations: {summary['annotations']}")

@@ -53,6 +53,14 @@ REPORT_SCHEMA_VERSION = "1.3"
 #: smallest conventional manual count (docs/clinical_rules.md §2, counting statistics; 200 for a blood
 #: blast percentage, 500 in marrow). Below it every interval is wide (0 of 100 still allows 3.6 %).
 MIN_DIFFERENTIAL_CELLS = 100
+#: A sample is outside what the classifier reads when more than this share of its classified cells
+#: falls below the review threshold. Where the chain is validated (twin virtual patients under the
+#: four scanner presets, docs/benchmarks.md) 0.1-1.2 % of cells are referred; on a microscope the
+#: shipped model does not read (BCCD's fields) more than half are. A quarter leaves a wide margin
+#: on both sides; then no flag is called positive and the headline says why.
+MAX_REFERRED_SHARE = 0.25
+#: Fewest classified cells the share above is judged on (fewer cells: the count warning speaks).
+MIN_CELLS_FOR_SHARE = 20
 
 
 class AnalysisConfig(BaseModel):
@@ -347,9 +355,16 @@ class AnalysisEngine:
                              f"({cal.um_per_px:g} µm/px): their error rates may differ from the calibration's")
         n_cells = len(cells)
         n_ref = sum(c.referred for c in cells)
+        unsure_sample = n_cells >= MIN_CELLS_FOR_SHARE and n_ref / n_cells > MAX_REFERRED_SHARE
+        if unsure_sample:
+            flags = [_not_decided(f, n_ref, n_cells) for f in flags]
         review = _review_list(cells, unsure, flags, cfg)
         warnings = _count_warnings(diff.n_leukocytes, n_cells)
+        if unsure_sample:
+            warnings.insert(0, {"id": "classifier_unsure", "message": _unsure_message(n_ref, n_cells)})
         statement = _headline(diff, primary_blasts, flags, n_cells, cal is not None)
+        if unsure_sample:
+            statement = _unsure_message(n_ref, n_cells) + " " + statement
         if flags:
             advice = counting_advice(flags)
         else:
@@ -399,6 +414,7 @@ class AnalysisEngine:
                               "primary_method": primary_blasts.method},
             "flags": [f.model_dump() for f in flags],
             "flags_assessable": bool(flags),
+            "classifier_unsure": unsure_sample,
             "counting_advice": advice.model_dump(),
             "review": review,
             "cells": [{"id": c.id, "field": c.field, "bbox": list(c.bbox), "centroid": list(c.centroid),
@@ -589,6 +605,25 @@ def _count_warnings(n_leukocytes: int, n_classified: int) -> list[dict[str, str]
                             "smallest conventional differential (docs/clinical_rules.md §2, counting statistics): "
                             "the intervals are wide and most flags cannot be decided; count more fields."}]
     return []
+
+
+def _unsure_message(n_referred: int, n_cells: int) -> str:
+    """What the report says first when the classifier cannot read a sample (:data:`MAX_REFERRED_SHARE`)."""
+    return (f"The classifier is unsure on this sample: {n_referred} of {n_cells} cells "
+            f"({100 * n_referred / n_cells:.0f} %) fall below the review threshold, against about 1 % on the "
+            "scanners it is validated on. This microscope, stain or pixel size is probably outside what the model "
+            "reads: the differential is not reliable and no flag is called positive. Review the cells, or "
+            "calibrate this scanner and use a model trained for it (docs/scanner.md).")
+
+
+def _not_decided(flag, n_referred: int, n_cells: int):
+    """A positive flag of a sample the classifier cannot read, stated as not decided (indeterminate)."""
+    if flag.state != "positive":
+        return flag
+    return flag.model_copy(update={
+        "state": "indeterminate", "additional_cells": None, "additional_cells_method": None,
+        "statement": (f"{flag.statement} Not called positive: the classifier is unsure on this sample "
+                      f"({n_referred} of {n_cells} cells below the review threshold); review the cells.")})
 
 
 def _headline(diff, blasts, flags, n_cells: int, corrected: bool) -> str:

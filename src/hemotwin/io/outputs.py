@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from hemotwin.errors import InputError, OutputExistsError
 
-__all__ = ["output_dir", "prepare_output_dir", "prepare_output_file"]
+__all__ = ["output_dir", "output_file", "prepare_output_dir", "prepare_output_file"]
 
 
 def _make_writable_dir(folder: Path, *, shown: Path, option: str, what: str) -> None:
@@ -40,27 +41,62 @@ def prepare_output_dir(path: str | Path, *, overwrite: bool, option: str = "out"
 def prepare_output_file(path: str | Path, *, overwrite: bool, option: str = "out") -> Path:
     """Check that a single output file may be written (parent writable, no clobbering)."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(option, str(path), "a file path (a folder exists there)")
     if path.exists() and not overwrite:
         raise OutputExistsError(path)
     _make_writable_dir(path.parent, shown=path, option=option, what="a path in a folder")
     return path
 
 
+def _holds_no_file(folder: Path) -> bool:
+    """True when ``folder`` contains no file at any depth (empty sub-folders only, or nothing)."""
+    return not any(not p.is_dir() for p in folder.rglob("*"))
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` (itself included) that does not exist yet; None if it exists."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
 @contextmanager
 def output_dir(path: str | Path, *, overwrite: bool, option: str = "out") -> Iterator[Path]:
     """:func:`prepare_output_dir` for the span of a job; a failed job leaves no empty folder behind.
 
-    A folder this job created is removed again when the job fails before writing anything into it.
+    The folders this job created (``path`` and any missing parents) are removed again when the job
+    fails before writing any file into them; sub-folders it made for its outputs, still empty, go
+    with them. A folder that existed before is never removed.
 
     >>> with output_dir("report", overwrite=False) as out:   # doctest: +SKIP
     ...     write_everything(out)
     """
     path = Path(path)
-    existed = path.exists()
-    out = prepare_output_dir(path, overwrite=overwrite, option=option)
+    created = _first_missing(path.absolute())
     try:
-        yield out
+        yield prepare_output_dir(path, overwrite=overwrite, option=option)
     except BaseException:
-        if not existed and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
+        if created is not None and created.is_dir() and _holds_no_file(created):
+            shutil.rmtree(created)
+        raise
+
+
+@contextmanager
+def output_file(path: str | Path, *, overwrite: bool, option: str = "out") -> Iterator[Path]:
+    """:func:`prepare_output_file` for the span of a job: folders it created go again if the job fails.
+
+    The file itself is the caller's to write; a job that fails before writing any file leaves no
+    empty folder behind (as :func:`output_dir`).
+    """
+    path = Path(path)
+    created = _first_missing(path.parent.absolute())
+    try:
+        yield prepare_output_file(path, overwrite=overwrite, option=option)
+    except BaseException:
+        if created is not None and created.is_dir() and _holds_no_file(created):
+            shutil.rmtree(created)
         raise

@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from hemotwin.errors import InputError
 from hemotwin.io.images import write_png
-from hemotwin.io.outputs import prepare_output_dir
+from hemotwin.io.outputs import output_dir
 from hemotwin.io.provenance import provenance, write_json
 from hemotwin.twin.profiles import ScannerProfile, load_profile, randomize
 from hemotwin.twin.render import Rendering, render
@@ -156,33 +156,87 @@ def _run_tasks(fn, tasks: list, workers: int, progress: Progress | None) -> list
     return results
 
 
+def _files_listed_before(root: Path, command: str) -> set[str]:
+    """The files an earlier run of ``command`` wrote into ``root``, by that run's own lists.
+
+    Only a folder whose ``provenance.json`` says hemotwin's ``command`` wrote it counts: its
+    ``manifest.csv`` (``simulate cells``) or ``annotations.json`` (``simulate fields``, with the two
+    mask files of each image). Any other folder (someone else's manifest), or lists we cannot read,
+    yield nothing, so nothing of it is ever deleted.
+    """
+    listed: set[str] = set()
+    try:
+        prov = json.loads((root / "provenance.json").read_text())
+        if not isinstance(prov, dict) or prov.get("command") != command or "hemotwin_version" not in prov:
+            return set()
+        if command == "simulate cells":
+            with open(root / "manifest.csv", newline="") as fh:
+                listed.update(row["path"] for row in csv.DictReader(fh) if row.get("path"))
+        else:
+            for image in json.loads((root / "annotations.json").read_text()).get("images", []):
+                name = Path(str(image["file_name"])).stem
+                listed.update({str(image["file_name"]), f"masks/{name}_instances.png",
+                               f"masks/{name}_compartments.png"})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return set()  # not lists we wrote: touch nothing
+    return listed
+
+
+def _remove_stale(root: Path, listed_before: set[str], written: set[str]) -> list[str]:
+    """Delete the files the earlier run listed that this run did not write (an ``overwrite`` that shrank).
+
+    Only paths of the earlier run's own lists, inside ``root``, are candidates: a file the user put
+    there is never touched. A class or mask folder left empty by the removal goes too.
+    """
+    removed = []
+    base = root.resolve()
+    for rel in sorted(listed_before - written):
+        target = (root / rel).resolve()
+        if base not in target.parents or not target.is_file():
+            continue
+        target.unlink()
+        removed.append(rel)
+        if target.parent != base and not any(target.parent.iterdir()):
+            target.parent.rmdir()
+    return removed
+
+
 def simulate_cells(config: CellSetConfig, out_dir: str | Path, *, overwrite: bool = False, workers: int = 1,
                    progress: Progress | None = None) -> dict[str, Any]:
     """Render an ImageFolder of white-cell crops with ``manifest.csv`` and ``provenance.json``.
 
-    Returns a summary with the number written and the failures (path, error).
+    With ``overwrite``, the crops an earlier run listed in its manifest and this run does not write
+    are deleted, so the folder holds exactly what the new manifest lists (files we did not list stay).
+
+    Returns
+    -------
+    dict
+        ``out``, ``written`` (crops), ``failures`` (path, error), ``manifest`` (path) and ``removed``
+        (crops of the earlier run deleted).
     """
-    root = prepare_output_dir(out_dir, overwrite=overwrite)
-    for code in config.classes:
-        (root / code).mkdir(exist_ok=True)
-    tasks = [(config, code, LEUKOCYTE_CLASSES.index(code), i, str(root))
-             for code in config.classes for i in range(config.per_class)]
-    results = _run_tasks(_cell_task, tasks, workers, progress)
-    rows = [r["row"] for r in results if r["ok"]]
-    failures = [{"path": r["path"], "error": r["error"]} for r in results if not r["ok"]]
-    keys: list[str] = []
-    for row in rows:
-        keys.extend(k for k in row if k not in keys)
-    with open(root / "manifest.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    prov = provenance(command="simulate cells", config=config.model_dump(mode="json"),
-                      seeds={"seed": config.seed, "item_seed": "SeedSequence([seed, class_index, i])"},
-                      extra={"written": len(rows), "failures": failures})
-    write_json(root / "provenance.json", prov)
+    with output_dir(out_dir, overwrite=overwrite) as root:
+        listed_before = _files_listed_before(root, "simulate cells")
+        for code in config.classes:
+            (root / code).mkdir(exist_ok=True)
+        tasks = [(config, code, LEUKOCYTE_CLASSES.index(code), i, str(root))
+                 for code in config.classes for i in range(config.per_class)]
+        results = _run_tasks(_cell_task, tasks, workers, progress)
+        rows = [r["row"] for r in results if r["ok"]]
+        failures = [{"path": r["path"], "error": r["error"]} for r in results if not r["ok"]]
+        keys: list[str] = []
+        for row in rows:
+            keys.extend(k for k in row if k not in keys)
+        with open(root / "manifest.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+        removed = _remove_stale(root, listed_before, {row["path"] for row in rows})
+        prov = provenance(command="simulate cells", config=config.model_dump(mode="json"),
+                          seeds={"seed": config.seed, "item_seed": "SeedSequence([seed, class_index, i])"},
+                          extra={"written": len(rows), "failures": failures, "removed": removed})
+        write_json(root / "provenance.json", prov)
     return {"out": str(root), "written": len(rows), "failures": failures,
-            "manifest": str(root / "manifest.csv")}
+            "manifest": str(root / "manifest.csv"), "removed": removed}
 
 
 def simulate_cells_over_presets(out_dir: str | Path, *, per_class: int, classes: Iterable[str] | None = None,
@@ -323,7 +377,12 @@ def _field_task(args: tuple) -> dict[str, Any]:
 
 def simulate_fields(config: FieldSetConfig, out_dir: str | Path, *, overwrite: bool = False, workers: int = 1,
                     progress: Progress | None = None) -> dict[str, Any]:
-    """Render monolayer fields with COCO ``annotations.json`` and instance/compartment mask PNGs."""
+    """Render monolayer fields with COCO ``annotations.json`` and instance/compartment mask PNGs.
+
+    With ``overwrite``, the images and masks an earlier run listed in its ``annotations.json`` and this
+    run does not write are deleted (files we did not list stay). Returns a summary like
+    :func:`simulate_cells` (``annotations`` instead of ``manifest``).
+    """
     if config.differential is not None:
         check_classes(config.differential)
     # Validate the field specification once, before any work: a bad differential or a field too
@@ -331,31 +390,36 @@ def simulate_fields(config: FieldSetConfig, out_dir: str | Path, *, overwrite: b
     side = config.size_px * config.profile.camera.um_per_px
     FieldSpec(height_um=side, width_um=side, rbc_per_10k_um2=config.rbc_per_10k_um2,
               wbc_count=config.wbc_per_field, differential=config.differential)
-    root = prepare_output_dir(out_dir, overwrite=overwrite)
-    (root / "images").mkdir(exist_ok=True)
-    (root / "masks").mkdir(exist_ok=True)
-    results = _run_tasks(_field_task, [(config, i, str(root)) for i in range(config.n_fields)], workers, progress)
-    images, annotations, failures = [], [], []
-    for res in results:
-        if not res["ok"]:
-            failures.append({"path": res["path"], "error": res["error"]})
-            continue
-        images.append(res["image"])
-        for a in res["anns"]:
-            a["id"] = len(annotations) + 1
-            annotations.append(a)
-    coco = {
-        "info": {"description": "hemotwin rendered fields (research use only)", "version": "1.0"},
-        "images": images,
-        "annotations": annotations,
-        "categories": [{"id": k + 1, "name": n, "supercategory": "wbc" if n in LEUKOCYTE_CLASSES else n}
-                       for k, n in enumerate(CATEGORY_NAMES)],
-        "compartments": {c.name.lower(): int(c) for c in Compartment},
-    }
-    (root / "annotations.json").write_text(json.dumps(coco))
-    write_json(root / "provenance.json",
-               provenance(command="simulate fields", config=config.model_dump(mode="json"),
-                          seeds={"seed": config.seed, "item_seed": "SeedSequence([seed, i])"},
-                          extra={"written": len(images), "failures": failures}))
+    with output_dir(out_dir, overwrite=overwrite) as root:
+        listed_before = _files_listed_before(root, "simulate fields")
+        (root / "images").mkdir(exist_ok=True)
+        (root / "masks").mkdir(exist_ok=True)
+        results = _run_tasks(_field_task, [(config, i, str(root)) for i in range(config.n_fields)], workers,
+                             progress)
+        images, annotations, failures = [], [], []
+        for res in results:
+            if not res["ok"]:
+                failures.append({"path": res["path"], "error": res["error"]})
+                continue
+            images.append(res["image"])
+            for a in res["anns"]:
+                a["id"] = len(annotations) + 1
+                annotations.append(a)
+        coco = {
+            "info": {"description": "hemotwin rendered fields (research use only)", "version": "1.0"},
+            "images": images,
+            "annotations": annotations,
+            "categories": [{"id": k + 1, "name": n, "supercategory": "wbc" if n in LEUKOCYTE_CLASSES else n}
+                           for k, n in enumerate(CATEGORY_NAMES)],
+            "compartments": {c.name.lower(): int(c) for c in Compartment},
+        }
+        (root / "annotations.json").write_text(json.dumps(coco))
+        written = {f for im in images for f in (im["file_name"], f"masks/{Path(im['file_name']).stem}_instances.png",
+                                                f"masks/{Path(im['file_name']).stem}_compartments.png")}
+        removed = _remove_stale(root, listed_before, written)
+        write_json(root / "provenance.json",
+                   provenance(command="simulate fields", config=config.model_dump(mode="json"),
+                              seeds={"seed": config.seed, "item_seed": "SeedSequence([seed, i])"},
+                              extra={"written": len(images), "failures": failures, "removed": removed}))
     return {"out": str(root), "written": len(images), "failures": failures,
-            "annotations": str(root / "annotations.json")}
+            "annotations": str(root / "annotations.json"), "removed": removed}

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from hemotwin.errors import InputError
 from hemotwin.taxonomy import CLASS_CODES, PARENT
 from hemotwin.twin.profiles import ScannerProfile, load_profile
 from hemotwin.twin.specimen import LEUKOCYTE_CLASSES, FieldSpec, compose_field
@@ -116,15 +117,21 @@ def write_gallery(out: str | Path, *, profiles: Sequence[str | ScannerProfile] |
                   progress: Callable[[int, int], None] | None = None) -> Path:
     """Render the contact sheet (all presets by default) and save it as a PNG at ``out``.
 
+    The profiles and the real-cell folder are checked before anything is rendered or created, so a
+    mistyped option fails at once and leaves nothing behind.
+
     Returns
     -------
     Path
         The file written (refused when it exists and ``overwrite`` is false).
     """
-    from hemotwin.io.outputs import prepare_output_file
+    from hemotwin.io.outputs import output_file
     from hemotwin.twin.profiles import list_presets
 
-    path = prepare_output_file(out, overwrite=overwrite, option="out")
-    sheet = make_gallery(profiles=profiles or list_presets(), pbc_dir=pbc_dir, seed=seed, progress=progress)
-    sheet.save(path)
+    profs = [load_profile(p) for p in (profiles or list_presets())]
+    if pbc_dir is not None and not Path(pbc_dir).is_dir():
+        raise InputError("pbc_dir", str(pbc_dir), "a folder of real cells (<class>/<image>)")
+    with output_file(out, overwrite=overwrite, option="out") as path:
+        sheet = make_gallery(profiles=profs, pbc_dir=pbc_dir, seed=seed, progress=progress)
+        sheet.save(path)
     return path
