@@ -1,6 +1,6 @@
 """Smear analysis on real fields: ``analyze`` on BCCD's 364 fields, scored against its labels and boxes.
 
-Issue 20's measure "Smear analysis on real fields". The library's :func:`hemotwin.diagnosis.analyze.analyze`
+The measure "smear analysis on real fields". The library's :func:`hemotwin.diagnosis.analyze.analyze`
 runs once on the BCCD fields as **one sample** (``BCCD/JPEGImages``, 640 x 480 JPEGs from another
 microscope) at ``--um-per-px`` (0.0725 µm/px, from BCCD's annotated red-cell boxes; the files carry no
 pixel size), with ``--workers`` field processes. Measured:
@@ -413,7 +413,9 @@ def main(argv: list[str] | None = None) -> dict:
                   "indeterminate": [k for k, v in states.items() if v == "indeterminate"],
                   "safety_flags": list(SAFETY_FLAGS), "positive_safety_flags": positive_safety,
                   "pass_no_positive_safety_flag": not positive_safety,
-                  "review_cells": {f["id"]: f["review_cells"] for f in report["flags"] if f.get("review_cells")}},
+                  "review_cells": {f["id"]: f["review_cells"] for f in report["flags"] if f.get("review_cells")},
+                  "classifier_unsure": report.get("classifier_unsure"),
+                  "referred_share": report["counts"]["n_referred"] / max(1, report["counts"]["n_classified"])},
         "cells": {**score_cells(report, fields, match), "matching": match_stats,
                   "n_classified": report["counts"]["n_classified"], "n_review": report["counts"]["n_review"],
                   "review_kinds": dict(Counter(r.get("kind") for r in report["review"]))},

@@ -45,6 +45,22 @@ def test_excluded_classes_are_not_scored():
     assert m["n"] == 2 and m["n_excluded"] == 1 and m["accuracy"] == 1.0
 
 
+def test_rejected_cells_are_counted_not_scored():
+    y = ["neutrophil", "lymphocyte", "neutrophil"]
+    m = evaluate_predictions(y, _onehot([2, 0, 2]), LABELS, rejected=["monocyte", "neutrophil"])
+    # Three right calls; the two rejected cells are neither right nor in the metrics, but counted.
+    assert m["n"] == 3 and m["accuracy"] == 1.0 and m["n_rejected"] == 2
+    assert m["accuracy_rejected_as_errors"] == pytest.approx(3 / 5)
+    assert m["per_class"]["monocyte"]["rejected"] == 1 and m["per_class"]["monocyte"]["support"] == 0
+    # A rejected cell of an excluded class is excluded, not rejected.
+    x = evaluate_predictions(y, _onehot([2, 0, 2]), LABELS, rejected=["monocyte"], exclude=["monocyte"])
+    assert x["n_rejected"] == 0 and x["n_excluded"] == 1 and x["accuracy_rejected_as_errors"] == 1.0
+    with pytest.raises(InputError, match="rejected by the input check"):
+        evaluate_predictions([], np.zeros((0, 3)), LABELS, rejected=["monocyte"])
+    with pytest.raises(InputError, match="true labels"):
+        evaluate_predictions(y, _onehot([2, 0, 2]), LABELS, rejected=["blast"])
+
+
 def test_ece_is_zero_when_confidence_equals_accuracy_and_large_when_overconfident():
     rng = np.random.default_rng(0)
     conf = np.full(10000, 0.7)
@@ -76,6 +92,10 @@ def test_report_files(tmp_path):
     assert doc["metrics"]["accuracy"] == 1.0 and "research use" in doc["research_use_only"].lower()
     page = paths["html"].read_text()
     assert "data:image/png;base64," in page and "Not for diagnostic use" in page
+    assert "Rejected by the input check: 0" in page
+    m = evaluate_predictions(["neutrophil", "lymphocyte"], _onehot([2, 0]), LABELS, rejected=["lymphocyte"])
+    page = write_report(m, tmp_path, title="t", provenance={}, figures=False)["html"].read_text()
+    assert "Rejected by the input check: 1" in page and "0.667" in page  # 2 right of 3
     assert (tmp_path / "confusion.png").stat().st_size > 1000
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import zipfile
 
 import numpy as np
@@ -132,3 +134,15 @@ def test_bad_files_rejected(saved, tmp_path):
     _rejects(path, "required label set", labels=list(reversed(LABELS)))  # order is the output order
     with pytest.raises(InputError, match=str(truncated)):
         InferenceEngine(truncated)
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_model_files_get_the_mode_of_any_new_file(tmp_path, umask, mode):
+    """Not the private 0600 of a temporary file: the group (and others, by the umask) may read a model."""
+    net = build_model(ModelConfig(n_classes=2, input_size=48, widths=(8, 16, 32, 64), blocks=(1, 1, 1, 1)))
+    old = os.umask(umask)
+    try:
+        path = save_model(tmp_path / "m.hemo", net, labels=["a", "b"], onnx_opset=None)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == mode

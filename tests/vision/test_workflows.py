@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,13 @@ from hemotwin.vision.augment import TargetReimaging, make_augment
 from hemotwin.vision.data import map_items_to, model_labels_for, parse_label_spec
 from hemotwin.vision.datasets import load_dataset
 from hemotwin.vision.geometry import Geometry, prepare
-from hemotwin.vision.inference import InferenceOptions, expand_image_paths, predict_files, predict_to_csv
+from hemotwin.vision.inference import (
+    DEFAULT_SCALE_TTA,
+    InferenceOptions,
+    expand_image_paths,
+    predict_files,
+    predict_to_csv,
+)
 from hemotwin.vision.models import build_model
 from hemotwin.vision.training import TrainRequest
 from hemotwin.vision.training import train_model as _train_model
@@ -66,9 +73,13 @@ def test_train_predict_evaluate(twin_cells, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     pred = predict_files([*files, bad], options=InferenceOptions(model=out))
-    assert len(pred["rows"]) == 6 and len(pred["failures"]) == 1 and "broken.png" in pred["failures"][0]["path"]
+    # Every file has a row, the unreadable one too (skipped, with its reason and no call).
+    assert len(pred["rows"]) == 7 and pred["n_classified"] == 6 and pred["rejected"] == []
+    assert len(pred["failures"]) == 1 and "broken.png" in pred["failures"][0]["path"]
+    assert pred["rows"][-1]["status"] == "skipped" and pred["rows"][-1]["label"] == "" and pred["rows"][-1]["reason"]
     row = pred["rows"][0]
     assert row["label"] in res["labels"] and row["um_per_px_source"] == PNG_METADATA
+    assert row["status"] in ("ok", "unsure") and 0.0 <= row["ood_score"] <= 1.0
     assert sum(row[f"p_{lab}"] for lab in res["labels"]) == pytest.approx(1.0, abs=1e-3)
     coarse = predict_files(files[:2], labels="wbc5", options=InferenceOptions(model=out))
     assert set(coarse["labels"]) == {"basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil"}
@@ -161,9 +172,11 @@ def test_harmonise_needs_a_stain_reference(tmp_path):
     write_png(img, np.full((40, 40, 3), 200, np.uint8), um_per_px=0.25)
     with pytest.raises(InputError, match=r"old\.hemo"):
         predict_files([img], options=InferenceOptions(model=path, harmonise=True, backend="torch"))
-    # Nor does it record a training zoom, so scale TTA needs an explicit factor.
-    with pytest.raises(InputError, match=r"old\.hemo.*scale-jitter"):
-        predict_files([img], options=InferenceOptions(model=path, scale_tta="model", backend="torch"))
+    # Nor does it record a training zoom: scale TTA "model" then averages over the documented default
+    # zoom (as for the shipped model). The blank image itself is rejected, not classified.
+    res = predict_files([img], options=InferenceOptions(model=path, scale_tta="model", backend="torch"))
+    assert res["scale_tta_zooms"] == pytest.approx([1 / DEFAULT_SCALE_TTA, 1.0, DEFAULT_SCALE_TTA])
+    assert res["n_classified"] == 0 and res["rows"][0]["status"] == "rejected"
 
 
 def test_auto_labels_lift_fine_codes_to_coarse_groups_present(twin_cells):
@@ -376,3 +389,189 @@ def test_predict_to_csv_expands_folders_and_writes_the_rows(twin_cells, tmp_path
 def test_label_specs_as_users_write_them():
     assert parse_label_spec("auto") == "auto" and parse_label_spec("pbc") == "pbc"
     assert parse_label_spec("NGS,EOS,") == ["NGS", "EOS"] and parse_label_spec(("LYT",)) == ["LYT"]
+
+
+# ------------------------------------------------------------------ input check, statuses, exit codes
+
+def _nonsense(folder):
+    """The images the shipped model used to call with confidence: white, grey, a single pixel (0.1 µm/px)."""
+    from hemotwin.io.images import write_png
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return [write_png(folder / "white.png", np.full((100, 100, 3), 255, np.uint8), um_per_px=0.1),
+            write_png(folder / "grey.png", np.full((100, 100, 3), 128, np.uint8), um_per_px=0.1),
+            write_png(folder / "one.png", np.full((1, 1, 3), 180, np.uint8), um_per_px=0.1)]
+
+
+def test_predict_rejects_nonsense_and_gives_every_file_a_status(twin_cells, tmp_path):
+    import csv
+
+    cells = sorted((twin_cells / "LYT").glob("*.png"))[:2]
+    files = [*_nonsense(tmp_path / "junk"), *cells]
+    res = predict_to_csv(files, tmp_path / "p.csv")  # the shipped model
+    with open(res["csv"], newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["status"] for r in rows[:3]] == ["rejected"] * 3 and res["n_classified"] == 2
+    assert "no stained cell" in rows[0]["reason"] and "no stained cell" in rows[1]["reason"]
+    assert "too small for a white cell" in rows[2]["reason"]
+    for r in rows[:3]:  # no class, no probability for a rejected image
+        assert r["label"] == "" and r["probability"] == "" and all(r[f"p_{lab}"] == "" for lab in res["labels"])
+    for r in rows[3:]:
+        assert r["status"] in ("ok", "unsure") and r["label"] in res["labels"] and r["reason"] in ("", r["reason"])
+        assert 0.0 <= float(r["ood_score"]) <= 1.0
+    assert [f["path"] for f in res["rejected"]] == [str(f) for f in files[:3]] and res["failures"] == []
+    # Without the check the same images get a class: the check, not the model, refuses them.
+    assert predict_files(files[:2], input_check=None)["n_classified"] == 2
+    # unsure: a call below min_confidence (every call, at a threshold of 1).
+    strict = predict_files(cells, min_confidence=1.0)
+    assert {r["status"] for r in strict["rows"]} == {"unsure"} and "below 1" in strict["rows"][0]["reason"]
+
+
+def test_ood_score_is_the_normalised_entropy():
+    from hemotwin.vision.inference import ood_scores
+
+    p = np.array([[1.0, 0.0, 0.0, 0.0], [0.25] * 4, [0.5, 0.5, 0.0, 0.0]])
+    # One class: 0; uniform: 1; two classes of four: log 2 / log 4 = 0.5.
+    assert ood_scores(p) == pytest.approx([0.0, 1.0, 0.5])
+
+
+def test_predict_exit_codes_follow_the_convention(twin_cells, tmp_path):
+    """0 all classified; 3 finished with rejected or skipped files (listed); 2 nothing classified."""
+    from typer.testing import CliRunner
+
+    from hemotwin.cli import app
+
+    runner = CliRunner()
+    junk = _nonsense(tmp_path / "junk")
+    cell = str(sorted((twin_cells / "EOS").glob("*.png"))[0])
+    ok = runner.invoke(app, ["predict", cell, "--out", str(tmp_path / "a.csv")])
+    assert ok.exit_code == 0, ok.output
+    part = runner.invoke(app, ["predict", cell, str(junk[0]), "--out", str(tmp_path / "b.csv")])
+    assert part.exit_code == 3 and "white.png" in part.output and "rejected" in part.output, part.output
+    none = runner.invoke(app, ["predict", *map(str, junk), "--out", str(tmp_path / "c.csv")])
+    assert none.exit_code == 2 and "one.png" in none.output, none.output
+    # The output is checked before any work: a path under a file, an unknown label set.
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    bad = runner.invoke(app, ["predict", cell, "--out", str(blocker / "p.csv")])
+    assert bad.exit_code == 2 and "--out" in bad.output and "Traceback" not in bad.output
+    bad = runner.invoke(app, ["predict", cell, "--labels", "nonsense", "--out", str(tmp_path / "d.csv")])
+    assert bad.exit_code == 2 and "--labels" in bad.output and not (tmp_path / "d.csv").exists()
+
+
+def _image_folder(src, dest):
+    """``src``'s class folders alone (without its manifest, so every file in them is read)."""
+    import shutil
+
+    for cls in sorted(p for p in src.iterdir() if p.is_dir()):
+        shutil.copytree(cls, dest / cls.name)
+    return dest
+
+
+def test_evaluate_reports_rejected_images_and_no_machine_paths(twin_cells, tmp_path):
+    """A blank image filed as EOS is rejected, never scored as correct; the report names files inside the data."""
+    import csv
+    import html
+
+    from typer.testing import CliRunner
+
+    from hemotwin.cli import app
+    from hemotwin.io.images import write_png
+    from hemotwin.vision.inference import default_model_path
+
+    data = _image_folder(twin_cells, tmp_path / "data")
+    write_png(data / "EOS" / "white.png", np.full((120, 120, 3), 255, np.uint8), um_per_px=0.25)
+    (data / "LYT" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    rep = tmp_path / "report"
+    res = CliRunner().invoke(app, ["evaluate", "--data", str(data), "--out", str(rep)])
+    assert res.exit_code == 3, res.output  # finished, two files not scored: listed
+    assert "white.png" in res.output and "broken.png" in res.output
+    doc = json.loads((rep / "report.json").read_text())
+    m = doc["metrics"]
+    assert m["n"] == 30 and m["n_rejected"] == 1 and m["per_class"]["EOS"]["rejected"] == 1
+    assert m["accuracy_rejected_as_errors"] == pytest.approx(m["accuracy"] * 30 / 31)
+    with open(rep / "predictions.csv", newline="") as fh:
+        cells = {c["path"]: c for c in csv.DictReader(fh)}
+    assert len(cells) == 32  # every file, in the data folder's terms
+    white = cells["EOS/white.png"]
+    assert white["status"] == "rejected" and white["predicted"] == "" and white["correct"] == ""
+    assert white["scored"] == "False" and "no stained cell" in white["reason"]
+    assert cells["LYT/broken.png"]["status"] == "skipped" and str(tmp_path) not in cells["LYT/broken.png"]["reason"]
+    # No path of this machine in the report but the data folder as given (the input itself).
+    for name in ("report.json", "report.html", "predictions.csv"):
+        text = html.unescape((rep / name).read_text()).replace(str(data) + ":", "").replace(f'"{data}"', "")
+        assert str(tmp_path) not in text and str(default_model_path()) not in text, name
+    assert doc["provenance"]["config"]["data"] == str(data)
+
+
+def test_evaluate_refuses_a_report_folder_inside_the_data(twin_cells, tmp_path):
+    data = _image_folder(twin_cells, tmp_path / "data")
+    with pytest.raises(InputError, match=r"out.*outside the data folder") as err:
+        evaluate_model(data, data / "report")
+    assert str(data) in str(err.value) and "report" in str(err.value)
+    assert not (data / "report").exists()  # refused before anything was created
+
+
+def test_options_and_outputs_are_checked_before_any_work(twin_cells, tmp_path):
+    """Each error names its parameter, though the data named do not exist: nothing was read first."""
+    from hemotwin.vision.assess import stress_model
+
+    missing = tmp_path / "missing"
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for kw, where in (({"norm": "foo"}, "norm"), ({"augment": "foo"}, "augment"), ({"labels": "nonsense"}, "labels"),
+                      ({"epochs": 0}, "epochs")):
+        with pytest.raises(InputError) as err:
+            train_model([missing], tmp_path / "m.hemo", **kw)
+        assert err.value.where == where
+    unwritable = [blocker / "m.hemo"] + ([Path("/proc/x.hemo")] if Path("/proc/self").is_dir() else [])
+    for out in unwritable:
+        with pytest.raises(InputError) as err:
+            train_model([missing], out)
+        assert err.value.where == "out" and str(out) in str(err.value)
+    with pytest.raises(InputError) as err:
+        predict_to_csv([missing], blocker / "p.csv")
+    assert err.value.where == "out"
+    with pytest.raises(InputError) as err:
+        predict_to_csv([missing], tmp_path / "p.csv", labels="nonsense")
+    assert err.value.where == "labels"
+    for kw, where in (({"backend": "foo"}, "backend"), ({"scale_tta": "3"}, "scale_tta")):
+        with pytest.raises(InputError) as err:
+            evaluate_model(missing, tmp_path / "rep", options=InferenceOptions(**kw))
+        assert err.value.where == where
+    for kw, where in (({"floor": 1.5}, "floor"), ({"backend": "foo"}, "backend"), ({"per_class": 0}, "per_class")):
+        with pytest.raises(InputError) as err:
+            stress_model(tmp_path / "stress", **kw)
+        assert err.value.where == where
+    with pytest.raises(InputError) as err:
+        evaluate_model(missing, blocker / "rep")
+    assert err.value.where == "out"
+    with pytest.raises(InputError) as err:
+        stress_model(blocker / "stress")
+    assert err.value.where == "out"
+    assert not (tmp_path / "rep").exists() and not (tmp_path / "stress").exists() and not (tmp_path / "m.hemo").exists()
+
+
+def test_train_refuses_data_sets_labelled_at_different_levels(twin_cells, tmp_path):
+    """PBC-style folder names (``eosinophil``) joined with twin codes (``NGS``) need a label set named."""
+    import shutil
+
+    from hemotwin.vision.training import check_label_sets
+
+    coarse = tmp_path / "coarse"
+    for code, group in (("EOS", "eosinophil"), ("NGS", "neutrophil")):
+        shutil.copytree(twin_cells / code, coarse / group)
+    with pytest.raises(InputError) as err:
+        train_model([twin_cells, coarse], tmp_path / "m.hemo", geometry=GEOM, epochs=1)
+    msg = str(err.value)
+    assert err.value.where == "labels" and "NGS" in msg and "neutrophil" in msg and "wbc5" in msg
+    assert str(coarse) in msg and str(twin_cells) in msg and not (tmp_path / "m.hemo").exists()
+    check_label_sets([twin_cells, coarse], "wbc5")  # a label set named: both map into it
+    check_label_sets([twin_cells, twin_cells], "auto")  # the same level: nothing to choose
+
+
+def test_scale_tta_model_works_with_the_shipped_model(twin_cells):
+    # The shipped model records no training zoom: the documented default is used, not an error.
+    res = predict_files(sorted((twin_cells / "NGS").glob("*.png"))[:2], options=InferenceOptions(scale_tta="model"))
+    assert res["scale_tta_zooms"] == pytest.approx([1 / DEFAULT_SCALE_TTA, 1.0, DEFAULT_SCALE_TTA])
+    assert res["n_classified"] == 2

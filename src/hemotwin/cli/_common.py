@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,7 +57,7 @@ OPTION_OF: dict[str, str] = {
     "n": "--patients",
     "workers": "--workers", "threads": "--threads", "num_threads": "--threads",
     "patient / cohort": "PATIENT / --cohort", "images": "IMAGES", "scanner": "--scanner",
-    "max_images": "--max-images", "pbc_dir": "--pbc", "real_cells": "--pbc", "out_dir": "--out",
+    "max_images": "--max-images", "floor": "--floor", "pbc_dir": "--pbc", "real_cells": "--pbc", "out_dir": "--out",
 }
 
 
@@ -125,6 +126,12 @@ def validation_error_in_our_words(exc: ValidationError, *, where: str | None = N
     return InputError(name, value, expected)
 
 
+def in_option_words(text: str) -> str:
+    """A message with the library parameters it names in parentheses, ``(um_per_px)``, as options."""
+    return re.sub(r"\(([a-z]+(?:_[a-z0-9]+)+)\)",
+                  lambda m: f"({OPTION_OF[m.group(1)]})" if m.group(1) in OPTION_OF else m.group(0), text)
+
+
 def fail(exc: Exception) -> typer.Exit:
     """Print ``exc`` in our words, naming the option, and return the exit (code 2) to raise."""
     if isinstance(exc, ValidationError):
@@ -133,8 +140,8 @@ def fail(exc: Exception) -> typer.Exit:
           and exc.expected == exc.__cause__.errors()[0].get("msg")):
         # A library that passed pydantic's message on (a profile file, say) named the place; reword the rest.
         exc = validation_error_in_our_words(exc.__cause__, where=option_name(exc.where.split(": ")[0]))
-    elif isinstance(exc, InputError) and exc.where in OPTION_OF:
-        exc = InputError(OPTION_OF[exc.where], exc.value, exc.expected)
+    elif isinstance(exc, InputError):
+        exc = InputError(option_name(exc.where), exc.value, in_option_words(str(exc.expected)))
     err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
     return typer.Exit(code=EXIT_NOTHING_DONE)
 

@@ -34,25 +34,12 @@ from hemotwin.cli._common import (
     err_console,
     fail,
     finish_partial,
+    in_option_words,
     n_workers,
-    option_name,
 )
 
 app = typer.Typer()
 simulate = typer.Typer()
-
-
-def _in_option_words(exc: Exception) -> Exception:
-    """``exc`` with the library's ``(um_per_px)`` as the option a user types (the message names the file)."""
-    from hemotwin.errors import InputError
-
-    if isinstance(exc, InputError) and "(um_per_px)" in str(exc.expected):
-        return InputError(exc.where, exc.value, _option_words(exc.expected))
-    return exc
-
-
-def _option_words(text: str) -> str:
-    return text.replace("(um_per_px)", f"({option_name('um_per_px')})")
 
 
 @app.command("analyze")
@@ -101,7 +88,7 @@ def analyze_cmd(
         with Bar("analysing fields") as bar:
             res = analyze(sample, out, config=cfg, overwrite=overwrite, workers=n_workers(workers), progress=bar)
     except EXPECTED_ERRORS as exc:
-        raise fail(_in_option_words(exc)) from None
+        raise fail(exc) from None
     r = res["result"]
     if as_json:
         from hemotwin.diagnosis.report import json_ready
@@ -122,7 +109,7 @@ def analyze_cmd(
         console.print(f"[dim]{escape(r['calibration_note'])}[/]")
         console.print(f"report -> [bold]{res['html']}[/] and {res['json']}")
         console.print(f"[dim]{RESEARCH_USE}[/]")
-    skipped = [{"path": escape(s["field"]), "error": escape(_option_words(s["reason"] or ""))}
+    skipped = [{"path": escape(s["field"]), "error": escape(in_option_words(s["reason"] or ""))}
                for s in r["sample"]["skipped"]]
     nothing = bool(skipped) and len(skipped) == r["sample"]["n_fields"]
     if nothing:

@@ -24,8 +24,10 @@ from hemotwin.cli._common import (
     console,
     err_console,
     fail,
+    finish_partial,
     with_inference_options,
 )
+from hemotwin.errors import InputError
 
 if TYPE_CHECKING:
     from hemotwin.vision.inference import InferenceOptions
@@ -56,9 +58,8 @@ def calibrate(
         raise fail(exc) from None
     for line in cal.summary_lines():
         console.print(line, highlight=False)
-    for s in cal.skipped[:20]:
-        err_console.print(f"[yellow]skipped[/] {s['path']}: {s['reason']}")
     console.print(f"scanner file -> [bold]{out}[/]")
+    finish_partial([{"path": s["path"], "error": s["reason"]} for s in cal.skipped], listed_in=f"{out} (skipped)")
 
 
 @app.command()
@@ -110,8 +111,7 @@ def train(
     console.print(f"model -> [bold]{res['model']}[/] (best epoch {res['best_epoch']}, "
                   f"validation {', '.join(f'{k} {v:.3f}' for k, v in m.items() if isinstance(v, float))}; "
                   f"{res['train_images_per_s']:.0f} training images/s)")
-    for f in res["failures"][:10]:
-        err_console.print(f"[yellow]skipped[/] {f['path']}: {f['error']}")
+    finish_partial(res["failures"], listed_in="this list (the model was trained without them)")
 
 
 @app.command()
@@ -122,36 +122,58 @@ def predict(
     options: InferenceOptions,
     labels: Annotated[str | None, typer.Option("--labels", help="Report in another label set: pbc | wbc5")] = None,
     um_per_px: UmPerPxOpt = None,
+    min_confidence: Annotated[float, typer.Option("--min-confidence", help="Calls below this top probability are "
+                                                  "marked unsure.")] = 0.5,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Classify cell images: path, predicted label and the probability of every class."""
+    """Classify cell images: per file its status, label, probability, out-of-distribution score and every class's.
+
+    Each image is checked first: one that holds no white cell at its pixel size (blank, uniform, too
+    small, no nuclear stain) is rejected with the reason and gets no class. Status: ok, unsure
+    (top probability below --min-confidence), rejected, skipped (unreadable).
+    """
     from hemotwin.vision.inference import predict_to_csv
 
     try:
         with Bar("classifying") as bar:
             res = predict_to_csv(images, out, options=options, overwrite=overwrite, um_per_px=um_per_px,
-                                 labels=labels, progress=bar)
+                                 labels=labels, min_confidence=min_confidence, progress=bar)
     except EXPECTED_ERRORS as exc:
         raise fail(exc) from None
-    console.print(f"{len(res['rows'])} cells classified -> [bold]{res['csv']}[/] "
-                  f"(labels: {', '.join(res['labels'])})")
-    for f in res["failures"][:20]:
-        err_console.print(f"[yellow]skipped[/] {f['path']}: {f['error']}")
-    if res["failures"]:
-        raise typer.Exit(code=1)
+    skipped = res["failures"] + res["rejected"]
+    if res["n_classified"] == 0:
+        _list_items(skipped)
+        raise fail(InputError("images", f"{len(res['rows'])} file(s)", "at least one image of a white cell; every "
+                              f"one was rejected or skipped (each is listed with its reason in {res['csv']})"))
+    unsure = sum(r["status"] == "unsure" for r in res["rows"])
+    console.print(f"{res['n_classified']} cells classified ({unsure} unsure: top probability below "
+                  f"{min_confidence:g}) -> [bold]{res['csv']}[/] (labels: {', '.join(res['labels'])})")
+    if len(res["scale_tta_zooms"]) > 1:
+        console.print(f"scale TTA zooms: {', '.join(f'{z:.3g}' for z in res['scale_tta_zooms'])}")
+    finish_partial(skipped, listed_in=res["csv"])
+
+
+def _list_items(items: list[dict], limit: int = 20) -> None:
+    """Each skipped or rejected item on stderr (the first ``limit``)."""
+    for f in items[:limit]:
+        err_console.print(f"[yellow]skipped[/] {f['path']}: {f['error']}", highlight=False)
 
 
 @app.command()
 @with_inference_options
 def evaluate(
     data: Annotated[Path, typer.Option("--data", "-d", help="Labelled ImageFolder or manifest.csv.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (not inside --data).")],
     options: InferenceOptions,
     um_per_px: UmPerPxOpt = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="True labels not scored (repeat).")] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Accuracy, macro-F1, per-class scores, confusion matrix, calibration and referral curve."""
+    """Accuracy, macro-F1, per-class scores, confusion matrix, calibration and referral curve.
+
+    Images the input check rejects (no white cell at their pixel size) are not classified and not
+    scored: the report counts them and gives the accuracy had each been an error.
+    """
     from hemotwin.vision.assess import evaluate_model
 
     try:
@@ -165,6 +187,10 @@ def evaluate(
     console.print(f"accuracy {m['accuracy']:.3f} (95 % CI {lo:.3f}-{hi:.3f}, n={m['n']}), macro-F1 "
                   f"{m['macro_f1']:.3f}, ECE {m['calibration']['ece']:.3f} -> [bold]{res['report']['html']}[/] "
                   f"(cell by cell: {res['report']['predictions']})")
+    if m["n_rejected"]:
+        console.print(f"{m['n_rejected']} image(s) rejected by the input check, not scored; counting them as "
+                      f"errors the accuracy is {m['accuracy_rejected_as_errors']:.3f}")
+    finish_partial(res["failures"] + res["rejected"], listed_in=res["report"]["predictions"])
 
 
 @app.command()
@@ -173,22 +199,32 @@ def stress(
     model: ModelOpt = None,
     profile: ProfileOpt = "analyzer-100x",
     per_class: Annotated[int, typer.Option("--per-class", help="Cells per class in the fixed set.")] = 8,
+    floor: Annotated[float, typer.Option("--floor", help="Accuracy the operating envelope requires (absolute, "
+                                         "0-1).")] = 0.8,
     seed: SeedOpt = 0,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Accuracy under sweeps of one imaging parameter at a time: the model's operating envelope."""
+    """Absolute accuracy under sweeps of one imaging parameter at a time, and the operating envelope.
+
+    The envelope of a parameter is the range around its nominal value where accuracy stays at or
+    above --floor; a model below the floor at the nominal setting has none.
+    """
     from hemotwin.vision.assess import stress_model
 
     try:
         with Bar("stress test") as bar:
             res = stress_model(out, overwrite=overwrite, model=model, profile=profile, per_class=per_class,
-                               seed=seed, progress=bar)
+                               seed=seed, floor=floor, progress=bar)
     except EXPECTED_ERRORS as exc:
         raise fail(exc) from None
     r = res["result"]
-    console.print(f"nominal accuracy {r['nominal_accuracy']:.3f} on {r['n_cells']} cells ({r['profile']})")
+    console.print(f"nominal accuracy {r['nominal_accuracy']:.3f} on {r['n_cells']} cells ({r['profile']}); "
+                  f"envelope: accuracy >= {r['floor']:g}")
+    if r["no_envelope"]:
+        console.print(f"[yellow]{r['no_envelope']}[/]")
     for sw in r["sweeps"]:
         env = sw["envelope"]
-        rng = f"{env[0]:g} .. {env[1]:g}" if env else "none (nominal below tolerance)"
-        console.print(f"  {sw['name']:20s} envelope {rng} {sw['unit']}")
+        rng = f"{env[0]:g} .. {env[1]:g} {sw['unit']}" if env else "none"
+        accs = ", ".join(f"{v:g}: {a:.2f}" for v, a in zip(sw["values"], sw["accuracy"], strict=True))
+        console.print(f"  {sw['name']:20s} envelope {rng}  (accuracy {accs})", highlight=False)
     console.print(f"plot -> [bold]{res['plot']}[/], data -> {res['json']}")

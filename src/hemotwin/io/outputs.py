@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from hemotwin.errors import InputError, OutputExistsError
 
-__all__ = ["output_dir", "output_file", "prepare_output_dir", "prepare_output_file"]
+__all__ = ["check_output_file", "check_output_folder", "output_dir", "output_file", "prepare_output_dir",
+           "prepare_output_file"]
 
 
 def _make_writable_dir(folder: Path, *, shown: Path, option: str, what: str) -> None:
@@ -19,8 +21,7 @@ def _make_writable_dir(folder: Path, *, shown: Path, option: str, what: str) -> 
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(option, str(shown), f"{what} that can be created ({exc.strerror})") from exc
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(option, str(shown), f"{what} that is writable")
+    _try_writing_in(folder, shown=shown, where=option)
 
 
 def prepare_output_dir(path: str | Path, *, overwrite: bool, option: str = "out") -> Path:
@@ -100,3 +101,59 @@ def output_file(path: str | Path, *, overwrite: bool, option: str = "out") -> It
         if created is not None and created.is_dir() and _holds_no_file(created):
             shutil.rmtree(created)
         raise
+
+
+def check_output_file(path: str | Path, *, overwrite: bool, where: str = "out") -> Path:
+    """Refuse an output file that could not be written, before any work: exists, or no writable folder.
+
+    The folder is tried by creating (and removing) a temporary file in it, or in its nearest existing
+    parent when it is still to be made: permission bits alone do not tell (a read-only mount,
+    ``/proc``, running as root).
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists and ``overwrite`` is not set.
+    InputError
+        ``path`` is a folder, or nothing can be written where it points (``where`` names the parameter).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(where, str(path), "a file path (a folder exists there)")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(path)
+    _try_writing_in(path.absolute().parent, shown=path, where=where)
+    return path
+
+
+def check_output_folder(path: str | Path, *, where: str = "out") -> Path:
+    """Refuse an output folder nothing can be written in, before any work (tried as in :func:`check_output_file`).
+
+    Whether an existing folder may be written into (``overwrite``) is
+    :func:`hemotwin.io.outputs.prepare_output_dir`'s to say; this checks that it could be.
+
+    Raises
+    ------
+    InputError
+        ``path`` is a file, or nothing can be written where it points (``where`` names the parameter).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(where, str(path), "a folder path (a file exists there)")
+    _try_writing_in(path.absolute(), shown=path, where=where)
+    return path
+
+
+def _try_writing_in(folder: Path, *, shown: Path, where: str) -> None:
+    """Create and remove a file in ``folder``, or in its nearest existing parent when it is still to be made."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(where, str(shown), f"a path in a folder ({folder} is a file)")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".hemotwin-write-test-", dir=folder)
+    except OSError as exc:
+        raise InputError(where, str(shown), f"a path in a folder that can be written (writing in {folder} "
+                         f"failed: {exc.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)

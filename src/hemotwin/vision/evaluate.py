@@ -62,11 +62,33 @@ def coverage_curve(confidence: np.ndarray, correct: np.ndarray) -> dict[str, Any
 
 
 def evaluate_predictions(y_true: Sequence[str], probs: np.ndarray, labels: Sequence[str], *,
-                         exclude: Sequence[str] = ()) -> dict[str, Any]:
+                         exclude: Sequence[str] = (), rejected: Sequence[str] = ()) -> dict[str, Any]:
     """All metrics for predictions ``probs`` (N x C over ``labels``) against true labels.
 
-    ``exclude`` drops cells whose true label is listed (e.g. basophils with n=2 in BCCD) from
-    scoring; they are counted in ``n_excluded``.
+    Parameters
+    ----------
+    y_true
+        The true label of each classified cell.
+    probs
+        Their probabilities.
+    labels
+        The columns of ``probs``.
+    exclude
+        True labels not scored (e.g. basophils with n=2 in BCCD); their cells are counted in
+        ``n_excluded``.
+    rejected
+        The true labels of the cells the input check rejected (:mod:`hemotwin.vision.input_check`):
+        they have no probabilities, so they are **left out of every metric**, and counted:
+        ``n_rejected`` (those not excluded), ``rejected`` per class, and
+        ``accuracy_rejected_as_errors``, the accuracy had each of them been called wrong. A check
+        that refused hard cells would flatter ``accuracy``; the second figure shows by how much.
+
+    Returns
+    -------
+    dict
+        ``n``, ``n_excluded``, ``n_rejected``, ``accuracy``, ``accuracy_ci95_exact``,
+        ``accuracy_rejected_as_errors``, ``macro_f1``, ``per_class`` (precision, recall, F1,
+        support, rejected), ``labels``, ``confusion_matrix``, ``calibration``, ``referral``.
     """
     probs = np.asarray(probs, dtype=np.float64)
     labels = list(labels)
@@ -74,14 +96,16 @@ def evaluate_predictions(y_true: Sequence[str], probs: np.ndarray, labels: Seque
         raise InputError("probabilities", probs.shape, f"N x {len(labels)} (one column per label)")
     if len(y_true) != probs.shape[0]:
         raise InputError("labels", len(y_true), f"{probs.shape[0]} true labels, one per prediction")
-    unknown = sorted({t for t in y_true if t not in labels})
+    unknown = sorted({t for t in [*y_true, *rejected] if t not in labels})
     if unknown:
         raise InputError("true labels", unknown, f"labels of the model's set {labels}")
     keep = np.array([t not in set(exclude) for t in y_true], dtype=bool)
-    y = np.array([labels.index(t) for t in y_true])[keep]
+    y = np.array([labels.index(t) for t in y_true], dtype=int)[keep]
     p = probs[keep]
+    refused = [t for t in rejected if t not in set(exclude)]
     if y.size == 0:
-        raise InputError("evaluation set", 0, "at least one scorable cell")
+        raise InputError("evaluation set", 0, "at least one scorable cell"
+                         + (f" ({len(refused)} rejected by the input check)" if refused else ""))
     pred = p.argmax(axis=1)
     conf = p.max(axis=1)
     correct = (pred == y).astype(float)
@@ -90,12 +114,15 @@ def evaluate_predictions(y_true: Sequence[str], probs: np.ndarray, labels: Seque
     present = sorted(set(y.tolist()))
     prec, rec, f1, sup = precision_recall_fscore_support(y, pred, labels=list(range(len(labels))), zero_division=0)
     per_class = {labels[c]: {"precision": float(prec[c]), "recall": float(rec[c]), "f1": float(f1[c]),
-                             "support": int(sup[c])} for c in range(len(labels))}
+                             "support": int(sup[c]), "rejected": refused.count(labels[c])}
+                 for c in range(len(labels))}
     return {
         "n": int(n),
-        "n_excluded": int((~keep).sum()),
+        "n_excluded": int((~keep).sum()) + len(rejected) - len(refused),
+        "n_rejected": len(refused),
         "accuracy": k / n,
         "accuracy_ci95_exact": [float(ci.low), float(ci.high)],
+        "accuracy_rejected_as_errors": k / (n + len(refused)),
         # Macro-F1 over the classes present in the truth: absent classes have no recall to score.
         "macro_f1": float(f1_score(y, pred, labels=present, average="macro", zero_division=0)),
         "per_class": per_class,
@@ -163,15 +190,21 @@ def write_report(metrics: dict[str, Any], out_dir: str | Path, *, title: str, pr
     doc = {"title": title, "research_use_only": RESEARCH_USE, "metrics": metrics, "provenance": provenance}
     (out / "report.json").write_text(json.dumps(doc, indent=2))
     rows = [f"<tr><td>{esc(c)}</td><td>{v['precision']:.3f}</td><td>{v['recall']:.3f}</td>"
-            f"<td>{v['f1']:.3f}</td><td>{v['support']}</td></tr>" for c, v in metrics["per_class"].items()]
+            f"<td>{v['f1']:.3f}</td><td>{v['support']}</td><td>{v.get('rejected', 0)}</td></tr>"
+            for c, v in metrics["per_class"].items()]
     lo, hi = metrics["accuracy_ci95_exact"]
     cov = metrics["referral"]["max_coverage_at_accuracy"]
     imgs = "".join(f'<figure><img src="data:image/png;base64,{b}"/></figure>' for b in figs.values())
+    n_rej = metrics.get("n_rejected", 0)
+    rejected = (f"""<p><b>Rejected by the input check: {n_rej}</b> (no white cell at the stated pixel size; not
+classified and not in the metrics above). Counting each as an error, the accuracy would be
+{metrics['accuracy_rejected_as_errors']:.3f}.</p>""" if n_rej else "<p>Rejected by the input check: 0.</p>")
     body = f"""<p><b>Accuracy</b> {metrics['accuracy']:.3f} (95 % exact CI {lo:.3f}–{hi:.3f}, n = {metrics['n']},
-excluded {metrics['n_excluded']}) · <b>macro-F1</b> {metrics['macro_f1']:.3f} ·
+excluded {metrics['n_excluded']}, rejected {n_rej}) · <b>macro-F1</b> {metrics['macro_f1']:.3f} ·
 <b>ECE</b> {metrics['calibration']['ece']:.3f} · coverage at 95 % / 98 % accuracy:
 {cov['0.95']:.2f} / {cov['0.98']:.2f}</p>
-{table(("class", "precision", "recall", "F1", "n"), rows)}
+{rejected}
+{table(("class", "precision", "recall", "F1", "n", "rejected"), rows)}
 {imgs}"""
     page = html_page(title, body, provenance=provenance, extra_css="td,th{text-align:right}")
     (out / "report.html").write_text(page)

@@ -4,6 +4,12 @@
 augmentation; :func:`predict_files` classifies image files (folders expanded by
 :func:`expand_image_paths`) and :func:`predict_to_csv` writes the result as the ``predict``
 command's CSV.
+
+Every image is first brought to the model's geometry and checked (:mod:`hemotwin.vision.input_check`):
+one that cannot hold a white cell at its pixel size is *rejected* with the reason and never shown to
+the network. Each classified image gets a status: ``ok``, or ``unsure`` when its top probability is
+below ``min_confidence``; with it an out-of-distribution score from the model's output
+(:func:`ood_scores`).
 """
 
 from __future__ import annotations
@@ -20,15 +26,37 @@ from hemotwin import taxonomy
 from hemotwin.errors import HemotwinError, InputError
 from hemotwin.io import pixel_size
 from hemotwin.io.images import IMAGE_SUFFIXES, read_image
+from hemotwin.io.outputs import check_output_file
 from hemotwin.vision.datasets import estimate_um_per_px, to_canonical
 from hemotwin.vision.geometry import Geometry, Progress
+from hemotwin.vision.input_check import DEFAULT_LIMITS, CheckLimits, InputCheck, check_cell_image
 
-__all__ = ["DEFAULT_MODEL_NAME", "InferenceOptions", "ModelSpec", "collapse_to", "default_model_path", "ensemble_paths",
-           "expand_image_paths", "harmonise_arrays", "harmoniser_of", "open_engine", "predict_arrays", "predict_files",
+__all__ = ["BACKENDS", "DEFAULT_MIN_CONFIDENCE", "DEFAULT_MODEL_NAME", "DEFAULT_SCALE_TTA", "STATUSES",
+           "InferenceOptions", "ModelSpec", "checked_cell", "collapse_to",
+           "default_model_path", "ensemble_paths", "expand_image_paths", "harmonise_arrays", "harmoniser_of",
+           "model_names", "model_training_zoom", "ood_scores", "open_engine", "predict_arrays", "predict_files",
            "predict_to_csv", "scale_tta_factor", "write_predictions"]
 
 #: The model shipped with the package, beside this module.
 DEFAULT_MODEL_NAME = "default_model.hemo"
+
+#: The inference backends (:class:`~hemotwin.vision.engines.InferenceEngine`).
+BACKENDS = ("onnxruntime", "torch")
+
+#: The zoom factor of ``scale_tta="model"`` for a model file that records no training zoom (the
+#: shipped model, and every model trained without one). 1.2 is the training zoom the scale average
+#: was measured with; on BCCD it helped models trained without a zoom too, less than those trained
+#: with one (+0.6 points on all crops, +1.4 on the audited ones; docs/benchmarks.md).
+DEFAULT_SCALE_TTA = 1.2
+
+#: Below this top probability a call is ``unsure``. The models' probabilities are calibrated on held-out
+#: cells (temperature scaling), so such a call is more likely wrong than right; the same default
+#: sends cells to review in ``analyze``.
+DEFAULT_MIN_CONFIDENCE = 0.5
+
+#: The status of each input: classified (``ok``; ``unsure`` below ``min_confidence``), ``rejected`` by
+#: the input check (not classified), ``skipped`` (unreadable, or of unknown pixel size).
+STATUSES = ("ok", "unsure", "rejected", "skipped")
 
 #: One or several model files (a seed ensemble); None is the shipped model.
 ModelSpec = str | Path | Sequence[str | Path] | None
@@ -62,6 +90,19 @@ class InferenceOptions:
     harmonise: bool = False
     tta: bool = False
     scale_tta: float | str | None = None
+
+    def check(self) -> None:
+        """Refuse a backend or a test-time zoom no run could use, before any file is read.
+
+        Raises
+        ------
+        InputError
+            ``where`` names the field (``backend``, ``scale_tta``).
+        """
+        if self.backend not in BACKENDS:
+            raise InputError("backend", self.backend, f"one of {', '.join(BACKENDS)}")
+        if not (isinstance(self.scale_tta, str) and self.scale_tta.strip().lower() == "model"):
+            scale_tta_factor(None, self.scale_tta)
 
     def open(self, *, num_threads: int | None = None) -> tuple[Any, Any]:
         """The loaded (first) model and its engine (:func:`open_engine`)."""
@@ -147,12 +188,13 @@ def scale_tta_factor(loaded: Any, scale_tta: float | str | None) -> float:
     ``None`` (off) gives 1; a number is used as given (1 to ``MAX_TTA_ZOOM``); ``"model"`` is the
     zoom the model was trained with (its training ``scale_jitter``, stored in its model file):
     averaging its answers at ``1/F``, 1 and ``F`` marginalises the pixel-size uncertainty the
-    training taught it to tolerate, without choosing a direction from the test data.
+    training taught it to tolerate, without choosing a direction from the test data. A model file
+    that records no training zoom (the shipped model among them) gets :data:`DEFAULT_SCALE_TTA`.
 
     Raises
     ------
     InputError
-        Not a factor in range, or ``"model"`` for a model trained without a zoom.
+        Not ``"model"`` nor a factor in range.
     """
     from hemotwin.vision.engines import MAX_TTA_ZOOM
 
@@ -162,12 +204,7 @@ def scale_tta_factor(loaded: Any, scale_tta: float | str | None) -> float:
     if isinstance(scale_tta, str):
         text = scale_tta.strip().lower()
         if text == "model":
-            aug = loaded.provenance.get("augmentation")
-            factor = aug.get("scale_jitter") if isinstance(aug, dict) else None
-            if not isinstance(factor, int | float) or factor <= 1.0:
-                raise InputError("scale_tta", scale_tta, f"a zoom factor: {loaded.path} was not trained with a "
-                                 "zoom (scale_jitter; --scale-jitter of train on the command line)")
-            return float(factor)
+            return model_training_zoom(loaded) or DEFAULT_SCALE_TTA
         try:
             scale_tta = float(text)
         except ValueError:
@@ -176,6 +213,13 @@ def scale_tta_factor(loaded: Any, scale_tta: float | str | None) -> float:
                                            and 1.0 <= scale_tta <= MAX_TTA_ZOOM):
         raise InputError("scale_tta", scale_tta, expected)
     return float(scale_tta)
+
+
+def model_training_zoom(loaded: Any) -> float | None:
+    """The largest training zoom (``scale_jitter``) recorded in a loaded model file; None when it records none."""
+    aug = (loaded.provenance or {}).get("augmentation")
+    factor = aug.get("scale_jitter") if isinstance(aug, dict) else None
+    return float(factor) if isinstance(factor, int | float) and not isinstance(factor, bool) and factor > 1.0 else None
 
 
 def harmoniser_of(loaded: Any) -> Any:
@@ -254,6 +298,55 @@ def expand_image_paths(inputs: Sequence[str | Path]) -> list[Path]:
     return paths
 
 
+def model_names(model: ModelSpec) -> list[str]:
+    """The model file(s) of ``model`` as the user named them, for reports (the shipped one by its name only).
+
+    Unlike :func:`ensemble_paths`, the shipped model is not shown by its installed path (a path on
+    the machine that built the report, of no use to its reader).
+    """
+    if model is None:
+        return [f"{DEFAULT_MODEL_NAME} (shipped with hemotwin)"]
+    return [str(model)] if isinstance(model, str | Path) else [str(m) for m in model]
+
+
+def ood_scores(probs: np.ndarray) -> np.ndarray:
+    """An out-of-distribution score per row of probabilities: their entropy over that of a uniform answer.
+
+    0 when all the probability is on one class, 1 when it is spread evenly over all of them. The top
+    probability alone (Hendrycks & Gimpel 2017) says how much the winner got; the entropy also says
+    how the rest is spread, so a cell torn between two classes scores lower than one the model cannot
+    place at all. Like any score from the output it cannot catch an input the model answers
+    confidently (hence :mod:`hemotwin.vision.input_check`).
+    """
+    p = np.clip(np.asarray(probs, dtype=np.float64), 0.0, 1.0)
+    k = p.shape[1] if p.ndim == 2 else 0
+    if k < 2:
+        return np.zeros(len(p))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
+    return np.clip(h / np.log(k), 0.0, 1.0)
+
+
+def checked_cell(rgb: np.ndarray, *, um_per_px: float, geometry: Geometry, limits: CheckLimits | None = DEFAULT_LIMITS
+                 ) -> tuple[np.ndarray, InputCheck | None]:
+    """An image as read brought to the model's ``geometry``, and its input check (None: not checked).
+
+    The check needs the field of the image as read (its pixel count times ``um_per_px``), which the
+    padded model crop no longer shows.
+    """
+    img = to_canonical(rgb, um_per_px=um_per_px, canonical_um_per_px=geometry.um_per_px, size=geometry.input_size)
+    if limits is None:
+        return img, None
+    return img, check_cell_image(img, um_per_px=geometry.um_per_px, field_um=min(rgb.shape[:2]) * float(um_per_px),
+                                 limits=limits)
+
+
+def _check_confidence(min_confidence: float) -> None:
+    if isinstance(min_confidence, bool) or not (isinstance(min_confidence, int | float)
+                                                and 0.0 <= min_confidence <= 1.0):
+        raise InputError("min_confidence", min_confidence, "a probability in [0, 1]")
+
+
 def _file_pixel_size(path: str | Path, rgb: np.ndarray, info: Any, option: float | None) -> tuple[float, str]:
     """The pixel size of one file by the package's order (no manifest): metadata, option, red cells."""
     def red_cells() -> tuple[float | None, str]:
@@ -266,8 +359,9 @@ def _file_pixel_size(path: str | Path, rgb: np.ndarray, info: Any, option: float
 
 def predict_files(paths: Sequence[str | Path], *, options: InferenceOptions = InferenceOptions(),
                   um_per_px: float | None = None, labels: str | Sequence[str] | None = None,
+                  min_confidence: float = DEFAULT_MIN_CONFIDENCE, input_check: CheckLimits | None = DEFAULT_LIMITS,
                   progress: Progress | None = None) -> dict[str, Any]:
-    """Classify image files; unreadable files and files of unknown pixel size are listed and skipped.
+    """Classify image files; each gets a row with its status (``ok``, ``unsure``, ``rejected``, ``skipped``).
 
     Parameters
     ----------
@@ -280,56 +374,103 @@ def predict_files(paths: Sequence[str | Path], *, options: InferenceOptions = In
         red-cell ruler on each image).
     labels
         Report in another (coarser) label set (:func:`collapse_to`).
+    min_confidence
+        A classified image whose top probability (in the reported labels) is below this is
+        ``unsure`` (:data:`DEFAULT_MIN_CONFIDENCE`).
+    input_check
+        The limits of the input check (:mod:`hemotwin.vision.input_check`); an image that fails it is
+        ``rejected``, with the reason, and not classified. None classifies every readable image.
     progress
         Called after each file.
 
     Returns
     -------
     dict
-        ``rows`` (one per classified file: path, pixel size and its source, label, probability,
-        ``p_<label>`` columns), ``labels``, ``failures``, ``model``, ``models``,
-        ``harmonisation``, ``tta``, ``scale_tta_zooms``.
+        ``rows``: one per file, in order: ``path``, ``um_per_px`` and its source, ``status``,
+        ``reason`` (why rejected, skipped or unsure), ``label``, ``probability``, ``ood_score``
+        (:func:`ood_scores`, on the model's own classes), ``unmapped_probability`` (with ``labels``)
+        and a ``p_<label>`` column per label; a rejected or skipped file has no label and no
+        probabilities. Also ``labels``, ``failures`` (unreadable files or files of unknown pixel
+        size: ``path``, ``error``), ``rejected`` (the same for the input check), ``n_classified``,
+        ``model``, ``models``, ``harmonisation``, ``tta``, ``scale_tta_zooms``, ``min_confidence``,
+        ``input_check`` (the limits, or None).
     """
     pixel_size.check_um_per_px(um_per_px)
+    _check_confidence(min_confidence)
+    options.check()
+    out_labels: tuple[str, ...] = tuple(taxonomy.label_set(labels, where="labels")) if labels is not None else ()
     loaded, engine = options.open()
     geom = Geometry(loaded.preprocessing.um_per_px, loaded.preprocessing.input_size)
-    imgs, rows, failures = [], [], []
+    out_labels = out_labels or tuple(loaded.labels)
+    rows: list[dict[str, Any]] = []
+    imgs, classified, failures, rejected = [], [], [], []
     for k, p in enumerate(paths):
+        row = {"path": str(p), "um_per_px": "", "um_per_px_source": "", "status": "", "reason": ""}
+        rows.append(row)
         try:
             rgb, info = read_image(p)
             um, src = _file_pixel_size(p, rgb, info, um_per_px)
-            imgs.append(to_canonical(rgb, um_per_px=um, canonical_um_per_px=geom.um_per_px, size=geom.input_size))
-            rows.append({"path": str(p), "um_per_px": round(float(um), 5), "um_per_px_source": src})
+            img, check = checked_cell(rgb, um_per_px=um, geometry=geom, limits=input_check)
+            row.update(um_per_px=round(float(um), 5), um_per_px_source=src)
         except (HemotwinError, OSError, ValueError) as exc:
+            row.update(status="skipped", reason=str(exc))
             failures.append({"path": str(p), "error": str(exc)})
+        else:
+            if check is not None and not check.ok:
+                row.update(status="rejected", reason=check.reason)
+                rejected.append({"path": str(p), "error": f"rejected: {check.reason}"})
+            else:
+                imgs.append(img)
+                classified.append(row)
         if progress:
             progress(k + 1, len(paths))
     batch = np.stack(imgs) if imgs else np.zeros((0, geom.input_size, geom.input_size, 3), np.uint8)
     harmonisation: dict[str, Any] = {"harmonised": False}
     if options.harmonise:
         batch, harmonisation = harmonise_arrays(loaded, batch)
-    probs = predict_arrays(engine, batch)
-    out_labels: tuple[str, ...] = tuple(loaded.labels)
-    dropped = np.zeros(len(probs))
+    model_probs = predict_arrays(engine, batch)
+    probs, dropped = model_probs, np.zeros(len(model_probs))
     if labels is not None:
-        probs, out_labels, dropped = collapse_to(probs, loaded.labels, labels)
-    for row, p, d in zip(rows, probs, dropped, strict=True):
-        row["label"] = out_labels[int(np.nanargmax(p))] if np.isfinite(p).any() else ""
-        row["probability"] = round(float(np.nanmax(p)), 5) if np.isfinite(p).any() else float("nan")
-        if labels is not None:
+        probs, out_labels, dropped = collapse_to(model_probs, loaded.labels, out_labels)
+    _fill_rows(rows, classified, (probs, ood_scores(model_probs), dropped), out_labels,
+               collapsed=labels is not None, min_confidence=min_confidence)
+    return {"rows": rows, "labels": list(out_labels), "failures": failures, "rejected": rejected,
+            "n_classified": len(classified), "model": str(loaded.path), "models": ensemble_paths(options.model),
+            "harmonisation": harmonisation, "tta": options.tta, "scale_tta_zooms": list(engine.zooms),
+            "min_confidence": min_confidence,
+            "input_check": None if input_check is None else dict(vars(input_check))}
+
+
+def _fill_rows(rows: list[dict[str, Any]], classified: list[dict[str, Any]],
+               scored: tuple[np.ndarray, np.ndarray, np.ndarray], labels: Sequence[str], *, collapsed: bool,
+               min_confidence: float) -> None:
+    """Give every row the same columns: the call, its probability and scores for the classified ones, blanks else."""
+    probs, ood, dropped = scored
+    blank = {"label": "", "probability": "", "ood_score": "", **({"unmapped_probability": ""} if collapsed else {}),
+             **{f"p_{lab}": "" for lab in labels}}
+    for row in rows:
+        row.update(blank)
+    for row, p, o, d in zip(classified, probs, ood, dropped, strict=True):
+        finite = np.isfinite(p).any()
+        top = float(np.nanmax(p)) if finite else float("nan")
+        row["label"] = labels[int(np.nanargmax(p))] if finite else ""
+        row["probability"] = round(top, 5)
+        row["ood_score"] = round(float(o), 5)
+        unsure = not (top >= min_confidence)  # NaN (no class of the reported set) is unsure too
+        row["status"] = "unsure" if unsure else "ok"
+        row["reason"] = f"top probability {top:.3f} below {min_confidence:g}" if unsure else ""
+        if collapsed:
             row["unmapped_probability"] = round(float(d), 5)
-        for lab, v in zip(out_labels, p, strict=True):
+        for lab, v in zip(labels, p, strict=True):
             row[f"p_{lab}"] = round(float(v), 5)
-    return {"rows": rows, "labels": list(out_labels), "failures": failures, "model": str(loaded.path),
-            "models": ensemble_paths(options.model),
-            "harmonisation": harmonisation, "tta": options.tta, "scale_tta_zooms": list(engine.zooms)}
 
 
 def write_predictions(path: str | Path, result: dict[str, Any]) -> Path:
     """Write :func:`predict_files`' rows as a CSV (a header only when there are none)."""
     rows = result["rows"]
     with open(path, "w", newline="") as fh:
-        keys = list(rows[0]) if rows else ["path", "label", "probability"]
+        keys = list(rows[0]) if rows else ["path", "um_per_px", "um_per_px_source", "status", "reason", "label",
+                                           "probability", "ood_score"]
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
@@ -338,8 +479,13 @@ def write_predictions(path: str | Path, result: dict[str, Any]) -> Path:
 
 def predict_to_csv(inputs: Sequence[str | Path], out: str | Path, *, options: InferenceOptions = InferenceOptions(),
                    overwrite: bool = False, um_per_px: float | None = None,
-                   labels: str | Sequence[str] | None = None, progress: Progress | None = None) -> dict[str, Any]:
+                   labels: str | Sequence[str] | None = None, min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+                   input_check: CheckLimits | None = DEFAULT_LIMITS, progress: Progress | None = None
+                   ) -> dict[str, Any]:
     """Classify image files and folders and write the CSV ``out``: the ``predict`` workflow.
+
+    Every option and the output path are checked before any image is read; the CSV lists every
+    file, rejected and skipped ones with their reason.
 
     Parameters
     ----------
@@ -349,7 +495,7 @@ def predict_to_csv(inputs: Sequence[str | Path], out: str | Path, *, options: In
         The CSV to write; an existing file is replaced only with ``overwrite``.
     overwrite
         Allow replacing ``out``.
-    options, um_per_px, labels, progress
+    options, um_per_px, labels, min_confidence, input_check, progress
         See :func:`predict_files`.
 
     Returns
@@ -359,9 +505,15 @@ def predict_to_csv(inputs: Sequence[str | Path], out: str | Path, *, options: In
     """
     from hemotwin.io.outputs import prepare_output_file
 
+    check_output_file(out, overwrite=overwrite)
     pixel_size.check_um_per_px(um_per_px)
+    _check_confidence(min_confidence)
+    options.check()
+    if labels is not None:
+        taxonomy.label_set(labels, where="labels")
     paths = expand_image_paths(inputs)
     dest = prepare_output_file(out, overwrite=overwrite)
-    res = predict_files(paths, options=options, um_per_px=um_per_px, labels=labels, progress=progress)
+    res = predict_files(paths, options=options, um_per_px=um_per_px, labels=labels, min_confidence=min_confidence,
+                        input_check=input_check, progress=progress)
     res["csv"] = str(write_predictions(dest, res))
     return res

@@ -115,6 +115,13 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _umask() -> int:
+    """The process's umask (it can only be read by setting it; the old value is put back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_model(path: str | Path, model: HemoNet, *, labels: Sequence[str], um_per_px: float = DEFAULT_UM_PER_PX,
                data_checksums: dict[str, str] | None = None, seed: int | None = None,
                augmentation: str | dict[str, Any] | None = None, metrics: dict[str, Any] | None = None,
@@ -126,7 +133,8 @@ def save_model(path: str | Path, model: HemoNet, *, labels: Sequence[str], um_pe
     ----------
     path
         Output file (``.hemo`` by convention). Written to a temporary file and renamed, so a crash
-        never leaves a half-written model behind.
+        never leaves a half-written model behind; its permissions are those of any new file (the
+        umask's: readable by all under the usual 022).
     model
         The trained :class:`HemoNet` (not modified).
     labels
@@ -206,6 +214,9 @@ def save_model(path: str | Path, model: HemoNet, *, labels: Sequence[str], um_pe
         if size > MAX_MODEL_BYTES:
             raise InputError("model", f"{size / 1e6:.1f} MB", f"a model file <= {MAX_MODEL_BYTES / 2**20:.0f} MiB "
                              "(reduce widths/blocks)")
+        # mkstemp makes its file private (0600); a model is for the whole group to use, so it gets the
+        # mode any new file would (0644 under the usual umask 022).
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from hemotwin.errors import InputError, OutputExistsError
+from hemotwin.errors import InputError
 from hemotwin.io import pixel_size
+from hemotwin.taxonomy import label_set
 from hemotwin.vision.augment import TWIN_PROFILES, Augment, TargetReimaging, make_augment
 from hemotwin.vision.data import (
     concat,
@@ -31,10 +32,13 @@ from hemotwin.vision.data import (
 )
 from hemotwin.vision.geometry import Geometry, Prepared, prepare, summary_of, to_model_geometry
 
-__all__ = ["TrainRequest", "fit_stain_reference", "load_teachers", "teacher_prediction_sets", "train_model",
-           "with_unlabelled_cells"]
+__all__ = ["AUGMENT_MODES", "TrainRequest", "check_label_sets", "fit_stain_reference", "load_teachers",
+           "teacher_prediction_sets", "train_model", "with_unlabelled_cells"]
 
 Log = Callable[[str], None]
+
+#: The training augmentations (:func:`~hemotwin.vision.augment.make_augment`).
+AUGMENT_MODES = ("none", "color", "twin", "wide")
 
 
 @dataclass(frozen=True)
@@ -156,13 +160,28 @@ class TrainRequest:
         OutputExistsError
             ``out`` exists and ``overwrite`` is not set.
         InputError
-            A value out of range, or one that needs another (``distill_weight`` or ``unlabelled``
+            ``out`` cannot be written (tried, not guessed from permissions); an unknown ``augment``,
+            ``norm`` or label set; a value out of range, or one that needs another (``distill_weight`` or ``unlabelled``
             without ``teachers``, ``target`` without the twin augmentation); ``where`` names the
             parameter.
         """
-        out = Path(self.out)
-        if out.exists() and not self.overwrite:
-            raise OutputExistsError(out)
+        from typing import get_args
+
+        from hemotwin.io.outputs import check_output_file
+        from hemotwin.vision.models import NormKind
+
+        check_output_file(self.out, overwrite=self.overwrite)
+        if self.augment not in AUGMENT_MODES:
+            raise InputError("augment", self.augment, f"one of {', '.join(AUGMENT_MODES)}")
+        if self.norm not in get_args(NormKind):
+            raise InputError("norm", self.norm, f"one of {', '.join(get_args(NormKind))}")
+        if isinstance(self.epochs, bool) or not (isinstance(self.epochs, int) and self.epochs >= 1):
+            raise InputError("epochs", self.epochs, "a whole number >= 1")
+        if not self.data:
+            raise InputError("data", [], "one or more data folders or manifest files")
+        spec = parse_label_spec(self.labels)
+        if spec != "auto":
+            label_set(spec, where="labels")
         for name in ("um_per_px", "target_um_per_px", "unlabelled_um_per_px"):
             pixel_size.check_um_per_px(getattr(self, name), where=name)
         sj = self.scale_jitter
@@ -231,6 +250,7 @@ def train_model(request: TrainRequest, *, progress: Callable | None = None,
     log = log or (lambda _m: None)
     distill_weight = r.check()
     geometry = r.geometry
+    check_label_sets(r.data, parse_label_spec(r.labels), um_per_px=r.um_per_px)
     datasets, notes = load_training_data(r.data, um_per_px=r.um_per_px)
     model_labels = model_labels_for(datasets, parse_label_spec(r.labels))
     teacher_models, teacher_info = load_teachers(r.teachers or [], model_labels, geometry)
@@ -296,6 +316,40 @@ def train_model(request: TrainRequest, *, progress: Callable | None = None,
             "n_train": len(tr.kept), "n_val": len(va.kept), "n_unlabelled": len(train_ds) - len(tr.kept),
             "failures": tr.failures + va.failures, "notes": notes,
             "history": res.history}
+
+
+def check_label_sets(data: Sequence[str | Path], spec: str | Sequence[str], *, um_per_px: float | None = None) -> None:
+    """Refuse to join data sets labelled at different levels into one model without a label set given.
+
+    With ``spec`` ``"auto"`` the model's labels are those present, a fine code lifted to a coarse
+    label present (:func:`~hemotwin.vision.data.model_labels_for`). Joining PBC's folders
+    (``neutrophil``, ``lymphocyte`` ...) with twin cells (the Matek codes ``NGS``, ``LYT`` ...)
+    would then lift some codes and keep others: a model of neither label set, mixed without a word.
+    When the joined labels differ from the union of each set's own, the user must say which set to
+    train (e.g. ``wbc5``: every cell mapped to its coarse class; ``matek15``: coarse labels become
+    set-valued targets). Only the folder listings or manifests are read (no image), so this runs
+    before the slow part of loading.
+
+    Raises
+    ------
+    InputError
+        ``where`` is ``labels``; the message names each data set's labels and the mixed result.
+    """
+    from hemotwin.vision.datasets import load_dataset
+
+    if spec != "auto" or len(data) < 2:
+        return
+    datasets = [load_dataset(d, um_per_px=um_per_px) for d in data]
+    names = [str(d) for d in data]
+    own = [model_labels_for([ds]) for ds in datasets]
+    joined = model_labels_for(datasets)
+    if set(joined) == {lab for labels in own for lab in labels}:
+        return
+    each = "; ".join(f"{name}: {', '.join(labels)}" for name, labels in zip(names, own, strict=True))
+    raise InputError("labels", "auto", "a label set named when the data sets are labelled at different levels "
+                     f"({each}); joined as they are they would make a mixed model of {len(joined)} labels "
+                     f"({', '.join(joined)}). Choose one, e.g. wbc5 (five white-cell classes) or matek15 (15 codes; "
+                     "coarse labels become sets of codes)")
 
 
 def _space_record() -> dict[str, Any]:
