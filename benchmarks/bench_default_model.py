@@ -1,6 +1,6 @@
 """The shipped classifier's recipe on real data: (a) colour jitter, (b) the wide twin, (c) (b) + a calibrated scanner.
 
-Scores model files written by ``scripts/train_default_model.py --holdout 0.1 --holdout-csv H`` (one per
+Scores model files written by ``benchmarks/train_real_recipe.py --holdout 0.1 --holdout-csv H`` (one per
 arm and seed) on the same sets, in one run, so each arm is compared with the others on the same cells:
 
 - ``pbc_holdout``: the real PBC cells its seed kept out of training (in-domain), in PBC's own
