@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from hemotwin.errors import HemotwinError, InputError
+from hemotwin.errors import HemotwinError, InputError, expected_of
 
 #: Exit codes, one convention for every command (README, "Exit codes"): 0 everything done; 2 nothing
 #: done (bad input or options, explained on stderr; also typer's own usage errors); 3 finished, but
@@ -73,31 +73,6 @@ class _Nothing:
         return "nothing"
 
 
-def _number(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-#: Pydantic error type -> what would have been accepted, in our words (``ctx`` holds the bounds).
-_EXPECTED_OF: dict[str, Callable[[dict], str]] = {
-    "greater_than": lambda ctx: f"a number > {_number(ctx['gt'])}",
-    "greater_than_equal": lambda ctx: f"a number >= {_number(ctx['ge'])}",
-    "less_than": lambda ctx: f"a number < {_number(ctx['lt'])}",
-    "less_than_equal": lambda ctx: f"a number <= {_number(ctx['le'])}",
-    "literal_error": lambda ctx: f"one of {ctx['expected'].replace(' or ', ', ')}",
-    "enum": lambda ctx: f"one of {ctx['expected'].replace(' or ', ', ')}",
-    "int_parsing": lambda ctx: "a whole number",
-    "int_from_float": lambda ctx: "a whole number",
-    "int_type": lambda ctx: "a whole number",
-    "float_parsing": lambda ctx: "a number",
-    "float_type": lambda ctx: "a number",
-    "bool_parsing": lambda ctx: "yes/no (true or false)",
-    "missing": lambda ctx: "a value (it is required)",
-    "extra_forbidden": lambda ctx: "a known setting name (this one is not)",
-    "string_type": lambda ctx: "text",
-    "list_type": lambda ctx: "a list",
-}
-
-
 def validation_error_in_our_words(exc: ValidationError, *, where: str | None = None) -> InputError:
     """The first error of a pydantic ``ValidationError`` as our :class:`InputError`, naming the option.
 
@@ -116,12 +91,7 @@ def validation_error_in_our_words(exc: ValidationError, *, where: str | None = N
     rest = loc[1:] if where is None else loc
     name = f"{head}: {'.'.join(rest)}" if rest else head
     kind = err.get("type", "")
-    if kind in _EXPECTED_OF:
-        expected = _EXPECTED_OF[kind](ctx)
-    else:  # a rarer pydantic error: its own message, without pydantic's lead-in
-        expected = str(err.get("msg", "a valid value"))
-        for lead in ("Input should be ", "Value error, ", "Assertion failed, "):
-            expected = expected.removeprefix(lead)
+    expected = expected_of(err)
     value: Any = _Nothing() if kind == "missing" else err.get("input")
     return InputError(name, value, expected)
 

@@ -30,8 +30,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, field_validator, model_validator
 
-from hemotwin.errors import InputError
-from hemotwin.prognosis._validation import expected_of
+from hemotwin.errors import InputError, expected_of
 from hemotwin.prognosis.cytogenetics import KaryotypeFeatures
 from hemotwin.prognosis.mutations import Mutation, check_vafs, resolve_panel
 

@@ -30,8 +30,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hemotwin.errors import InputError
-from hemotwin.prognosis._validation import expected_of
+from hemotwin.errors import InputError, expected_of
 
 __all__ = [
     "CLINICAL_COLUMNS",
