@@ -107,7 +107,7 @@ def main() -> None:
         risk = []
         for _ in range(3):
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "hemotwin.cli", "risk", str(pfile)], check=True,
+            subprocess.run([sys.executable, "-m", "hemotwin", "risk", str(pfile)], check=True,
                            capture_output=True)
             risk.append(time.perf_counter() - t0)
     print(json.dumps({
