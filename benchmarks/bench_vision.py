@@ -4,7 +4,7 @@ Side by side in one run, same network, same seeds, same split: train on the real
 (CellaVision DM96) restricted to the five white-cell classes shared with BCCD, then score on
 the PBC hold-out (in-domain) and on the BCCD crops (another microscope and camera; basophils
 excluded, n = 2). Published train-on-one-microscope results on BCCD are 17–53 % (Tsutsui et al.,
-ICASSP 2023); the issue's target is >= 90 % with ``twin`` and >= 15 points above ``color``.
+ICASSP 2023); the design target is >= 90 % with ``twin`` and >= 15 points above ``color``.
 
 BCCD has no documented pixel size: it is estimated once with the red-cell ruler on its fields
 (not on the tight crops) and applied to every crop — say so in the results.
@@ -16,7 +16,7 @@ the audit found consistent with the morphology (``*_audited``). The headline sta
 
 A mode with a ``+synth`` suffix (``color+synth``, ``twin+synth``) adds purely synthetic twin cells
 of the five classes to the PBC training set (``--synth-per-class`` per class code, rendered under
-randomised neighbours of the four scanner presets, as for the shipped model): the issue's
+randomised neighbours of the four scanner presets, as for the shipped model): the
 "mixtures" of real and synthetic training data. Validation and test sets stay real PBC.
 
 Mode ``twin-target`` is the ``twin`` arm with a fraction ``--p-target`` of the samples re-imaged

@@ -57,7 +57,7 @@ def test_counts_are_consistent_and_every_cell_is_accounted_for(result, sample):
     truth = json.loads((sample / "truth.json").read_text())
     c = result["counts"]
     assert c["n_classified"] == c["n_counted"] + c["n_referred"] == len(result["cells"])
-    # Since the evidence rule (issue 20) the review list holds, besides the referred cells, the counted
+    # Under the evidence rule the review list holds, besides the referred cells, the counted
     # rare-class calls below the evidence threshold (and confident calls behind a flag with too few).
     assert len(result["review"]) == c["n_review"] >= c["n_referred"] + c["n_unsure"]
     assert sum(r["kind"] == "below_confidence" for r in result["review"]) == c["n_referred"]

@@ -1,4 +1,4 @@
-"""The evidence rule for rare-class flags (issue 20): positive only on confident calls, unsure cells to review.
+"""The evidence rule for rare-class flags: positive only on confident calls, unsure cells to review.
 
 Every number below is an exact count or an exact Clopper–Pearson bound (no sampling), so the
 assertions are exact; where a test depends on where a bound falls, it asserts that premise first.
@@ -183,7 +183,7 @@ def _cells(spec: list[tuple[str, float, int]]) -> list[CellResult]:
 
 
 def test_report_lists_unsure_cells_with_their_reasons():
-    # The BCCD situation of issue 20 in miniature: confident common cells, eight smudge-cell and
+    # The BCCD situation in miniature: confident common cells, eight smudge-cell and
     # three NRBC calls at 0.6-0.7 (counted, unconfirmed), two cells the model cannot place.
     cells = _cells([("NGS", 0.97, 120), ("LYT", 0.95, 60), ("KSC", 0.7, 8), ("EBO", 0.6, 3), ("NGS", 0.4, 1),
                     ("EBO", 0.45, 1)])

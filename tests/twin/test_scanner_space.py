@@ -1,4 +1,4 @@
-"""The scanner space (issue 20): documented ranges, coverage, persistence, and the re-imager over it."""
+"""The scanner space: documented ranges, coverage, persistence, and the re-imager over it."""
 
 from __future__ import annotations
 
