@@ -9,9 +9,9 @@ usage error, exit 2) fails it. Three tables below say what the tour changes, and
 * ``SHRINK``: heavy settings made small so the tour takes minutes, not hours (the options stay those
   of the README, only their values change; an option appended where the README leaves the default);
   ``PATCHES`` does the same for a library default no option reaches (the stress test's sweeps).
-* ``SUBSETS``: the real data the README trains or scores on (``../shared/data/...``), cut to a few
-  images per class. Other ``../shared/data`` paths are mapped to the shared data next to this clone;
-  a command that needs them is skipped when they are absent.
+* ``SUBSETS``: the real data the README trains or scores on (its ``pbc/`` and ``bccd/``), cut to a few
+  images per class. Other uses of those folders are mapped to the shared data next to this clone
+  (``DATA``); a command that needs them is skipped when they are absent.
 * ``STAND_INS``: the user's own inputs that the README names but does not create (``my_scanner_images/``,
   ``patient.json``, ``C.csv`` ...), staged just before the first command that names them.
 
@@ -43,9 +43,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("readme_tour")]
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
-#: The README's ``../shared/data`` is relative to the clone.
-SHARED_PREFIX = "../shared/data"
-SHARED = (REPO / SHARED_PREFIX).resolve()
+#: The development data beside the clone.
+SHARED = (REPO / ".." / "shared" / "data").resolve()
+#: The README's data folders (a user's copies of the data sets) -> their folder in the shared data.
+DATA = {"pbc/": "pbc", "bccd/": "bccd"}
 
 #: Command (its leading words) -> option -> value used in the tour instead of the README's.
 SHRINK: dict[tuple[str, ...], dict[str, str]] = {
@@ -77,8 +78,8 @@ PATCHES: dict[tuple[str, ...], tuple[str, str, Callable[[Callable], Callable]]] 
 
 #: (command, README path) -> (folder name in the tour, images per class): real data cut to a few images.
 SUBSETS: dict[tuple[tuple[str, ...], str], tuple[str, int]] = {
-    (("train",), f"{SHARED_PREFIX}/pbc"): ("pbc_subset", 5),
-    (("evaluate",), f"{SHARED_PREFIX}/bccd"): ("bccd_subset", 4),
+    (("train",), "pbc/"): ("pbc_subset", 5),
+    (("evaluate",), "bccd/"): ("bccd_subset", 4),
 }
 
 #: The README's risk example patient (docs/prognosis.md, "Patient JSON").
@@ -329,8 +330,7 @@ class Tour:
         for (words, path), (folder, per_class) in SUBSETS.items():
             if cmd.words[: len(words)] == words and path in argv:
                 if not (self.work / folder).exists():
-                    _image_folder_subset(SHARED / path.removeprefix(SHARED_PREFIX + "/"), self.work / folder,
-                                         per_class)
+                    _image_folder_subset(SHARED / DATA[path], self.work / folder, per_class)
                 argv = [folder if tok == path else tok for tok in argv]
         for words, options in SHRINK.items():
             if cmd.words[: len(words)] == words:
@@ -338,10 +338,10 @@ class Tour:
                     argv = _set_option(argv, option, value)
         mapped = []
         for tok in argv:
-            if tok.startswith(SHARED_PREFIX):
+            if tok in DATA:
                 if not SHARED.is_dir():
                     raise NeedsSharedData(tok)
-                tok = str(SHARED / tok.removeprefix(SHARED_PREFIX).lstrip("/"))
+                tok = str(SHARED / DATA[tok])
             mapped.append(tok)
         return mapped
 

@@ -40,12 +40,8 @@ def prepare_output_dir(path: str | Path, *, overwrite: bool, option: str = "out"
 
 
 def prepare_output_file(path: str | Path, *, overwrite: bool, option: str = "out") -> Path:
-    """Check that a single output file may be written (parent writable, no clobbering)."""
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(option, str(path), "a file path (a folder exists there)")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(path)
+    """Check that a single output file may be written (:func:`check_output_file`) and create its folder."""
+    path = check_output_file(path, overwrite=overwrite, where=option)
     _make_writable_dir(path.parent, shown=path, option=option, what="a path in a folder")
     return path
 
@@ -66,6 +62,17 @@ def _first_missing(path: Path) -> Path | None:
 
 
 @contextmanager
+def _removed_on_failure(created: Path | None) -> Iterator[None]:
+    """Remove ``created`` (a folder this job made, or None) when the job fails before writing a file in it."""
+    try:
+        yield
+    except BaseException:
+        if created is not None and created.is_dir() and _holds_no_file(created):
+            shutil.rmtree(created)
+        raise
+
+
+@contextmanager
 def output_dir(path: str | Path, *, overwrite: bool, option: str = "out") -> Iterator[Path]:
     """:func:`prepare_output_dir` for the span of a job; a failed job leaves no empty folder behind.
 
@@ -77,13 +84,8 @@ def output_dir(path: str | Path, *, overwrite: bool, option: str = "out") -> Ite
     ...     write_everything(out)
     """
     path = Path(path)
-    created = _first_missing(path.absolute())
-    try:
+    with _removed_on_failure(_first_missing(path.absolute())):
         yield prepare_output_dir(path, overwrite=overwrite, option=option)
-    except BaseException:
-        if created is not None and created.is_dir() and _holds_no_file(created):
-            shutil.rmtree(created)
-        raise
 
 
 @contextmanager
@@ -94,13 +96,8 @@ def output_file(path: str | Path, *, overwrite: bool, option: str = "out") -> It
     empty folder behind (as :func:`output_dir`).
     """
     path = Path(path)
-    created = _first_missing(path.parent.absolute())
-    try:
+    with _removed_on_failure(_first_missing(path.parent.absolute())):
         yield prepare_output_file(path, overwrite=overwrite, option=option)
-    except BaseException:
-        if created is not None and created.is_dir() and _holds_no_file(created):
-            shutil.rmtree(created)
-        raise
 
 
 def check_output_file(path: str | Path, *, overwrite: bool, where: str = "out") -> Path:

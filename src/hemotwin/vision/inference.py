@@ -351,7 +351,7 @@ def _file_pixel_size(path: str | Path, rgb: np.ndarray, info: Any, option: float
     """The pixel size of one file by the package's order (no manifest): metadata, option, red cells."""
     def red_cells() -> tuple[float | None, str]:
         um, details = estimate_um_per_px(rgb)
-        return (um, f"{details['n_cells']} cells") if um is not None else (None, str(details["reason"]))
+        return (um, str(details["quality"])) if um is not None else (None, str(details["reason"]))
 
     return pixel_size.resolve(where=str(path), metadata=info.um_per_px, metadata_source=info.um_per_px_source,
                               option=option, estimate=red_cells)
