@@ -57,7 +57,8 @@ OPTION_OF: dict[str, str] = {
     "n": "--patients",
     "workers": "--workers", "threads": "--threads", "num_threads": "--threads",
     "patient / cohort": "PATIENT / --cohort", "images": "IMAGES", "scanner": "--scanner",
-    "max_images": "--max-images", "floor": "--floor", "pbc_dir": "--pbc", "real_cells": "--pbc", "out_dir": "--out",
+    "max_images": "--max-images", "specimens": "--specimens", "library": "--library",
+    "max_per_class": "--per-class", "floor": "--floor", "pbc_dir": "--pbc", "real_cells": "--pbc", "out_dir": "--out",
 }
 
 
@@ -194,6 +195,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.
 ModelOpt = Annotated[Path | None, typer.Option("--model", "-m", help="Model file (default: shipped model).")]
 ModelsOpt = Annotated[list[Path] | None, typer.Option("--model", "-m", help="Model file (default: shipped model); "
                                                       "repeat for a seed ensemble (mean probabilities).")]
+SpecimensOpt = Annotated[str, typer.Option("--specimens", help="White cells: procedural (twin-drawn), real (all "
+                                           "from --library) or mixed (library where it has the class).")]
+LibraryOpt = Annotated[Path | None, typer.Option("--library", help="Cell library folder (hemotwin library build).")]
 UmPerPxOpt = Annotated[float | None, typer.Option("--um-per-px", help="Pixel size (µm) of images whose files carry "
                                                   "none (else estimated from red cells).")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="onnxruntime | torch")]

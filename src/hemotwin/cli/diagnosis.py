@@ -24,10 +24,12 @@ from hemotwin.cli._common import (
     BackendOpt,
     Bar,
     JsonOpt,
+    LibraryOpt,
     ModelOpt,
     OverwriteOpt,
     ProfileOpt,
     SeedOpt,
+    SpecimensOpt,
     UmPerPxOpt,
     WorkersOpt,
     console,
@@ -128,6 +130,8 @@ def simulate_sample_cmd(
     workers: WorkersOpt = 0,
     overwrite: OverwriteOpt = False,
     list_cases: Annotated[bool, typer.Option("--list", help="List the virtual patients and exit.")] = False,
+    specimens: SpecimensOpt = "procedural",
+    library: LibraryOpt = None,
 ) -> None:
     """A virtual patient's smear with its true differential (truth.json).
 
@@ -146,7 +150,8 @@ def simulate_sample_cmd(
     try:
         if out is None:  # optional only so that --list needs none
             raise InputError("out", "missing", "the output folder of the sample")
-        cfg = SampleConfig(case=case, cells=cells, profile=profile, seed=seed)
+        cfg = SampleConfig(case=case, cells=cells, profile=profile, seed=seed, specimens=specimens,
+                           library=None if library is None else str(library))
         t0 = time.perf_counter()
         with Bar("rendering fields") as bar:
             s = render_sample(cfg, out, overwrite=overwrite, workers=n_workers(workers), progress=bar)

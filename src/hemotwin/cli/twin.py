@@ -1,4 +1,7 @@
-"""Commands of the twin layer: ``simulate cells|fields``, ``gallery``, ``profiles``, ``demo``, ``version``."""
+"""Commands of the twin layer: ``simulate cells|fields``, ``library build``, ``gallery``, ``profiles`` ...
+
+Also ``demo`` and ``version``.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +15,17 @@ import typer
 from hemotwin.cli._common import (
     EXPECTED_ERRORS,
     Bar,
+    LibraryOpt,
     OutDirOpt,
     OverwriteOpt,
     ProfileOpt,
     RandomizeOpt,
     SeedOpt,
+    SpecimensOpt,
     WorkersOpt,
     console,
     fail,
+    finish_partial,
     n_workers,
     report_written,
 )
@@ -28,6 +34,8 @@ app = typer.Typer()
 simulate = typer.Typer()
 profiles = typer.Typer(help="Scanner profiles: list and show presets.", no_args_is_help=True)
 app.add_typer(profiles, name="profiles")
+library_app = typer.Typer(help="Cell libraries: real white cells as absorber maps for the twin.", no_args_is_help=True)
+app.add_typer(library_app, name="library")
 
 RealCellsOpt = Annotated[Path | None, typer.Option("--pbc", help="Folder of real PBC cells (<class>/<image>) to "
                                                    "show beside the twin.")]
@@ -91,6 +99,8 @@ def simulate_fields_cmd(
     differential: Annotated[str | None, typer.Option(
         "--differential", help='Target differential, e.g. "NGS=0.6,LYT=0.3,MON=0.1".')] = None,
     rbc_density: Annotated[float, typer.Option("--rbc-density", help="Red cells per 100x100 µm.")] = 180.0,
+    specimens: SpecimensOpt = "procedural",
+    library: LibraryOpt = None,
     randomize: RandomizeOpt = 0.0,
     seed: SeedOpt = 0,
     workers: WorkersOpt = 0,
@@ -105,9 +115,40 @@ def simulate_fields_cmd(
 
     summary = _render("fields", simulate_fields, lambda: FieldSetConfig.from_options(
         profile=profile, n_fields=fields, size_px=size, wbc_per_field=wbc, differential=differential,
-        rbc_per_10k_um2=rbc_density, randomize=randomize, seed=seed),
+        rbc_per_10k_um2=rbc_density, specimens=specimens, library=None if library is None else str(library),
+        randomize=randomize, seed=seed),
         out=out, workers=workers, overwrite=overwrite)
     console.print(f"annotations: {summary['annotations']}")
+
+
+@library_app.command("build")
+def library_build_cmd(
+    images: Annotated[Path, typer.Argument(help="Labelled cell images: <label>/<file> folders or a manifest.csv "
+                                           "(path,label[,fine_label]).")],
+    out: OutDirOpt,
+    um_per_px: Annotated[float, typer.Option("--um-per-px", help="Pixel size of the images (µm).")],
+    per_class: Annotated[int | None, typer.Option("--per-class", help="At most this many cells per class.")] = None,
+    fit: Annotated[bool, typer.Option("--fit/--no-fit", help="Fit the stain basis on the images (default: the "
+                                      "twin's analyzer-100x basis, which re-renders closer).")] = False,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Unmix labelled single-cell images into a cell library (LIB/library.json + one file per class).
+
+    Images without a white-cell label, unreadable, or whose cell is not found are listed and skipped.
+    """
+    from hemotwin.twin.cell_library import build_library
+
+    t0 = time.perf_counter()
+    try:
+        with Bar("unmixing cells") as bar:
+            s = build_library(images, out, um_per_px=um_per_px, max_per_class=per_class, fit=fit,
+                              overwrite=overwrite, progress=bar)
+    except EXPECTED_ERRORS as exc:
+        raise fail(exc) from None
+    counts = ", ".join(f"{c} {n}" for c, n in s["per_class"].items())
+    console.print(f"[green]{s['written']}[/] cells ({counts}) in {time.perf_counter() - t0:.1f} s -> "
+                  f"[bold]{s['out']}[/] (library {s['library_id']})")
+    finish_partial(s["failures"], listed_in=f"{s['out']}/library.json (failures)")
 
 
 @app.command()
@@ -117,15 +158,17 @@ def gallery(
         list[str] | None, typer.Option("--profile", "-p", help="Profiles (default: all presets).")
     ] = None,
     pbc: RealCellsOpt = None,
+    library: LibraryOpt = None,
     seed: SeedOpt = 0,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Contact sheet of every class under every profile (and real PBC cells when given)."""
+    """Contact sheet of every class under every profile (real PBC cells and a cell library's when given)."""
     from hemotwin.twin.gallery import write_gallery
 
     try:
         with Bar("rendering gallery") as bar:
-            path = write_gallery(out, profiles=profile, pbc_dir=pbc, seed=seed, overwrite=overwrite, progress=bar)
+            path = write_gallery(out, profiles=profile, pbc_dir=pbc, library=library, seed=seed, overwrite=overwrite,
+                                 progress=bar)
     except EXPECTED_ERRORS as exc:
         raise fail(exc) from None
     console.print(f"gallery -> [bold]{path}[/]")

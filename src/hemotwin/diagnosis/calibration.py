@@ -90,7 +90,8 @@ def _detected_fields(profile: str, labels: list[str], *, seed: int, workers: int
                  for k in range(len(fields))]
     else:
         profs = [prof] * len(fields)
-    tasks = [(profs[k], size_px, f, item_seed(seed, 1000 + k), 150.0) for k, f in enumerate(fields)]
+    tasks = [(profs[k], size_px, f, item_seed(seed, 1000 + k), 150.0, "procedural", None)
+             for k, f in enumerate(fields)]
     summary.update(missed=[], notes=[], n_fields=0, profile=prof)
     for res in pool_map(render_field_task, tasks, workers, progress):
         if not res["ok"]:

@@ -25,7 +25,7 @@ import multiprocessing as mp
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,6 +63,9 @@ class SampleConfig(BaseModel):
         Red-cell density of the monolayer.
     field_um
         Field side in µm (rounded to whole pixels of the profile, at most the sensor).
+    specimens, library
+        White cells drawn by the twin (``procedural``), taken from a cell library (``real``), or
+        both (``mixed``: the library where it holds the class); docs/cell_library.md.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -74,6 +77,8 @@ class SampleConfig(BaseModel):
     wbc_per_10k_um2: float = Field(15.0, gt=0, le=30.0)
     rbc_per_10k_um2: float = Field(150.0, ge=0, le=400.0)
     field_um: float = Field(FIELD_UM, ge=30.0, le=400.0)
+    specimens: Literal["procedural", "real", "mixed"] = "procedural"
+    library: str | None = None
 
 
 def sample_plan(config: SampleConfig) -> dict[str, Any]:
@@ -109,8 +114,9 @@ def render_field_task(args: tuple) -> dict[str, Any]:
     Parameters
     ----------
     args
-        ``(profile, size_px, labels, seed, rbc_per_10k_um2)``: the ScannerProfile, field side in
-        pixels, the white-cell labels of the field, its seed and the red-cell density.
+        ``(profile, size_px, labels, seed, rbc_per_10k_um2, specimens, library)``: the
+        ScannerProfile, field side in pixels, the white-cell labels of the field, its seed, the
+        red-cell density and the white cells' source (:class:`SampleConfig`).
 
     Returns
     -------
@@ -118,7 +124,7 @@ def render_field_task(args: tuple) -> dict[str, Any]:
         ``{"ok": True, "renderings": [...], "seed"}``, one rendering per field actually drawn (a field
         whose white cells do not fit is split in two), or ``{"ok": False, "error", "seed"}``.
     """
-    prof, size_px, labels, seed, rbc_density = args
+    prof, size_px, labels, seed, rbc_density, specimens, library = args
     from hemotwin.twin.render import render
     from hemotwin.twin.specimen import FieldSpec, compose_field
 
@@ -132,7 +138,7 @@ def render_field_task(args: tuple) -> dict[str, Any]:
             labs, sd = queue.pop(0)
             spec = FieldSpec(height_um=side, width_um=side, rbc_per_10k_um2=rbc_density, wbc_labels=labs)
             try:
-                sp = compose_field(spec, seed=sd)
+                sp = compose_field(spec, seed=sd, specimens=specimens, library=library)
             except InputError:
                 if len(labs) < 2:
                     raise
@@ -191,7 +197,8 @@ def iter_fields(config: SampleConfig, *, workers: int = 1, progress: Progress | 
     white cells did not fit is rendered as two or more fields (``renderings`` is a list).
     """
     plan = sample_plan(config)
-    tasks = [(plan["profile"], plan["size_px"], labels, item_seed(config.seed, k), config.rbc_per_10k_um2)
+    tasks = [(plan["profile"], plan["size_px"], labels, item_seed(config.seed, k), config.rbc_per_10k_um2,
+              config.specimens, config.library)
              for k, labels in enumerate(plan["fields"])]
     yield from enumerate(pool_map(render_field_task, tasks, workers, progress))
 
@@ -250,8 +257,12 @@ def render_sample(config: SampleConfig, out_dir: str | Path, *, overwrite: bool 
     """
     from hemotwin.io.outputs import output_dir
     from hemotwin.io.provenance import provenance, write_json
+    from hemotwin.twin.specimen.compose import check_library_classes
 
     plan = sample_plan(config)  # validates case and profile before anything is written
+    # A library lacking a class the sample asks real cells of fails before any work.
+    library_id = check_library_classes(sorted({c for f in plan["fields"] for c in f}),
+                                       specimens=config.specimens, library=config.library)
     # A run that renders no field fails before writing anything: the folders it made go again.
     with output_dir(out_dir, overwrite=overwrite) as root:
         (root / "fields").mkdir(exist_ok=True)
@@ -275,7 +286,7 @@ def render_sample(config: SampleConfig, out_dir: str | Path, *, overwrite: bool 
                    provenance(command="simulate sample", config=config.model_dump(mode="json"),
                               seeds={"seed": config.seed, "field_seed": "SeedSequence([seed, field_index])",
                                      "labels": "default_rng([seed, 7])"},
-                              extra={"written": len(per_field), "failures": failures,
+                              extra={"written": len(per_field), "failures": failures, "library_id": library_id,
                                      "profile": plan["profile"].model_dump(mode="json")}))
     return {"out": str(root), "fields": len(per_field), "failures": failures, "truth": truth,
             "um_per_px": plan["um_per_px"]}

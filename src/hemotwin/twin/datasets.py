@@ -11,7 +11,7 @@ import json
 import multiprocessing as mp
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -27,10 +27,12 @@ from hemotwin.twin.render import Rendering, render
 from hemotwin.twin.specimen import (
     CROP_RBC_DENSITY,
     LEUKOCYTE_CLASSES,
+    NORMAL_DIFFERENTIAL,
     FieldSpec,
     compose_field,
     make_cell_specimen,
 )
+from hemotwin.twin.specimen.compose import check_library_classes
 from hemotwin.twin.specimen.maps import Compartment
 
 Progress = Callable[[int, int], None]
@@ -97,10 +99,15 @@ def _flat_morphology(record: Any) -> dict[str, Any]:
 
 def render_cell(code: str, profile: ScannerProfile, *, size_px: int, seed: int,
                 rbc_per_10k_um2: float = CROP_RBC_DENSITY, workers: int = 1,
-                field_position: tuple[float, float] = (0.0, 0.0)) -> Rendering:
-    """One crop of ``size_px`` square centred on a white cell of class ``code``."""
+                field_position: tuple[float, float] = (0.0, 0.0), specimens: str = "procedural",
+                library: Any = None) -> Rendering:
+    """One crop of ``size_px`` square centred on a white cell of class ``code``.
+
+    ``specimens`` and ``library`` choose where the white cell comes from
+    (:func:`~hemotwin.twin.specimen.compose.wbc_sampler`).
+    """
     spec = make_cell_specimen(code, size_um=size_px * profile.camera.um_per_px, seed=seed,
-                              rbc_per_10k_um2=rbc_per_10k_um2)
+                              rbc_per_10k_um2=rbc_per_10k_um2, specimens=specimens, library=library)
     return render(spec, profile, seed=seed, workers=workers, field_position=field_position)
 
 
@@ -280,6 +287,9 @@ class FieldSetConfig(BaseModel):
     rbc_per_10k_um2: float = Field(180.0, ge=0.0, le=600.0)
     randomize: float = Field(0.0, ge=0.0, le=3.0)
     seed: int = Field(0, ge=0)
+    #: White cells drawn by the twin, from a cell library, or both (docs/cell_library.md).
+    specimens: Literal["procedural", "real", "mixed"] = "procedural"
+    library: str | None = None
 
     @classmethod
     def from_options(cls, *, profile: str | ScannerProfile, differential: str | dict[str, float] | None = None,
@@ -363,7 +373,7 @@ def _field_task(args: tuple) -> dict[str, Any]:
         side = cfg.size_px * prof.camera.um_per_px
         spec = FieldSpec(height_um=side, width_um=side, rbc_per_10k_um2=cfg.rbc_per_10k_um2,
                          wbc_count=cfg.wbc_per_field, differential=cfg.differential)
-        r = render(compose_field(spec, seed=seed), prof, seed=seed)
+        r = render(compose_field(spec, seed=seed, specimens=cfg.specimens, library=cfg.library), prof, seed=seed)
         write_png(Path(root) / "images" / f"{name}.png", r.image, um_per_px=prof.camera.um_per_px)
         Image.fromarray(r.instances.astype(np.uint16)).save(Path(root) / "masks" / f"{name}_instances.png")
         Image.fromarray(r.compartments).save(Path(root) / "masks" / f"{name}_compartments.png")
@@ -390,6 +400,10 @@ def simulate_fields(config: FieldSetConfig, out_dir: str | Path, *, overwrite: b
     side = config.size_px * config.profile.camera.um_per_px
     FieldSpec(height_um=side, width_um=side, rbc_per_10k_um2=config.rbc_per_10k_um2,
               wbc_count=config.wbc_per_field, differential=config.differential)
+    # Likewise a library lacking a class that real cells are asked of.
+    drawn = [c for c, f in (config.differential or NORMAL_DIFFERENTIAL).items()
+             if f > 0 and config.wbc_per_field > 0]
+    library_id = check_library_classes(drawn, specimens=config.specimens, library=config.library)
     with output_dir(out_dir, overwrite=overwrite) as root:
         listed_before = _files_listed_before(root, "simulate fields")
         (root / "images").mkdir(exist_ok=True)
@@ -420,6 +434,7 @@ def simulate_fields(config: FieldSetConfig, out_dir: str | Path, *, overwrite: b
         write_json(root / "provenance.json",
                    provenance(command="simulate fields", config=config.model_dump(mode="json"),
                               seeds={"seed": config.seed, "item_seed": "SeedSequence([seed, i])"},
-                              extra={"written": len(images), "failures": failures, "removed": removed}))
+                              extra={"written": len(images), "failures": failures, "removed": removed,
+                                     **({"library_id": library_id} if library_id else {})}))
     return {"out": str(root), "written": len(images), "failures": failures,
             "annotations": str(root / "annotations.json"), "removed": removed}

@@ -5,7 +5,15 @@ Records (pydantic, µm and peak-OD units) -> :func:`rasterize` -> :class:`Absorb
 ``PLATELET_PRIOR``, ``PLASMA_EOSIN``).
 """
 
-from .compose import CROP_RBC_DENSITY, NORMAL_RBC_TYPES, FieldSpec, compose_field, make_cell_specimen
+from .compose import (
+    CROP_RBC_DENSITY,
+    NORMAL_RBC_TYPES,
+    SPECIMEN_SOURCES,
+    FieldSpec,
+    compose_field,
+    make_cell_specimen,
+    wbc_sampler,
+)
 from .maps import ABSORBERS, AbsorberMaps, Compartment
 from .morphology import (
     LEUKOCYTE_CLASSES,
@@ -14,6 +22,7 @@ from .morphology import (
     RBC_PRIORS,
     RED_CELL_TYPES,
     WBC_PRIORS,
+    LibraryCellRef,
     PlateletMorphology,
     RBCMorphology,
     WBCMorphology,
@@ -33,10 +42,12 @@ __all__ = [
     "PLATELET_PRIOR",
     "RBC_PRIORS",
     "RED_CELL_TYPES",
+    "SPECIMEN_SOURCES",
     "WBC_PRIORS",
     "AbsorberMaps",
     "Compartment",
     "FieldSpec",
+    "LibraryCellRef",
     "ObjectRecord",
     "PlateletMorphology",
     "RBCMorphology",
@@ -48,4 +59,5 @@ __all__ = [
     "sample_platelet",
     "sample_rbc",
     "sample_wbc",
+    "wbc_sampler",
 ]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -24,12 +26,18 @@ from .morphology import (
 )
 from .specimen import ObjectRecord, Specimen
 
+if TYPE_CHECKING:
+    from hemotwin.twin.cell_library import CellLibrary
+
 #: Red-cell mix of a normal smear (mostly discocytes, a few variants), used when none is given.
 NORMAL_RBC_TYPES: dict[str, float] = {
     "discocyte": 0.975, "polychromatic": 0.01, "target": 0.005, "spherocyte": 0.005,
     "elliptocyte": 0.005,
 }
 _SUM_TOL = 1e-3  # fractions must sum to 1 within this (rounding of hand-typed mixes)
+#: Where white cells come from: drawn by the twin, taken from a cell library, or the library where
+#: it holds the class and the twin otherwise. Red cells and platelets are always drawn.
+SPECIMEN_SOURCES: tuple[str, ...] = ("procedural", "real", "mixed")
 
 
 def _check_mix(where: str, mix: dict[str, float], valid: tuple[str, ...]) -> dict[str, float]:
@@ -117,10 +125,86 @@ CROP_RBC_DENSITY = 110.0
 
 def _wbc_radius(m: WBCMorphology) -> float:
     """Radius of a disc that contains the white cell outline (µm)."""
+    if m.library_cell is not None:
+        return m.library_cell.radius_um
     r = m.diameter_um / 2 * math.sqrt(m.elongation) * (1 + sum(h.amp for h in m.outline))
     if m.nucleus.kind == "smudge":
         r = max(m.nucleus.radii_um) * (1 + sum(h.amp for h in m.nucleus.outline))
     return r
+
+
+WBCSampler = Callable[[str, np.random.Generator], WBCMorphology]
+
+
+def wbc_sampler(specimens: str = "procedural",
+                library: CellLibrary | str | Path | None = None) -> WBCSampler:
+    """The white-cell source of a composition: ``sampler(code, rng) -> WBCMorphology``.
+
+    Parameters
+    ----------
+    specimens
+        ``"procedural"`` (:func:`sample_wbc`), ``"real"`` (every white cell from ``library``) or
+        ``"mixed"`` (``library`` where it holds the class, :func:`sample_wbc` otherwise).
+    library
+        A :class:`~hemotwin.twin.cell_library.CellLibrary` or its folder; needed for ``real`` and
+        ``mixed``, refused with ``procedural`` (it would be silently ignored).
+
+    Raises
+    ------
+    InputError
+        Unknown source, a missing or unexpected library; with ``real``, the sampler raises for a
+        class the library lacks, naming the class.
+    """
+    if specimens not in SPECIMEN_SOURCES:
+        raise InputError("specimens", specimens, f"one of {', '.join(SPECIMEN_SOURCES)}")
+    if specimens == "procedural":
+        if library is not None:
+            raise InputError("specimens", specimens, 'real or mixed when a library is given')
+        return sample_wbc
+    if library is None:
+        raise InputError("library", None, f"a cell library folder for specimens={specimens!r}")
+    # Imported here: the library module builds on this package.
+    from hemotwin.twin.cell_library import open_library
+
+    lib = open_library(library)
+
+    def sample(code: str, rng: np.random.Generator) -> WBCMorphology:
+        if lib.count(code):
+            return lib.draw(code, rng)
+        if specimens == "mixed":
+            return sample_wbc(code, rng)
+        raise InputError("specimens", "real",
+                         f"a library holding every class drawn; {lib.path} has no {code} cells (it holds "
+                         f"{', '.join(lib.codes)}): specimens='mixed' draws the classes it lacks procedurally, "
+                         "specimens='procedural' draws every cell")
+
+    return sample
+
+
+def check_library_classes(codes: list[str] | tuple[str, ...], *, specimens: str,
+                          library: CellLibrary | str | Path | None) -> str | None:
+    """Fail before any work when ``real`` cells of ``codes`` are asked of a library that lacks some.
+
+    The message names the missing classes and says that ``mixed`` or ``procedural`` supplies them.
+
+    Returns
+    -------
+    str or None
+        The library's id (for the output's provenance), None without a library.
+    """
+    wbc_sampler(specimens, library)  # checks the source and opens the library
+    if library is None:
+        return None
+    from hemotwin.twin.cell_library import open_library
+
+    lib = open_library(library)
+    missing = [c for c in dict.fromkeys(codes) if not lib.count(c)]
+    if specimens == "real" and missing:
+        raise InputError("specimens", "real",
+                         f"a library holding every class drawn; {lib.path} has no {', '.join(missing)} cells (it "
+                         f"holds {', '.join(lib.codes)}): specimens='mixed' draws the classes it lacks "
+                         "procedurally, specimens='procedural' draws every cell")
+    return lib.library_id
 
 
 _RELAX_SLACK_UM = 0.05
@@ -259,7 +343,8 @@ def _platelet_records(rng: np.random.Generator, n: int, bounds: tuple[float, flo
 
 def make_cell_specimen(code: str, *, size_um: float, seed: int, rbc_per_10k_um2: float = CROP_RBC_DENSITY,
                        rbc_types: dict[str, float] | None = None,
-                       neighbours: bool = True) -> Specimen:
+                       neighbours: bool = True, specimens: str = "procedural",
+                       library: CellLibrary | str | Path | None = None) -> Specimen:
     """A square crop centred on one white cell of class ``code``, with red cells around it.
 
     Parameters
@@ -276,6 +361,9 @@ def make_cell_specimen(code: str, *, size_um: float, seed: int, rbc_per_10k_um2:
         Red-cell subtype mix; default :data:`NORMAL_RBC_TYPES`.
     neighbours
         If False, the crop holds the white cell only.
+    specimens, library
+        Where the white cell comes from (:func:`wbc_sampler`): ``"procedural"`` (default; the
+        same bytes as ever for a seed), ``"real"`` or ``"mixed"`` with a cell library.
 
     Returns
     -------
@@ -296,6 +384,7 @@ def make_cell_specimen(code: str, *, size_um: float, seed: int, rbc_per_10k_um2:
             or not 0 <= rbc_per_10k_um2 <= 400):
         raise InputError("rbc_per_10k_um2", rbc_per_10k_um2, "a number in [0, 400]")
     seed = _check_seed(seed)
+    sample = wbc_sampler(specimens, library)
     types = _check_mix("rbc_types", rbc_types, RED_CELL_TYPES) if rbc_types is not None \
         else NORMAL_RBC_TYPES
     # The class index is part of the stream so crops of different classes with the same seed do
@@ -303,7 +392,7 @@ def make_cell_specimen(code: str, *, size_um: float, seed: int, rbc_per_10k_um2:
     rng = np.random.default_rng([seed, 1, LEUKOCYTE_CLASSES.index(code)])
     half = size_um / 2
     wbc_seed = int(rng.integers(0, 2**31 - 1))
-    wbc = sample_wbc(code, np.random.default_rng(wbc_seed))
+    wbc = sample(code, np.random.default_rng(wbc_seed))
     r_w = _wbc_radius(wbc)
     objects: list[ObjectRecord] = []
     if neighbours:
@@ -325,7 +414,8 @@ def make_cell_specimen(code: str, *, size_um: float, seed: int, rbc_per_10k_um2:
                     focus_id=wid)
 
 
-def compose_field(spec: FieldSpec, *, seed: int) -> Specimen:
+def compose_field(spec: FieldSpec, *, seed: int, specimens: str = "procedural",
+                  library: CellLibrary | str | Path | None = None) -> Specimen:
     """Compose a monolayer field of view.
 
     Red cells at ``spec.rbc_per_10k_um2`` with limited overlaps, white cells that never overlap
@@ -337,6 +427,10 @@ def compose_field(spec: FieldSpec, *, seed: int) -> Specimen:
         What the field holds.
     seed
         Seed of everything in the field.
+    specimens, library
+        Where the white cells come from (:func:`wbc_sampler`): ``"procedural"`` (default; the
+        same bytes as ever for a seed), ``"real"`` or ``"mixed"`` with a cell library. Red
+        cells and platelets are always drawn by the twin.
 
     Returns
     -------
@@ -346,6 +440,7 @@ def compose_field(spec: FieldSpec, *, seed: int) -> Specimen:
     if not isinstance(spec, FieldSpec):
         raise InputError("spec", type(spec).__name__, "a FieldSpec")
     seed = _check_seed(seed)
+    sample = wbc_sampler(specimens, library)
     rng = np.random.default_rng([seed, 2])
     H, W = spec.height_um, spec.width_um
     # White cells first: their positions are obstacles for the red cells.
@@ -356,7 +451,7 @@ def compose_field(spec: FieldSpec, *, seed: int) -> Specimen:
     wbcs: list[tuple[str, int, WBCMorphology, float, float, float]] = []
     for lab in labels:
         sd = int(rng.integers(0, 2**31 - 1))
-        m = sample_wbc(lab, np.random.default_rng(sd))
+        m = sample(lab, np.random.default_rng(sd))
         r = _wbc_radius(m)
         for _ in range(500):
             # Whole white cells inside the field when it is big enough; never overlapping.

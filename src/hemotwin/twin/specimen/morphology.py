@@ -16,7 +16,7 @@ import math
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from hemotwin.errors import InputError
 from hemotwin.taxonomy import CLASS_CODES
@@ -151,8 +151,46 @@ class GranulePopulation(Record):
     eosin: float = Field(default=0.0, ge=0.0)
 
 
+class LibraryCellRef(Record):
+    """A real white cell of a cell library (:mod:`hemotwin.twin.cell_library`), drawn as measured.
+
+    The reference is enough to redraw the cell exactly given the library: the drawing reads the
+    entry's absorber maps and masks and places them with the object's ``rotation_deg`` (after the
+    mirror image when ``flip``).
+
+    Attributes
+    ----------
+    library
+        Folder of the library (as resolved when the cell was drawn).
+    library_id
+        Content id of the library (its ``library.json``); a different library at the same path is
+        refused rather than drawn.
+    entry
+        Entry id within the library (``"<CODE>/<n>"``).
+    sha256
+        SHA-256 of the source image (provenance; also checked against the entry).
+    flip
+        Mirror the cell (its local x axis) before rotating it.
+    radius_um
+        Radius around the cell's centroid that holds its whole mask (placement without loading).
+    """
+
+    library: str
+    library_id: str
+    entry: str
+    sha256: str
+    flip: bool = False
+    radius_um: float = Field(gt=0.0, le=60.0)
+
+
 class WBCMorphology(Record):
-    """Complete description of one white cell (or smudge cell), in µm and peak-OD units."""
+    """Complete description of one white cell (or smudge cell), in µm and peak-OD units.
+
+    With ``library_cell`` set the cell is a real one from a cell library: it is drawn from the
+    library's absorber maps and masks, and the procedural fields summarise its measured masks
+    (area-equivalent diameter, moment ellipse of cell and nucleus, N:C ratio, mean amounts) so
+    that everything reading a record (manifests, placement) works unchanged.
+    """
 
     kind: Literal["wbc"] = "wbc"
     code: str
@@ -171,6 +209,16 @@ class WBCMorphology(Record):
     hof: Spot | None = None
     hof_depth: float = Field(default=0.0, ge=0.0, le=1.0)
     texture_seed: int = Field(ge=0)
+    library_cell: LibraryCellRef | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_library_cell(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A procedural cell's dump stays what it was before real cells existed (manifests and
+        # stored records byte for byte); the field's default restores it on loading.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("library_cell", 0) is None:
+            del data["library_cell"]
+        return data
 
     @model_validator(mode="after")
     def _known_code(self) -> WBCMorphology:

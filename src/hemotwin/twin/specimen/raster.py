@@ -437,7 +437,69 @@ def _draw_platelet(cv: _Canvas, rec: ObjectRecord, m: PlateletMorphology) -> Non
     _set_masks(cv, box, alpha > 0.5, rec.id, Compartment.PLATELET)
 
 
+def _block_mean(a: np.ndarray, k: int) -> np.ndarray:
+    """Mean over ``k x k`` blocks of the last two axes (their sizes are multiples of ``k``)."""
+    if k == 1:
+        return a
+    *lead, h, w = a.shape
+    return a.reshape(*lead, h // k, k, w // k, k).mean(axis=(-3, -1))
+
+
+def _draw_library_wbc(cv: _Canvas, rec: ObjectRecord, m: WBCMorphology) -> None:
+    """Draw a real cell of a cell library: its stored maps and masks, rotated, mirrored, resampled.
+
+    Area-correct: target pixels are sampled ``k x k`` times (``k`` = target / stored pixel size,
+    rounded up) by bilinear interpolation of the stored maps and averaged, so amounts (areal
+    densities) keep their mass on any grid; finer grids interpolate. Masks go through the same
+    path as coverages and are cut at 0.5.
+    """
+    # Imported here: the library module builds on this package.
+    from scipy.ndimage import map_coordinates
+
+    from hemotwin.twin.cell_library import resolve_library_cell
+
+    ref = m.library_cell
+    assert ref is not None
+    e = resolve_library_cell(ref)
+    cy, cx = rec.center_um
+    ext = ref.radius_um + 2.0 * max(cv.px, e.um_per_px)
+    box = cv.box(cy, cx, ext, ext)
+    i0, i1, j0, j1 = box
+    if i0 >= i1 or j0 >= j1:
+        return
+    k = max(1, math.ceil(cv.px / e.um_per_px - 1e-6))
+    sub = (np.arange(k) + 0.5) / k - 0.5  # sub-sample offsets within a pixel, in pixels
+    ys = ((cv.ys[i0:i1, None] + sub[None, :] * cv.px).ravel() - cy)[:, None]
+    xs = ((cv.xs[j0:j1, None] + sub[None, :] * cv.px).ravel() - cx)[None, :]
+    c, s = _rot(rec.rotation_deg)
+    # Global offset -> the record's local frame (inverse of _local_to_global), then the mirror.
+    ly = ys * c - xs * s
+    lx = ys * s + xs * c
+    if ref.flip:
+        lx = -lx
+    rows = e.center_px[0] + ly / e.um_per_px
+    cols = e.center_px[1] + lx / e.um_per_px
+    coords = np.stack([rows, cols])
+    layers = np.concatenate([e.absorbers, np.stack([e.cell, e.nucleus, e.granules]).astype(_F32)])
+    out = np.stack([map_coordinates(layer, coords, order=1, mode="constant", cval=0.0, prefilter=False)
+                    for layer in layers]).astype(_F32)
+    out = _block_mean(out, k)
+    n_ab = len(ABSORBERS)
+    cv.ab[:, i0:i1, j0:j1] += out[:n_ab]
+    cell, nucleus, granules = (out[n_ab + q] > 0.5 for q in range(3))
+    cell |= nucleus
+    i_sl = (slice(i0, i1), slice(j0, j1))
+    np.copyto(cv.inst[i_sl], np.int32(rec.id), where=cell)
+    comp = np.where(nucleus, np.uint8(Compartment.NUCLEUS), np.uint8(Compartment.CYTOPLASM))
+    comp[granules] = np.uint8(Compartment.GRANULE)
+    np.copyto(cv.comp[i_sl], comp, where=cell)
+    _store_wbc_mask(cv, box, cell, rec.id)
+
+
 def _draw_wbc(cv: _Canvas, rec: ObjectRecord, m: WBCMorphology) -> None:
+    if m.library_cell is not None:
+        _draw_library_wbc(cv, rec, m)
+        return
     cy, cx = rec.center_um
     R = m.diameter_um / 2
     el = math.sqrt(m.elongation)
