@@ -109,7 +109,8 @@ def _judge(vs: _VirtualSample, cal, prior: dict | None, r: int, *, tag: int = 0)
 
 def coverage(preset: str, *, clf: CellClassifier, cal: ChainCalibration | None, pool_per_class: int, repeats: int,
              n_cells: int, seed: int, save_calls: bool = False, prior: dict | None = None,
-             pool: dict | None = None, follow_advice: int = 0) -> dict:
+             pool: dict | None = None, follow_advice: int = 0, specimens: str = "procedural",
+             library: str | None = None) -> dict:
     """Stage 1 for one preset (``pool``: reuse saved pool cells instead of rendering them).
 
     ``follow_advice`` > 0 also scores the flags after counting the additional cells the flags ask
@@ -120,7 +121,7 @@ def coverage(preset: str, *, clf: CellClassifier, cal: ChainCalibration | None, 
         rng = np.random.default_rng([seed, 1])
         labels = [c for c in CLASS_CODES for _ in range(pool_per_class)]
         labels = [labels[i] for i in rng.permutation(len(labels))]
-        pool = chain_cells(preset, labels, classifier=clf, seed=POOL_SEED + seed)
+        pool = chain_cells(preset, labels, classifier=clf, seed=POOL_SEED + seed, specimens=specimens, library=library)
         pool = {"cells": pool["cells"], "missed": pool["missed"]}
     t_pool = time.perf_counter() - t0
     by_class: dict[str, list[tuple[str, float]]] = {c: [] for c in CLASS_CODES}
@@ -206,7 +207,7 @@ def coverage(preset: str, *, clf: CellClassifier, cal: ChainCalibration | None, 
                 "all_flags_correct": round(float(min(advice_ok.values()) / repeats), 3),
                 "flags_wrong": {k: round(v / repeats, 3) for k, v in advice_wrong.items() if v}}
     return {"preset": preset, "pool": pool if save_calls else None,
-            "pool_cells": len(pool["cells"]), "pool_accuracy": round(float(acc), 3),
+            "specimens": specimens, "pool_cells": len(pool["cells"]), "pool_accuracy": round(float(acc), 3),
             "pool_missed": len(pool["missed"]), "pool_artefacts": len(artefacts),
             "calibration_accuracy": round(cal.accuracy(), 3) if cal else None, "pool_seconds": round(t_pool, 1),
             "seconds": round(time.perf_counter() - t0, 1), "cases": out_cases}
@@ -331,6 +332,10 @@ def main(argv: list[str] | None = None) -> dict:
                     help="override the sampler's calibration_weight (power prior on the calibration)")
     ap.add_argument("--follow-advice", type=int, default=0, metavar="MAX_CELLS",
                     help="also score flags after counting the additional cells they ask for (up to MAX_CELLS)")
+    ap.add_argument("--specimens", choices=("procedural", "real", "mixed"), default="procedural",
+                    help="white cells of the coverage pools: twin-drawn, or real cells of --library (mixed: the "
+                         "library's classes real, the others drawn)")
+    ap.add_argument("--library", type=Path, default=None, help="cell library folder (hemotwin library build)")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -354,7 +359,9 @@ def main(argv: list[str] | None = None) -> dict:
             cal = _calibration(preset, clf, a.calibration_dir)
             result["coverage"].append(coverage(preset, clf=clf, cal=cal, pool_per_class=a.pool, repeats=a.repeats,
                                                n_cells=a.cells, seed=a.seed, save_calls=a.save_calls, prior=prior,
-                                               pool=pools.get(preset), follow_advice=a.follow_advice))
+                                               pool=pools.get(preset), follow_advice=a.follow_advice,
+                                               specimens=a.specimens,
+                                               library=None if a.library is None else str(a.library)))
             print(json.dumps({"done": preset, "seconds": result["coverage"][-1]["seconds"]}), file=sys.stderr)
     fresh_pairs = [tuple(x.split(":")) for x in a.fresh.split(",") if x]
     if fresh_pairs:

@@ -70,8 +70,11 @@ def match_detections(detections, rendering) -> tuple[list[str | None], list[str]
 
 
 def _detected_fields(profile: str, labels: list[str], *, seed: int, workers: int, summary: dict[str, Any],
-                     randomize: float = 0.0, progress: Progress | None = None):
+                     randomize: float = 0.0, progress: Progress | None = None, specimens: str = "procedural",
+                     library: str | None = None):
     """Render twin fields holding ``labels``, detect, and match.
+
+    ``specimens`` and ``library`` choose where the white cells come from (docs/cell_library.md).
 
     Yields ``(rendering, detections not cut by the edge, their true labels)`` per field and fills
     ``summary`` with ``missed``, ``notes``, ``n_fields`` and ``profile`` as it goes.
@@ -90,7 +93,7 @@ def _detected_fields(profile: str, labels: list[str], *, seed: int, workers: int
                  for k in range(len(fields))]
     else:
         profs = [prof] * len(fields)
-    tasks = [(profs[k], size_px, f, item_seed(seed, 1000 + k), 150.0, "procedural", None)
+    tasks = [(profs[k], size_px, f, item_seed(seed, 1000 + k), 150.0, specimens, library)
              for k, f in enumerate(fields)]
     summary.update(missed=[], notes=[], n_fields=0, profile=prof)
     for res in pool_map(render_field_task, tasks, workers, progress):
@@ -107,8 +110,12 @@ def _detected_fields(profile: str, labels: list[str], *, seed: int, workers: int
 
 
 def chain_cells(profile: str, labels: list[str], *, classifier: CellClassifier, seed: int, workers: int = 1,
-                progress: Progress | None = None) -> dict[str, Any]:
+                progress: Progress | None = None, specimens: str = "procedural",
+                library: str | None = None) -> dict[str, Any]:
     """Render twin fields holding ``labels`` and run the analysis chain on them, cell by cell.
+
+    ``specimens`` and ``library``: twin-drawn white cells, or real cells of a cell library
+    (docs/cell_library.md), so the chain can be measured on fields of real cells.
 
     Returns
     -------
@@ -120,7 +127,7 @@ def chain_cells(profile: str, labels: list[str], *, classifier: CellClassifier, 
     cells: list[tuple[str | None, str, float]] = []
     summary: dict[str, Any] = {}
     for r, dets, truth in _detected_fields(profile, labels, seed=seed, workers=workers, summary=summary,
-                                           progress=progress):
+                                           progress=progress, specimens=specimens, library=library):
         if not dets:
             continue
         crops = np.stack([classifier.crop(r.image, d, um_per_px=r.um_per_px) for d in dets])
