@@ -15,7 +15,7 @@ compartment) — that is the anchor showing the thresholds are sane.
 
 **Three realism measures** (options; each adds a section to the JSON). The real side is always the
 PBC **morphometry hold-out** (``hemotwin.twin.morphometry.is_morphometry_holdout`` on each image's
-path inside its data folder, ``--pbc`` and ``--pbc-more``; the cells used to fit the twin's
+path with its data set's folder, ``--pbc`` and ``--pbc-more``; the cells used to fit the twin's
 morphometry never appear), platelets excluded, up to ``--holdout-n`` per class. Each real cell gets
 the twin code of its finest known label (PBC's file-name prefixes: band/segmented neutrophil,
 promyelocyte/myelocyte/metamyelocyte; else ``FOLDER_CODE``) and the twin side renders one cell of
@@ -350,7 +350,14 @@ def procedural(code: str, profile, *, size_px: int, seed: int) -> np.ndarray:
     return render_cell(code, profile, size_px=size_px, seed=seed).image
 
 
-GENERATORS = {"procedural": procedural}
+def measured(code: str, profile, *, size_px: int, seed: int) -> np.ndarray:
+    """The twin's measurement-driven style (docs/specimen_generator.md), otherwise as :func:`procedural`."""
+    from hemotwin.twin.datasets import render_cell
+
+    return render_cell(code, profile, size_px=size_px, seed=seed, style="measured").image
+
+
+GENERATORS = {"procedural": procedural, "measured": measured}
 
 
 def _generator(spec: str):
@@ -394,7 +401,7 @@ def _fine_labels(dirs: list[Path]) -> dict[tuple[str, str], str]:
 def holdout_cells(dirs: list[Path], *, n_per_class: int, seed: int) -> list[dict]:
     """The real cells of the morphometry hold-out: up to ``n_per_class`` per folder, with their twin code.
 
-    The hold-out rule takes each image's path inside its data folder (``"neutrophil/SNE_1.jpg"``);
+    The hold-out rule takes each image's path with its data set's folder (``"pbc/neutrophil/SNE_1.jpg"``);
     when a folder holds more hold-out cells than asked, a seeded draw picks them.
     """
     from hemotwin.twin.morphometry import is_morphometry_holdout
@@ -406,7 +413,8 @@ def holdout_cells(dirs: list[Path], *, n_per_class: int, seed: int) -> list[dict
         for d in dirs:
             for p in sorted((d / folder).glob("*")):
                 rel = f"{folder}/{p.name}"
-                if p.suffix.lower() in {".jpg", ".jpeg", ".png"} and is_morphometry_holdout(rel):
+                # The rule's key names the data set too (scripts/measure_morphometry.py: "pbc/neutrophil/x.jpg").
+                if p.suffix.lower() in {".jpg", ".jpeg", ".png"} and is_morphometry_holdout(f"{d.name}/{rel}"):
                     f = fine.get((d.name, rel), "")
                     cand.append({"path": str(p), "rel": rel, "data": d.name, "folder": folder, "fine": f,
                                  "code": FINE_CODE.get(f, FOLDER_CODE[folder])})
@@ -598,7 +606,7 @@ def _measures(args: argparse.Namespace) -> dict:
         cells, um, ruler, sessions = _real_side(args, pool, base)
         classes = sorted({c["folder"] for c in cells})
         out["holdout"] = {
-            "rule": "hemotwin.twin.morphometry.is_morphometry_holdout(relative path)",
+            "rule": "hemotwin.twin.morphometry.is_morphometry_holdout('<data set>/<folder>/<file>')",
             "dirs": [str(d) for d in (args.pbc, args.pbc_more) if d], "n_per_class_max": args.holdout_n,
             "n_by_class": {f: sum(c["folder"] == f for c in cells) for f in classes},
             "twin_codes_by_class": {f: _counts([c["code"] for c in cells if c["folder"] == f]) for f in classes},

@@ -313,3 +313,16 @@ def test_gallery_shows_library_cells_beside_the_twin(library):
     # A rendered crop has stained cells (dark pixels); the blank tile holds only a grey caption.
     assert (real_eos.min(axis=2) < 150).mean() > 0.05
     assert (real_mon.min(axis=2) < 150).mean() < 0.05
+
+
+def test_parallel_build_is_the_same_library_and_exclude_is_not_a_failure(twin_images, library, tmp_path):
+    """Two workers give the same library (same id, same bytes per class); an excluded label is not listed."""
+    root, _ = twin_images
+    lib, first = library
+    s = build_library(root, tmp_path / "lib2", um_per_px=0.1, workers=2, exclude=("platelet",))
+    assert s["library_id"] == first["library_id"]
+    for f in sorted(lib.glob("cells_*.npz")):
+        a, b = np.load(f), np.load(tmp_path / "lib2" / f.name)
+        assert sorted(a.files) == sorted(b.files) and all(np.array_equal(a[k], b[k]) for k in a.files)
+    assert not any("platelet" in x["path"] for x in s["failures"])
+    assert any("platelet" in x["path"] for x in first["failures"])  # without exclude it is listed

@@ -154,7 +154,7 @@ def test_a_job_that_fails_before_writing_leaves_no_folder(tmp_path, monkeypatch)
     def crash(*_a, **_k):
         raise RuntimeError("renderer down")
 
-    monkeypatch.setattr(ds, "_run_tasks", crash)
+    monkeypatch.setattr(ds, "run_tasks", crash)
     cfg = CellSetConfig(profile=load_profile("wsi-20x"), per_class=1, size_px=32, classes=["NGS"])
     out = tmp_path / "new" / "cells"
     with pytest.raises(RuntimeError):

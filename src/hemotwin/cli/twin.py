@@ -128,8 +128,9 @@ def library_build_cmd(
     out: OutDirOpt,
     um_per_px: Annotated[float, typer.Option("--um-per-px", help="Pixel size of the images (µm).")],
     per_class: Annotated[int | None, typer.Option("--per-class", help="At most this many cells per class.")] = None,
-    fit: Annotated[bool, typer.Option("--fit/--no-fit", help="Fit the stain basis on the images (default: the "
-                                      "twin's analyzer-100x basis, which re-renders closer).")] = False,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Labels left out, not listed as skipped "
+                                                      "(repeat; e.g. platelet).")] = None,
+    workers: WorkersOpt = 0,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Unmix labelled single-cell images into a cell library (LIB/library.json + one file per class).
@@ -141,8 +142,8 @@ def library_build_cmd(
     t0 = time.perf_counter()
     try:
         with Bar("unmixing cells") as bar:
-            s = build_library(images, out, um_per_px=um_per_px, max_per_class=per_class, fit=fit,
-                              overwrite=overwrite, progress=bar)
+            s = build_library(images, out, um_per_px=um_per_px, max_per_class=per_class, exclude=exclude or (),
+                              workers=n_workers(workers), overwrite=overwrite, progress=bar)
     except EXPECTED_ERRORS as exc:
         raise fail(exc) from None
     counts = ", ".join(f"{c} {n}" for c, n in s["per_class"].items())

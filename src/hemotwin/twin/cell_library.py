@@ -33,7 +33,7 @@ import csv
 import hashlib
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,8 +74,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 #: with a single member (eosinophil, basophil ...) resolve without this table.
 NORMAL_BLOOD_GROUPS: dict[str, str] = {"lymphocyte": "LYT"}
 _CELL, _NUCLEUS, _GRANULE = 1, 2, 4
-#: Images used to fit the basis (spread over the folder): the fit pools at most 200k pixels anyway.
-_FIT_IMAGES = 48
 
 Progress = Callable[[int, int], None]
 
@@ -468,9 +466,10 @@ def _crop(mask: np.ndarray, margin_px: int) -> tuple[slice, slice]:
 
 
 def build_library(images: str | Path, out: str | Path, *, um_per_px: float, basis: StainBasis | None = None,
-                  tone: str = "raw", fit: bool = False, refine_steps: int = 2,
+                  refine_steps: int = 2,
                   max_per_class: int | None = None, margin_um: float = 1.0,
-                  groups: Mapping[str, str] | None = None, overwrite: bool = False,
+                  groups: Mapping[str, str] | None = None, exclude: Sequence[str] = (),
+                  overwrite: bool = False, workers: int = 1,
                   progress: Progress | None = None) -> dict[str, Any]:
     """Build a cell library from labelled single-cell images.
 
@@ -486,16 +485,11 @@ def build_library(images: str | Path, out: str | Path, *, um_per_px: float, basi
     um_per_px
         Pixel size of the images (µm).
     basis
-        Stain basis; default: the twin basis of ``analyzer-100x`` in the given ``tone``
-        (the CellaVision-like preset), fitted on the folder when ``fit``.
-    tone
-        Tone of the default basis (``"raw"`` keeps dense nuclei dark when a cell is re-imaged
-        through its own scanner; see :class:`~hemotwin.twin.reimage.StainBasis`).
-    fit
-        Fit the default basis on up to 48 of the images (spread over the listing). Off by default:
-        the twin renders amounts with its own stain spectra, and amounts in a fitted basis came
-        back further from the original colours (median ΔE2000 inside 24 PBC cells 6.0 fitted
-        against 5.3 unfitted, before ``refine_steps``).
+        Stain basis of the unmixing; default: the twin basis of ``analyzer-100x`` in the ``raw``
+        tone (keeps dense nuclei dark when a cell is re-imaged through its own scanner; see
+        :class:`~hemotwin.twin.reimage.StainBasis`). A basis fitted on the images came back further
+        from the original colours (median ΔE2000 inside 24 PBC cells 6.0 fitted against 5.3, before
+        ``refine_steps``; docs/cell_library.md), so none is fitted by default.
     refine_steps
         Steps of render-in-the-loop refinement of the amounts through the basis' source profile
         (0: plain unmixing); see docs/cell_library.md.
@@ -506,8 +500,13 @@ def build_library(images: str | Path, out: str | Path, *, um_per_px: float, basi
     groups
         Group label -> code for groups with several codes; default :data:`NORMAL_BLOOD_GROUPS`.
         Images whose label stays a group (``neutrophil``, ``ig`` without a finer label) are skipped.
+    exclude
+        Labels left out without being listed as failures (``platelet`` of a PBC folder: not a white
+        cell, and not a problem of the data); names as in :func:`hemotwin.taxonomy.resolve_label`.
     overwrite
         Allow writing into a non-empty folder.
+    workers
+        Processes unmixing cells in parallel (the library is the same for any number).
     progress
         ``progress(done, total)`` after each image.
 
@@ -517,9 +516,9 @@ def build_library(images: str | Path, out: str | Path, *, um_per_px: float, basi
         ``out``, ``written`` (cells), ``per_class``, ``failures`` (``{"path", "error"}``: unreadable
         images, labels naming no single code, cells not segmented) and ``library_id``.
     """
-    from hemotwin.io.images import read_image
     from hemotwin.io.outputs import output_dir
-    from hemotwin.io.provenance import file_sha256, provenance, write_json
+    from hemotwin.io.provenance import provenance, write_json
+    from hemotwin.twin.datasets import run_tasks  # here: datasets composes specimens that open libraries
 
     if not (isinstance(um_per_px, (int, float)) and math.isfinite(um_per_px) and 0.0 < float(um_per_px) <= 50.0):
         raise InputError("um_per_px", um_per_px, "a pixel size in µm, in (0, 50]")
@@ -534,9 +533,17 @@ def build_library(images: str | Path, out: str | Path, *, um_per_px: float, basi
     um = float(um_per_px)
     src = Path(images)
     rows, failures = _listing(src)
+    left_out = {resolve_label(x, where="exclude") for x in exclude}
     labelled: list[tuple[Path, str]] = []
     taken: dict[str, int] = {}
+    n_excluded = 0
     for path, label, fine in rows:
+        try:
+            if resolve_label(label, where=str(path)) in left_out:
+                n_excluded += 1
+                continue
+        except InputError:
+            pass  # an unknown label is reported below, with what was tried
         try:
             code = _code_of(path, label, fine, groups)
         except InputError as exc:
@@ -550,45 +557,27 @@ def build_library(images: str | Path, out: str | Path, *, um_per_px: float, basi
         raise InputError("images", str(src), "at least one image with a white-cell label "
                          f"({len(failures)} listed and skipped)")
 
-    def read(path: Path) -> np.ndarray | None:
-        try:
-            return read_image(path)[0]
-        except InputError as exc:
-            failures.append({"path": str(path), "error": f"unreadable image: {exc.value}"})
-            return None
-
-    pixels: dict[Path, np.ndarray | None] = {}
     if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or not 0 <= refine_steps <= 5:
         raise InputError("refine_steps", refine_steps, "an integer in [0, 5]")
     if basis is None:
-        basis = StainBasis("analyzer-100x", tone=tone)
-    if fit and basis.n_fit_pixels_ == 0:
-        pick = np.unique(np.linspace(0, len(labelled) - 1, min(_FIT_IMAGES, len(labelled))).round().astype(int))
-        for k in pick:
-            pixels[labelled[k][0]] = read(labelled[k][0])
-        fit_on = [img for img in pixels.values() if img is not None]
-        if fit_on:
-            basis.fit(fit_on)
+        basis = StainBasis("analyzer-100x", tone="raw")
     margin_px = math.ceil(float(margin_um) / um)
     loop = (_quiet_profile(basis.source), refine_steps) if refine_steps else None
     entries: list[dict[str, Any]] = []
     arrays: dict[str, dict[str, np.ndarray]] = {}
+    tasks = [(path, code, um, basis, margin_px, loop) for path, code in labelled]
     with output_dir(out, overwrite=overwrite) as root:
-        for done, (path, code) in enumerate(labelled, start=1):
-            rgb = pixels.pop(path) if path in pixels else read(path)
-            if rgb is not None:
-                try:
-                    entry, amounts, flags = _one_cell(rgb, code, um, basis, margin_px, loop)
-                except InputError as exc:
-                    failures.append({"path": str(path), "error": f"{exc.value}: expected {exc.expected}"})
-                else:
-                    n = len(arrays.setdefault(code, {})) // 2
-                    entry.update(id=f"{code}/{n}", code=code, source=str(path), sha256=file_sha256(path))
-                    arrays[code][f"{n}_amounts"] = amounts
-                    arrays[code][f"{n}_masks"] = flags
-                    entries.append(entry)
-            if progress is not None:
-                progress(done, len(labelled))
+        # In listing order whatever the number of workers: the same library, the same id.
+        for (path, code), res in zip(labelled, run_tasks(_cell_task, tasks, workers, progress), strict=True):
+            if not res["ok"]:
+                failures.append({"path": str(path), "error": res["error"]})
+                continue
+            entry, amounts, flags = res["cell"]
+            n = len(arrays.setdefault(code, {})) // 2
+            entry.update(id=f"{code}/{n}", code=code, source=str(path), sha256=res["sha256"])
+            arrays[code][f"{n}_amounts"] = amounts
+            arrays[code][f"{n}_masks"] = flags
+            entries.append(entry)
         if not entries:
             raise InputError("images", str(src), f"at least one cell that could be segmented ({len(failures)} "
                              f"skipped; first: {failures[0]['error'] if failures else '-'})")
@@ -600,7 +589,8 @@ def build_library(images: str | Path, out: str | Path, *, um_per_px: float, basi
         content = [basis.to_dict(), um, refine_steps, [(e["id"], e["sha256"]) for e in entries]]
         ident = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
         per_class = {c: taken_n for c in CLASS_CODES if (taken_n := sum(e["code"] == c for e in entries))}
-        config = {"images": str(src.resolve()), "um_per_px": um, "tone": basis.tone, "fit": bool(fit),
+        config = {"images": str(src.resolve()), "um_per_px": um, "tone": basis.tone, "fitted": basis.n_fit_pixels_ > 0,
+                  "exclude": sorted(left_out), "excluded": n_excluded,
                   "refine_steps": refine_steps,
                   "max_per_class": max_per_class, "margin_um": float(margin_um), "groups": groups}
         index = {
@@ -613,6 +603,22 @@ def build_library(images: str | Path, out: str | Path, *, um_per_px: float, basi
     _OPEN.pop(str(Path(root).resolve()), None)
     return {"out": str(root), "written": len(entries), "per_class": per_class, "failures": failures,
             "library_id": ident}
+
+
+def _cell_task(args: tuple) -> dict[str, Any]:
+    """Read and unmix one image (a picklable task): ``{"ok", "cell" | "error", "sha256"}``."""
+    from hemotwin.io.images import read_image
+    from hemotwin.io.provenance import file_sha256
+
+    path, code, um, basis, margin_px, loop = args
+    try:
+        rgb = read_image(path)[0]
+    except InputError as exc:
+        return {"ok": False, "error": f"unreadable image: {exc.value}"}
+    try:
+        return {"ok": True, "cell": _one_cell(rgb, code, um, basis, margin_px, loop), "sha256": file_sha256(path)}
+    except InputError as exc:
+        return {"ok": False, "error": f"{exc.value}: expected {exc.expected}"}
 
 
 def _one_cell(rgb: np.ndarray, code: str, um: float, basis: StainBasis, margin_px: int,

@@ -100,14 +100,16 @@ def _flat_morphology(record: Any) -> dict[str, Any]:
 def render_cell(code: str, profile: ScannerProfile, *, size_px: int, seed: int,
                 rbc_per_10k_um2: float = CROP_RBC_DENSITY, workers: int = 1,
                 field_position: tuple[float, float] = (0.0, 0.0), specimens: str = "procedural",
-                library: Any = None) -> Rendering:
+                library: Any = None, style: str = "drawn") -> Rendering:
     """One crop of ``size_px`` square centred on a white cell of class ``code``.
 
     ``specimens`` and ``library`` choose where the white cell comes from
-    (:func:`~hemotwin.twin.specimen.compose.wbc_sampler`).
+    (:func:`~hemotwin.twin.specimen.compose.wbc_sampler`); ``style`` how the twin draws it
+    (``"drawn"`` or ``"measured"``, :func:`~hemotwin.twin.specimen.morphology.sample_wbc`).
     """
     spec = make_cell_specimen(code, size_um=size_px * profile.camera.um_per_px, seed=seed,
-                              rbc_per_10k_um2=rbc_per_10k_um2, specimens=specimens, library=library)
+                              rbc_per_10k_um2=rbc_per_10k_um2, specimens=specimens, library=library,
+                              style=style)
     return render(spec, profile, seed=seed, workers=workers, field_position=field_position)
 
 
@@ -142,7 +144,11 @@ def _single_threaded_blas() -> None:
     threadpool_limits(1)
 
 
-def _run_tasks(fn, tasks: list, workers: int, progress: Progress | None) -> list:
+def run_tasks(fn: Callable[[Any], Any], tasks: list, workers: int, progress: Progress | None) -> list:
+    """``fn`` over ``tasks``, results in task order, in ``workers`` forked processes (inline for 1).
+
+    Each process runs one BLAS thread; ``progress(done, total)`` after each result.
+    """
     results = []
     total = len(tasks)
     if workers <= 1:
@@ -227,7 +233,7 @@ def simulate_cells(config: CellSetConfig, out_dir: str | Path, *, overwrite: boo
             (root / code).mkdir(exist_ok=True)
         tasks = [(config, code, LEUKOCYTE_CLASSES.index(code), i, str(root))
                  for code in config.classes for i in range(config.per_class)]
-        results = _run_tasks(_cell_task, tasks, workers, progress)
+        results = run_tasks(_cell_task, tasks, workers, progress)
         rows = [r["row"] for r in results if r["ok"]]
         failures = [{"path": r["path"], "error": r["error"]} for r in results if not r["ok"]]
         keys: list[str] = []
@@ -408,7 +414,7 @@ def simulate_fields(config: FieldSetConfig, out_dir: str | Path, *, overwrite: b
         listed_before = _files_listed_before(root, "simulate fields")
         (root / "images").mkdir(exist_ok=True)
         (root / "masks").mkdir(exist_ok=True)
-        results = _run_tasks(_field_task, [(config, i, str(root)) for i in range(config.n_fields)], workers,
+        results = run_tasks(_field_task, [(config, i, str(root)) for i in range(config.n_fields)], workers,
                              progress)
         images, annotations, failures = [], [], []
         for res in results:

@@ -447,13 +447,14 @@ def segment_cell(rgb: np.ndarray, *, um_per_px: float, basis: StainBasis | None 
 def is_morphometry_holdout(name: str) -> bool:
     """Whether a real image is held out of the morphometry fit (about :data:`HOLDOUT_FRACTION`).
 
-    The rule depends only on the image's relative path with forward slashes (e.g.
-    ``"neutrophil/SNE_12345.jpg"``; a leading ``./`` and backslashes are normalised): the first 8
+    The rule depends only on the image's path below the folder holding the data sets, with forward
+    slashes (e.g. ``"pbc/neutrophil/SNE_12345.jpg"``: data set, class folder, file; a leading
+    ``./`` and backslashes are normalised); every user of the rule passes that key: the first 8
     bytes of its BLAKE2b digest, read as an unsigned integer, below 20 % of 2⁶⁴. Stable across
     machines, Python versions and runs.
     """
     if not isinstance(name, str) or not name.strip():
-        raise InputError("name", name, "an image's relative path, e.g. 'neutrophil/SNE_1.jpg'")
+        raise InputError("name", name, "an image's relative path, e.g. 'pbc/neutrophil/SNE_1.jpg'")
     key = name.strip().replace("\\", "/")
     while key.startswith("./"):
         key = key[2:]

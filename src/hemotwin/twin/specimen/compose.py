@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from .morphology import (
     NORMAL_DIFFERENTIAL,
     PLASMA_EOSIN,
     RED_CELL_TYPES,
+    WBC_STYLES,
     WBCMorphology,
     sample_platelet,
     sample_rbc,
@@ -137,7 +139,7 @@ WBCSampler = Callable[[str, np.random.Generator], WBCMorphology]
 
 
 def wbc_sampler(specimens: str = "procedural",
-                library: CellLibrary | str | Path | None = None) -> WBCSampler:
+                library: CellLibrary | str | Path | None = None, *, style: str = "drawn") -> WBCSampler:
     """The white-cell source of a composition: ``sampler(code, rng) -> WBCMorphology``.
 
     Parameters
@@ -148,6 +150,8 @@ def wbc_sampler(specimens: str = "procedural",
     library
         A :class:`~hemotwin.twin.cell_library.CellLibrary` or its folder; needed for ``real`` and
         ``mixed``, refused with ``procedural`` (it would be silently ignored).
+    style
+        How the twin draws its cells (:func:`sample_wbc`): ``"drawn"`` (default) or ``"measured"``.
 
     Raises
     ------
@@ -157,10 +161,13 @@ def wbc_sampler(specimens: str = "procedural",
     """
     if specimens not in SPECIMEN_SOURCES:
         raise InputError("specimens", specimens, f"one of {', '.join(SPECIMEN_SOURCES)}")
+    if style not in WBC_STYLES:
+        raise InputError("style", style, f"one of {', '.join(WBC_STYLES)}")
+    procedural = sample_wbc if style == "drawn" else functools.partial(sample_wbc, style=style)
     if specimens == "procedural":
         if library is not None:
             raise InputError("specimens", specimens, 'real or mixed when a library is given')
-        return sample_wbc
+        return procedural
     if library is None:
         raise InputError("library", None, f"a cell library folder for specimens={specimens!r}")
     # Imported here: the library module builds on this package.
@@ -172,7 +179,7 @@ def wbc_sampler(specimens: str = "procedural",
         if lib.count(code):
             return lib.draw(code, rng)
         if specimens == "mixed":
-            return sample_wbc(code, rng)
+            return procedural(code, rng)
         raise InputError("specimens", "real",
                          f"a library holding every class drawn; {lib.path} has no {code} cells (it holds "
                          f"{', '.join(lib.codes)}): specimens='mixed' draws the classes it lacks procedurally, "
@@ -344,7 +351,7 @@ def _platelet_records(rng: np.random.Generator, n: int, bounds: tuple[float, flo
 def make_cell_specimen(code: str, *, size_um: float, seed: int, rbc_per_10k_um2: float = CROP_RBC_DENSITY,
                        rbc_types: dict[str, float] | None = None,
                        neighbours: bool = True, specimens: str = "procedural",
-                       library: CellLibrary | str | Path | None = None) -> Specimen:
+                       library: CellLibrary | str | Path | None = None, style: str = "drawn") -> Specimen:
     """A square crop centred on one white cell of class ``code``, with red cells around it.
 
     Parameters
@@ -364,6 +371,9 @@ def make_cell_specimen(code: str, *, size_um: float, seed: int, rbc_per_10k_um2:
     specimens, library
         Where the white cell comes from (:func:`wbc_sampler`): ``"procedural"`` (default; the
         same bytes as ever for a seed), ``"real"`` or ``"mixed"`` with a cell library.
+    style
+        How the twin draws the white cell (:func:`~.morphology.sample_wbc`): ``"drawn"``
+        (default) or ``"measured"``.
 
     Returns
     -------
@@ -384,7 +394,7 @@ def make_cell_specimen(code: str, *, size_um: float, seed: int, rbc_per_10k_um2:
             or not 0 <= rbc_per_10k_um2 <= 400):
         raise InputError("rbc_per_10k_um2", rbc_per_10k_um2, "a number in [0, 400]")
     seed = _check_seed(seed)
-    sample = wbc_sampler(specimens, library)
+    sample = wbc_sampler(specimens, library, style=style)
     types = _check_mix("rbc_types", rbc_types, RED_CELL_TYPES) if rbc_types is not None \
         else NORMAL_RBC_TYPES
     # The class index is part of the stream so crops of different classes with the same seed do
@@ -415,7 +425,7 @@ def make_cell_specimen(code: str, *, size_um: float, seed: int, rbc_per_10k_um2:
 
 
 def compose_field(spec: FieldSpec, *, seed: int, specimens: str = "procedural",
-                  library: CellLibrary | str | Path | None = None) -> Specimen:
+                  library: CellLibrary | str | Path | None = None, style: str = "drawn") -> Specimen:
     """Compose a monolayer field of view.
 
     Red cells at ``spec.rbc_per_10k_um2`` with limited overlaps, white cells that never overlap
@@ -431,6 +441,9 @@ def compose_field(spec: FieldSpec, *, seed: int, specimens: str = "procedural",
         Where the white cells come from (:func:`wbc_sampler`): ``"procedural"`` (default; the
         same bytes as ever for a seed), ``"real"`` or ``"mixed"`` with a cell library. Red
         cells and platelets are always drawn by the twin.
+    style
+        How the twin draws white cells (:func:`~.morphology.sample_wbc`): ``"drawn"`` (default)
+        or ``"measured"``.
 
     Returns
     -------
@@ -440,7 +453,7 @@ def compose_field(spec: FieldSpec, *, seed: int, specimens: str = "procedural",
     if not isinstance(spec, FieldSpec):
         raise InputError("spec", type(spec).__name__, "a FieldSpec")
     seed = _check_seed(seed)
-    sample = wbc_sampler(specimens, library)
+    sample = wbc_sampler(specimens, library, style=style)
     rng = np.random.default_rng([seed, 2])
     H, W = spec.height_um, spec.width_um
     # White cells first: their positions are obstacles for the red cells.

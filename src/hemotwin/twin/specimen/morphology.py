@@ -12,11 +12,17 @@ literature to be tuned against real CellaVision images; tune them there, not in 
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
+from scipy import special
 
 from hemotwin.errors import InputError
 from hemotwin.taxonomy import CLASS_CODES
@@ -35,6 +41,19 @@ Pair = tuple[float, float]
 # --------------------------------------------------------------------------------------------
 # Records
 # --------------------------------------------------------------------------------------------
+
+
+def _omit_unset(data: Any, fields: tuple[str, ...]) -> Any:
+    """Drop ``fields`` that hold their "unset" default (None or empty) from a serialised record.
+
+    Fields of the measured style are left out of the dumps of drawn records, so those stay byte
+    for byte what they were (manifests, stored specimens); the defaults restore them on loading.
+    """
+    if isinstance(data, dict):
+        for name in fields:
+            if name in data and (data[name] is None or data[name] == () or data[name] == []):
+                del data[name]
+    return data
 
 
 class Harmonic(Record):
@@ -63,11 +82,16 @@ class Rod(Record):
 
 
 class Lobe(Record):
-    """An elliptical nuclear lobe in the nucleus frame (µm)."""
+    """An elliptical nuclear lobe in the nucleus frame (µm); ``outline`` harmonics roughen it."""
 
     center_um: Pair
     radii_um: Pair
     angle_deg: float = 0.0
+    outline: tuple[Harmonic, ...] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_empty(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return _omit_unset(handler(self), ("outline",))
 
 
 class NucleusShape(Record):
@@ -82,12 +106,15 @@ class NucleusShape(Record):
       on the -y side, with half aperture ``band_aperture_deg``;
     - ``segmented``/``bilobed``: union of ``lobes`` linked by filaments of ``filament_width_um``
       (``smooth_um`` > 0 blends neighbouring lobes into a waist instead);
-    - ``smudge``: an amorphous ellipse with strong harmonics and streaky chromatin (KSC).
+    - ``smudge``: an amorphous ellipse with strong harmonics and streaky chromatin (KSC);
+    - ``contour``: the closed polygon ``contour_um`` ((y, x) points in µm, in the nucleus frame
+      about ``center_um``), e.g. an outline drawn from a measured shape model; ``radii_um``
+      then holds the area-equivalent radius twice.
     """
 
     kind: Literal[
         "round", "oval", "irregular", "kidney", "folded", "band", "segmented", "bilobed",
-        "smudge",
+        "smudge", "contour",
     ]
     center_um: Pair = (0.0, 0.0)
     angle_deg: float = 0.0
@@ -98,6 +125,17 @@ class NucleusShape(Record):
     filament_width_um: float = Field(default=0.3, gt=0.0)
     smooth_um: float = Field(default=0.0, ge=0.0)
     band_aperture_deg: float = Field(default=120.0, gt=0.0, le=180.0)
+    contour_um: tuple[Pair, ...] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_empty(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return _omit_unset(handler(self), ("contour_um",))
+
+    @model_validator(mode="after")
+    def _contour_points(self) -> NucleusShape:
+        if self.kind == "contour" and len(self.contour_um) < 8:
+            raise InputError("contour_um", len(self.contour_um), "at least 8 outline points for kind 'contour'")
+        return self
 
 
 class Chromatin(Record):
@@ -112,6 +150,13 @@ class Chromatin(Record):
     scale_um: float = Field(gt=0.0)
     azure_b: float = Field(default=0.0, ge=0.0)
     eosin: float = Field(default=0.0, ge=0.0)
+    #: Power-law texture instead of the band-passed one: log-log slope of the power spectrum
+    #: above the roll-off period ``scale_um`` (``_texture.power_kind``).
+    spectral_slope: float | None = Field(default=None, ge=-6.0, le=0.0)
+
+    @model_serializer(mode="wrap")
+    def _omit_empty(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return _omit_unset(handler(self), ("spectral_slope",))
 
 
 class CytoplasmStain(Record):
@@ -128,6 +173,13 @@ class CytoplasmStain(Record):
     edge_gradient: float = Field(default=0.0, ge=0.0)
     texture_contrast: float = Field(default=0.08, ge=0.0, le=1.0)
     texture_scale_um: float = Field(default=2.0, gt=0.0)
+    #: Power-law texture (lognormal, mean 1) instead of the smooth blotches: log-log slope of the
+    #: power spectrum above the roll-off period ``texture_scale_um``.
+    texture_slope: float | None = Field(default=None, ge=-6.0, le=0.0)
+
+    @model_serializer(mode="wrap")
+    def _omit_empty(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return _omit_unset(handler(self), ("texture_slope",))
 
 
 class GranulePopulation(Record):
@@ -567,7 +619,7 @@ def _nucleus_for(code: str, prior: dict[str, Any], rng: np.random.Generator, R: 
                         outline=_harmonics(rng, (2, 3), 0.025))
 
 
-def sample_wbc(code: str, rng: np.random.Generator) -> WBCMorphology:
+def sample_wbc(code: str, rng: np.random.Generator, *, style: str = "drawn") -> WBCMorphology:
     """Draw the morphology of one white cell of class ``code``.
 
     Parameters
@@ -577,6 +629,12 @@ def sample_wbc(code: str, rng: np.random.Generator) -> WBCMorphology:
     rng
         Source of randomness; the record's ``texture_seed`` is drawn from it too, so the record
         alone re-creates the cell.
+    style
+        ``"drawn"`` (default): the geometric priors of :data:`WBC_PRIORS` (the same records as
+        ever for a seed). ``"measured"``: sizes, shapes, textures and amounts drawn from the
+        measured morphometry of real cells (``data/morphometry.json``) with the fitted
+        corrections of ``data/specimen_fit.json`` (docs/specimen_generator.md); classes without
+        real measurements (:func:`measured_classes`) keep the drawn priors.
 
     Returns
     -------
@@ -584,7 +642,11 @@ def sample_wbc(code: str, rng: np.random.Generator) -> WBCMorphology:
     """
     if code not in WBC_PRIORS:
         raise InputError("code", code, f"one of {', '.join(LEUKOCYTE_CLASSES)}")
+    if style not in WBC_STYLES:
+        raise InputError("style", style, f"one of {', '.join(WBC_STYLES)}")
     rng = _check_rng(rng)
+    if style == "measured" and code in measured_classes():
+        return _sample_measured_wbc(code, rng)
     p = WBC_PRIORS[code]
     lo, hi, mean, sd = p["d"]
     if code == "LYT" and rng.random() < 0.15:
@@ -738,5 +800,459 @@ def sample_platelet(rng: np.random.Generator) -> PlateletMorphology:
         granule_size_um=float(p["granule_size_um"] * rng.uniform(0.85, 1.2)),
         granule_purple=float(rng.uniform(*p["granule_purple"])),
         hyalomere_purple=p["hyalomere_purple"], hyalomere_azure_b=p["hyalomere_azure_b"],
+        texture_seed=int(rng.integers(0, 2**31 - 1)),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Measured style: white cells drawn from the morphometry of real cells
+# --------------------------------------------------------------------------------------------
+
+#: Sampling styles of :func:`sample_wbc`.
+WBC_STYLES: tuple[str, ...] = ("drawn", "measured")
+#: Classes whose nuclei the measured style draws as lobes joined by filaments (with the measured
+#: lobe-count distribution; a one-lobe draw is a contour); the others get one contour nucleus.
+LOBED_CLASSES: tuple[str, ...] = ("NGS", "NGB", "EOS", "BAS")
+#: Schema of the fitted corrections (``data/specimen_fit.json``, ``scripts/fit_specimen_priors.py``).
+SPECIMEN_FIT_SCHEMA = "hemotwin.specimen_fit/1"
+SPECIMEN_FIT_PATH = Path(__file__).resolve().parent / "data" / "specimen_fit.json"
+#: Band (cycles/µm, 10 log-spaced points) on which the morphometry fits spectral slopes and
+#: periods; mirrors ``hemotwin.twin.morphometry.SLOPE_BAND_PER_UM`` (the specimen layer does not
+#: import the measuring code; a test checks the two agree).
+SLOPE_BAND_PER_UM: Pair = (0.3, 2.0)
+#: Measured level range drawn: the stored 5–95 % quantiles, extended by linear extrapolation of
+#: their end segments to 2–98 % so that the draws keep some tails (the file stores none).
+_U_RANGE: Pair = (0.02, 0.98)
+#: Roll-off period (µm) of the cytoplasm power-law texture (its period is not measured).
+_CYTO_ROLLOFF_UM = 2.0
+_EFD_POINTS = 72
+
+
+@lru_cache(maxsize=1)
+def _morphometry() -> Any:
+    from .measured import load_morphometry
+
+    return load_morphometry()
+
+
+def measured_classes() -> tuple[str, ...]:
+    """The classes the ``"measured"`` style draws from real measurements (codes in morphometry.json).
+
+    The other classes (no real cells in the measured data) keep the drawn priors in either style.
+    """
+    m = _morphometry()
+    return tuple(c for c in LEUKOCYTE_CLASSES if c in m.classes)
+
+
+_FIT_OVERRIDE: list[dict[str, Any]] = []
+
+
+def _read_fit(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {"schema": SPECIMEN_FIT_SCHEMA, "classes": {}}
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError("specimen fit file", str(path), f"readable JSON ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("schema") != SPECIMEN_FIT_SCHEMA:
+        raise InputError(f"{path} (schema)", doc.get("schema") if isinstance(doc, dict) else doc,
+                         f"{SPECIMEN_FIT_SCHEMA!r}; regenerate with scripts/fit_specimen_priors.py")
+    if not isinstance(doc.get("classes"), dict):
+        raise InputError(f"{path} (classes)", type(doc.get("classes")).__name__, "an object per class")
+    return doc
+
+
+@lru_cache(maxsize=1)
+def _packaged_fit() -> dict[str, Any]:
+    return _read_fit(SPECIMEN_FIT_PATH)
+
+
+def specimen_fit() -> dict[str, Any]:
+    """The corrections the measured style applies: the packaged fit, or the one set by :func:`use_specimen_fit`.
+
+    Without a packaged ``specimen_fit.json`` every correction is the identity (the measured
+    quantiles are drawn as they are).
+    """
+    return _FIT_OVERRIDE[-1] if _FIT_OVERRIDE else _packaged_fit()
+
+
+@contextmanager
+def use_specimen_fit(doc: dict[str, Any]) -> Iterator[None]:
+    """Draw measured-style cells with the corrections ``doc`` (same layout as ``specimen_fit.json``).
+
+    For fitting scripts, which render with trial corrections before writing the file.
+    """
+    if not isinstance(doc, dict) or not isinstance(doc.get("classes"), dict):
+        raise InputError("doc", type(doc).__name__, "a specimen-fit document with a 'classes' object")
+    _FIT_OVERRIDE.append(doc)
+    try:
+        yield
+    finally:
+        _FIT_OVERRIDE.pop()
+
+
+class _Draw:
+    """Inverse-transform draws of one class's measured features, with the fitted corrections.
+
+    A feature value at uniform level ``u`` is ``Q(u)`` (the stored quantile function), its
+    deviation from the median multiplied by the fitted ``spread``, then multiplied by the fitted
+    ``scale`` (or shifted by the fitted ``offset`` for slopes, which may be negative).
+    """
+
+    def __init__(self, code: str) -> None:
+        self.m = _morphometry()
+        self.code = code
+        self.levels = np.asarray(self.m.levels)
+        fit = specimen_fit()["classes"].get(code, {})
+        self.scale: dict[str, float] = dict(fit.get("scale", {}))
+        self.spread: dict[str, float] = dict(fit.get("spread", {}))
+        self.offset: dict[str, float] = dict(fit.get("offset", {}))
+
+    def q(self, feature: str, u: float) -> float:
+        """Stored quantile function at ``u``, linear (and linearly extrapolated) between the levels."""
+        vals = self.m.quantiles(self.code, feature)
+        if not np.all(np.isfinite(vals)):
+            return math.nan
+        lv = self.levels
+        if u < lv[0]:
+            return float(vals[0] + (u - lv[0]) * (vals[1] - vals[0]) / (lv[1] - lv[0]))
+        if u > lv[-1]:
+            return float(vals[-1] + (u - lv[-1]) * (vals[-1] - vals[-2]) / (lv[-1] - lv[-2]))
+        return float(np.interp(u, lv, vals))
+
+    def value(self, feature: str, u: float) -> float:
+        """The corrected measured value of ``feature`` at level ``u`` (NaN where never measured)."""
+        med = self.q(feature, 0.5)
+        x = med + self.spread.get(feature, 1.0) * (self.q(feature, u) - med)
+        if feature in self.offset:
+            return x + self.offset[feature]
+        return x * self.scale.get(feature, 1.0)
+
+    def ratio(self, feature: str, u: float) -> float:
+        """Value at ``u`` relative to the measured median (for parameters measured only indirectly)."""
+        med = self.q(feature, 0.5)
+        if not math.isfinite(med) or med <= 0:
+            return self.scale.get(feature, 1.0)
+        rel = max(self.q(feature, u) / med, 0.05)
+        return rel ** self.spread.get(feature, 1.0) * self.scale.get(feature, 1.0)
+
+    def u(self, rng: np.random.Generator) -> float:
+        return float(rng.uniform(*_U_RANGE))
+
+
+def _band() -> np.ndarray:
+    return np.geomspace(*SLOPE_BAND_PER_UM, 10)
+
+
+@lru_cache(maxsize=1)
+def _power_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Measured slope and period of the power spectra ``(1 + (f L)^2)^(beta/2)`` on a (beta, L) grid.
+
+    Slope and period are computed as the morphometry computes them (log-log fit on the band's
+    10 points; ``1 / f`` at the maximum of ``f^2 P``), so a measured pair inverts to the texture
+    parameters that reproduce it before imaging.
+    """
+    betas = np.round(np.arange(-6.0, -0.05, 0.1), 2)
+    rolloffs = np.geomspace(0.3, 8.0, 48)
+    f = _band()
+    lf = np.log(f)
+    logp = betas[:, None, None] / 2 * np.log1p((f[None, None, :] * rolloffs[None, :, None]) ** 2)
+    lc = lf - lf.mean()
+    slope = (logp * lc).sum(axis=-1) / (lc * lc).sum()
+    period = 1.0 / f[np.argmax(logp + 2 * lf, axis=-1)]
+    return betas, rolloffs, slope, period
+
+
+def _power_params(slope: float, period: float | None) -> tuple[float, float]:
+    """``(beta, roll-off µm)`` whose measured slope (and period, if given) are nearest the targets."""
+    betas, rolloffs, s_tab, p_tab = _power_table()
+    if period is None or not math.isfinite(period):
+        j = int(np.argmin(np.abs(rolloffs - _CYTO_ROLLOFF_UM)))
+        i = int(np.argmin(np.abs(s_tab[:, j] - slope)))
+        return float(betas[i]), float(rolloffs[j])
+    # Periods are quantised on the band's 10 points: a quarter of a log-octave of period error
+    # weighs like 0.1 of slope error, so the slope decides among the pairs of equal period.
+    cost = (s_tab - slope) ** 2 + (np.log(p_tab / period) / 0.25 * 0.1) ** 2
+    i, j = np.unravel_index(int(np.argmin(cost)), cost.shape)
+    return float(betas[i]), float(rolloffs[j])
+
+
+@lru_cache(maxsize=32)
+def _size_nc_correlation(code: str) -> float:
+    """Gaussian-copula correlation of cell diameter and N:C for ``code``.
+
+    The file stores marginals only, but three of them are tied: nucleus diameter = cell diameter x
+    sqrt(N:C). The correlation whose implied nucleus-diameter quantiles best match the measured
+    ones is the coupling the data support (negative: big cells carry more cytoplasm).
+    """
+    d = _Draw(code)
+    qn = d.m.quantiles(code, "nucleus_diameter_um")
+    z = np.random.default_rng(0).standard_normal((2, 4000))  # fixed: the result is a constant
+    lv = d.levels
+    qd, qc = d.m.quantiles(code, "cell_diameter_um"), d.m.quantiles(code, "nc_ratio")
+    best, best_err = 0.0, math.inf
+    for rho in np.linspace(-0.9, 0.9, 19):
+        u1 = lv[0] + (lv[-1] - lv[0]) * special.ndtr(z[0])
+        u2 = lv[0] + (lv[-1] - lv[0]) * special.ndtr(rho * z[0] + math.sqrt(1 - rho * rho) * z[1])
+        dn = np.interp(u1, lv, qd) * np.sqrt(np.interp(u2, lv, qc))
+        err = float(np.sum((np.quantile(dn, lv) - qn) ** 2))
+        if err < best_err:
+            best, best_err = float(rho), err
+    return best
+
+
+def _efd_points(coeffs: np.ndarray, n: int = _EFD_POINTS) -> np.ndarray:
+    """``n x 2`` (y, x) points of the outline of elliptic Fourier coefficients ``order x 4``."""
+    t = np.arange(n) / n
+    k = np.arange(1, len(coeffs) + 1)[:, None]
+    cos, sin = np.cos(2 * np.pi * k * t), np.sin(2 * np.pi * k * t)
+    x = coeffs[:, 0] @ cos + coeffs[:, 1] @ sin
+    y = coeffs[:, 2] @ cos + coeffs[:, 3] @ sin
+    return np.stack([y, x], axis=1)
+
+
+def _signed_area(pts: np.ndarray) -> float:
+    y, x = pts[:, 0], pts[:, 1]
+    return 0.5 * float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
+
+
+def _self_intersects(pts: np.ndarray) -> bool:
+    """Whether a closed polygon crosses itself (any two non-adjacent edges intersect)."""
+    a, b = pts, np.roll(pts, -1, axis=0)
+    n = len(pts)
+
+    def orient(p, q, r):
+        return np.sign((q[..., 1] - p[..., 1]) * (r[..., 0] - p[..., 0])
+                       - (q[..., 0] - p[..., 0]) * (r[..., 1] - p[..., 1]))
+
+    i, j = np.triu_indices(n, k=2)
+    keep = ~((i == 0) & (j == n - 1))
+    i, j = i[keep], j[keep]
+    o1, o2 = orient(a[i], b[i], a[j]), orient(a[i], b[i], b[j])
+    o3, o4 = orient(a[j], b[j], a[i]), orient(a[j], b[j], b[i])
+    return bool(np.any((o1 * o2 < 0) & (o3 * o4 < 0)))
+
+
+def _contour_from_model(code: str, rng: np.random.Generator, area_um2: float) -> np.ndarray:
+    """A nucleus outline of ``code`` from its EFD shape model, scaled to ``area_um2``, centred.
+
+    PCA coefficients are drawn with the stored variances (standard normal scores, clipped to
+    +-2.5 so that rare extreme draws do not fold the outline); a self-crossing outline is drawn
+    again, and after 8 tries the mean shape is used.
+    """
+    shape = _morphometry().nucleus_shape(code)
+    order = int(shape["efd_order"])
+    mean = np.asarray(shape["mean"], float)
+    comps = np.asarray(shape["components"], float)
+    sd = np.sqrt(np.asarray(shape["variances"], float))
+    pts = None
+    for _ in range(8):
+        z = np.clip(rng.standard_normal(len(sd)), -2.5, 2.5)
+        cand = _efd_points((mean + (z * sd) @ comps).reshape(order, 4))
+        if abs(_signed_area(cand)) > 1e-6 and not _self_intersects(cand):
+            pts = cand
+            break
+    if pts is None:
+        pts = _efd_points(mean.reshape(order, 4))
+    if _signed_area(pts) < 0:
+        pts = pts[::-1]
+    if rng.random() < 0.5:  # the normalised descriptors keep one handedness; mirror half the draws
+        pts = pts[::-1] * np.array([1.0, -1.0])
+    a = abs(_signed_area(pts))
+    # Area centroid, so the nucleus centre is its centre of mass.
+    y, x = pts[:, 0], pts[:, 1]
+    cross = x * np.roll(y, -1) - np.roll(x, -1) * y
+    cy = float(np.sum((y + np.roll(y, -1)) * cross) / (6 * _signed_area(pts)))
+    cx = float(np.sum((x + np.roll(x, -1)) * cross) / (6 * _signed_area(pts)))
+    return (pts - np.array([cy, cx])) * math.sqrt(area_um2 / a)
+
+
+def _lobe_chain(rng: np.random.Generator, radii: list[Pair], gap: Pair, room: float,
+                code: str) -> tuple[Lobe, ...]:
+    """Irregular elliptical lobes of ``radii`` laid along a curling chain, centred, within ``room``."""
+    n = len(radii)
+    ext = [max(r) for r in radii]
+    pts = [np.zeros(2)]
+    heading = rng.uniform(0, 2 * np.pi)
+    turn_sign = rng.choice([-1.0, 1.0])
+    for i in range(1, n):
+        step = 0.85 * (ext[i - 1] + ext[i]) + rng.uniform(*gap)
+        pts.append(pts[-1] + step * np.array([np.sin(heading), np.cos(heading)]))
+        # The chain of a segmented nucleus curls one way (C/S shapes), as in the drawn style.
+        heading += turn_sign * rng.uniform(0.5, 1.1) + rng.normal(0, 0.25)
+    p = np.array(pts)
+    p -= (p.max(0) + p.min(0)) / 2
+    r_ext = np.asarray(ext)
+    extent = float(np.max(np.hypot(p[:, 0], p[:, 1]) + r_ext))
+    if extent > room:  # squeeze the chain into the cell rather than let it stick out
+        p *= max(room - r_ext.max(), 0.1) / max(extent - r_ext.max(), 1e-6)
+    rough = 0.05 if code != "BAS" else 0.03
+    return tuple(
+        Lobe(center_um=(float(y), float(x)), radii_um=(float(ry), float(rx)),
+             angle_deg=float(rng.uniform(0, 180)), outline=_harmonics(rng, (2, 3, 4), rough))
+        for (y, x), (ry, rx) in zip(p, radii, strict=True)
+    )
+
+
+def _measured_nucleus(code: str, d: _Draw, rng: np.random.Generator, R: float, r_in: float,
+                      area_um2: float) -> NucleusShape:
+    """Nucleus of ``area_um2``: lobes joined by filaments, or one contour from the shape model."""
+    prior = WBC_PRIORS[code]
+    angle = float(rng.uniform(0, 360))
+    shape = d.m.nucleus_shape(code)
+    n_lobes = 1
+    if code in LOBED_CLASSES:
+        p = np.asarray(shape["lobe_count_p"], float)
+        n_lobes = int(rng.choice(len(p), p=p / p.sum())) + 1
+    fractions = shape["lobe_fractions_mean"].get(str(n_lobes)) if n_lobes > 1 else None
+    if n_lobes > 1 and fractions:
+        f = rng.permutation(np.asarray(fractions, float))
+        radii: list[Pair] = []
+        for fi in f:
+            el = float(rng.uniform(1.0, 1.5))
+            r = math.sqrt(fi * area_um2 / math.pi)
+            radii.append((r * math.sqrt(el), r / math.sqrt(el)))
+        gap = {"NGB": (-0.2, 0.3), "BAS": (-0.3, 0.3)}.get(code, (0.3, 1.0))
+        lobes = _lobe_chain(rng, radii, gap, r_in - 0.4, code)
+        widths = np.asarray(shape["filament_width_um"], float)
+        fw = float(np.interp(rng.uniform(0.05, 0.95), d.levels, widths)) if np.all(np.isfinite(widths)) else 0.3
+        extent = max(math.hypot(*lb.center_um) + max(lb.radii_um) for lb in lobes)
+        return NucleusShape(kind="segmented" if n_lobes > 2 else "bilobed",
+                            center_um=_eccentric(rng, prior, r_in, extent), angle_deg=angle,
+                            radii_um=(max(radii[0]), min(radii[0])), lobes=lobes,
+                            filament_width_um=float(np.clip(fw, 0.1, 1.5)))
+    pts = _contour_from_model(code, rng, area_um2)
+    rn = math.sqrt(area_um2 / math.pi)
+    extent = float(np.max(np.hypot(pts[:, 0], pts[:, 1])))
+    return NucleusShape(kind="contour", center_um=_eccentric(rng, prior, r_in, extent), angle_deg=angle,
+                        radii_um=(rn, rn), contour_um=tuple((float(y), float(x)) for y, x in pts))
+
+
+def _eccentric(rng: np.random.Generator, prior: dict[str, Any], r_in: float, extent: float) -> Pair:
+    """Nucleus-centre offset: the drawn prior's eccentricity range times the room left in the cell."""
+    room = max(r_in - extent - 0.3, 0.0)
+    off = room * float(rng.uniform(*prior["ecc"]))
+    phi = rng.uniform(0, 2 * np.pi)
+    return (float(off * np.sin(phi)), float(off * np.cos(phi)))
+
+
+def _measured_granules(code: str, d: _Draw, rng: np.random.Generator, R: float,
+                       cyto_area: float) -> list[GranulePopulation]:
+    """The class's granule populations (kinds from :data:`WBC_PRIORS`) at the measured size and density.
+
+    The detector of the morphometry sees only granules that stand out, so the measured density
+    and size set the *relative* cell-to-cell spread around the prior's levels, and the fitted
+    scales move those levels until rendered twin cells measure like real ones.
+    """
+    out: list[GranulePopulation] = []
+    u_dens, u_size = d.u(rng), d.u(rng)
+    dens_r = d.ratio("granule_density_per_um2", u_dens)
+    size_r = d.ratio("granule_diameter_um", u_size)
+    amount = {k: d.scale.get(f"granule_{k}", 1.0) for k in ("purple", "azure_b", "eosin")}
+    for i, g in enumerate(WBC_PRIORS[code].get("gran", [])):
+        if rng.random() >= g["p"]:
+            continue
+        kw = {k: v for k, v in g.items() if k not in ("p", "count", "dens", "fill", "hemoglobin")}
+        main = i == 0
+        if "fill" in g:
+            kw["fill"] = float(np.clip(rng.uniform(*g["fill"]) * (dens_r if main else 1.0), 0.2, 1.0))
+        if "count" in g:
+            kw["count"] = round(float(rng.integers(g["count"][0], g["count"][1] + 1)) * (dens_r if main else 1.0))
+        elif "dens" in g:
+            area = math.pi * R * R if g.get("region") == "cell" else cyto_area
+            kw["count"] = round(float(area * rng.uniform(*g["dens"])) * (dens_r if main else 1.0))
+        size = g["size_um"] * rng.uniform(0.9, 1.1) * (size_r if main else 1.0)
+        kw["size_um"] = float(np.clip(size, 0.15, 1.2))
+        jit = float(rng.uniform(0.8, 1.2))
+        for k in ("purple", "azure_b", "eosin"):
+            if k in kw:
+                kw[k] = float(kw[k] * jit * amount[k])
+        out.append(GranulePopulation(**kw))
+    return out
+
+
+def _sample_measured_wbc(code: str, rng: np.random.Generator) -> WBCMorphology:
+    """One white cell of ``code`` drawn from the measured morphometry (see :func:`sample_wbc`)."""
+    d = _Draw(code)
+    p = WBC_PRIORS[code]
+    # Size and N:C: a Gaussian copula with the correlation the measured marginals imply.
+    rho = _size_nc_correlation(code)
+    z1, z2 = rng.standard_normal(2)
+    lo, hi = _U_RANGE
+    u_d = lo + (hi - lo) * float(special.ndtr(z1))
+    u_nc = lo + (hi - lo) * float(special.ndtr(rho * z1 + math.sqrt(1 - rho * rho) * z2))
+    diam = float(np.clip(d.value("cell_diameter_um", u_d), 5.0, 40.0))
+    nc = float(np.clip(d.value("nc_ratio", u_nc), 0.08, 0.95))
+    R = diam / 2
+    # Caps near the measured 95th percentiles of the most irregular class: beyond them the
+    # fitted spreads would draw cigar-shaped or star-shaped cells that no class shows.
+    a2 = float(np.clip(d.value("cell_elongation", d.u(rng)), 0.0, 0.3))
+    elong = (1 + a2) / (1 - a2)  # an ellipse of axis ratio e has harmonic-2 amplitude (e-1)/(e+1)
+    rough = float(np.clip(d.value("cell_roughness", d.u(rng)), 0.0, 0.08))
+    outline = _harmonics(rng, (3, 4), 0.03) + tuple(
+        Harmonic(k=k, amp=float(rough / 2 * rng.uniform(0.6, 1.4)), phase_deg=float(rng.uniform(0, 360)))
+        for k in (9, 10, 11, 12))
+    r_in = R / math.sqrt(elong) * (1 - sum(h.amp for h in outline))
+    nucleus = _measured_nucleus(code, d, rng, R, r_in, nc * math.pi * R * R)
+
+    # Amounts: the measured ones are unmixed amounts of the basis (Romanowsky purple, azure B,
+    # eosin), not the twin's absorbers, and the map between them is far from diagonal and
+    # saturates in dark nuclei; the drawn priors are calibrated to real cells through the
+    # scanner (scripts/calibrate_amounts.py), so they set the level, the measured quantiles
+    # the cell-to-cell spread, and the fitted scales the rest.
+    # Chromatin: one staining level for the three absorbers of the Romanowsky complex.
+    u_c = d.u(rng)
+    beta, rolloff = _power_params(d.value("chromatin_slope", d.u(rng)),
+                                  d.value("chromatin_period_um", d.u(rng)))
+    index = p["chrom"][0]
+    chrom = Chromatin(density=CHROMATIN_MIX["purple"] * index * d.ratio("chromatin_purple", u_c),
+                      azure_b=CHROMATIN_MIX["azure_b"] * index * d.ratio("chromatin_azure_b", u_c),
+                      eosin=CHROMATIN_MIX["eosin"] * index * d.ratio("chromatin_eosin", u_c),
+                      contrast=float(np.clip(p["chrom"][1] * rng.uniform(0.85, 1.15)
+                                             * d.scale.get("chromatin_contrast", 1.0), 0.0, 2.0)),
+                      scale_um=rolloff, spectral_slope=beta)
+
+    nucleoli: list[Spot] = []
+    if "nucleoli" in p and rng.random() < p["nucleoli"][0]:
+        _, n_lo, n_hi, r_lo, r_hi = p["nucleoli"]
+        rr = math.sqrt(nc) * R * 0.55
+        for _ in range(int(rng.integers(n_lo, n_hi + 1))):
+            rho_n, phi = rr * math.sqrt(rng.random()), rng.uniform(0, 2 * np.pi)
+            nucleoli.append(Spot(center_um=(float(rho_n * np.sin(phi)), float(rho_n * np.cos(phi))),
+                                 radius_um=float(rng.uniform(r_lo, r_hi))))
+
+    c_slope, _ = _power_params(d.value("cytoplasm_slope", d.u(rng)), None)
+    prior_cyto = p["cyto"]
+    u_eosin = d.u(rng)
+    cyto = CytoplasmStain(
+        purple=prior_cyto.get("purple", 0.0) * d.ratio("cytoplasm_purple", d.u(rng)),
+        azure_b=prior_cyto.get("azure_b", 0.0) * d.ratio("cytoplasm_azure_b", d.u(rng)),
+        eosin=prior_cyto.get("eosin", 0.0) * d.ratio("cytoplasm_eosin", u_eosin),
+        # Haemoglobin (erythroblasts) unmixes with eosin: it follows the eosin draw.
+        hemoglobin=prior_cyto.get("hemoglobin", 0.0) * d.ratio("cytoplasm_eosin", u_eosin),
+        texture_contrast=float(np.clip(d.value("cytoplasm_cv", d.u(rng)), 0.0, 1.0)),
+        texture_scale_um=_CYTO_ROLLOFF_UM, texture_slope=c_slope)
+    granules = _measured_granules(code, d, rng, R, math.pi * R * R * (1 - nc))
+
+    vacuoles: list[Spot] = []
+    if "vac" in p and rng.random() < p["vac"][0]:
+        _, n_hi, r_lo, r_hi = p["vac"]
+        for _ in range(int(rng.integers(1, n_hi + 1))):
+            rho_v, phi = R * math.sqrt(rng.uniform(0.1, 0.75)), rng.uniform(0, 2 * np.pi)
+            vacuoles.append(Spot(center_um=(float(rho_v * np.sin(phi)), float(rho_v * np.cos(phi))),
+                                 radius_um=float(rng.uniform(r_lo, r_hi))))
+    hof, hof_depth = None, 0.0
+    if "hof" in p:
+        cy, cx = nucleus.center_um
+        n_r = math.sqrt(nc) * R
+        norm = math.hypot(cy, cx)
+        dy, dx = (-cy / norm, -cx / norm) if norm > 0.1 else (1.0, 0.0)
+        hr = n_r * float(rng.uniform(*p["hof"])) * 1.3
+        hof = Spot(center_um=(cy + dy * (n_r + 0.3 * hr), cx + dx * (n_r + 0.3 * hr)), radius_um=hr)
+        hof_depth = float(rng.uniform(0.45, 0.7))
+    return WBCMorphology(
+        code=code, diameter_um=diam, elongation=float(min(elong, 3.0)), outline=outline, nucleus=nucleus,
+        nc_ratio=nc, chromatin=chrom, nucleoli=tuple(nucleoli), cytoplasm=cyto, granules=tuple(granules),
+        vacuoles=tuple(vacuoles), hof=hof, hof_depth=hof_depth,
         texture_seed=int(rng.integers(0, 2**31 - 1)),
     )

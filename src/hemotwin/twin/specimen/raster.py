@@ -165,6 +165,33 @@ def _segment_sdf(dy: np.ndarray, dx: np.ndarray, a: tuple[float, float], b: tupl
     return np.sqrt(ey * ey + ex * ex) - _F32(r)
 
 
+def _polygon_sdf(dy: np.ndarray, dx: np.ndarray, py: np.ndarray, px: np.ndarray) -> np.ndarray:
+    """Exact signed distance (µm, negative inside) to the closed polygon with vertices (py, px).
+
+    Distance to the nearest edge, signed by the even-odd crossing rule: on this field the linear
+    ramp of :func:`_ramp` has its 0.5 level on the outline and an area-correct soft edge, like
+    the analytic shapes.
+    """
+    dy, dx = np.broadcast_arrays(dy, dx)
+    d2 = np.full(dy.shape, np.inf, dtype=_F32)
+    inside = np.zeros(dy.shape, dtype=bool)
+    n = len(py)
+    for i in range(n):
+        ay, ax = float(py[i]), float(px[i])
+        by, bx = float(py[(i + 1) % n]), float(px[(i + 1) % n])
+        ey, ex = by - ay, bx - ax
+        wy, wx = dy - _F32(ay), dx - _F32(ax)
+        t = wy * _F32(ey / max(ey * ey + ex * ex, 1e-12)) + wx * _F32(ex / max(ey * ey + ex * ex, 1e-12))
+        np.clip(t, 0.0, 1.0, out=t)
+        qy, qx = wy - t * _F32(ey), wx - t * _F32(ex)
+        np.minimum(d2, qy * qy + qx * qx, out=d2)
+        if ey != 0.0:
+            # Crossing of the ray from the point towards +x with this edge.
+            inside ^= ((ay > dy) != (by > dy)) & (dx < _F32(ax) + wy * _F32(ex / ey))
+    d = np.sqrt(d2)
+    return np.where(inside, -d, d)
+
+
 def _nucleus_sdf(n: NucleusShape, dy: np.ndarray, dx: np.ndarray, c: float,
                  s: float) -> np.ndarray:
     """Signed distance (µm, approx.) of a nucleus.
@@ -183,13 +210,22 @@ def _nucleus_sdf(n: NucleusShape, dy: np.ndarray, dx: np.ndarray, c: float,
             centres.append((ly, lx))
             cl, sl = _rot(math.degrees(math.atan2(sn, cn)) + lobe.angle_deg)
             u, v = _ellipse_uv(ddy - _F32(ly), ddx - _F32(lx), cl, sl, *lobe.radii_um)
-            dl = (np.sqrt(u * u + v * v) - _F32(1.0)) * _F32(min(lobe.radii_um))
+            if lobe.outline:
+                dl = (_radial(u, v, lobe.outline) - _F32(1.0)) * _F32(min(lobe.radii_um))
+            else:
+                dl = (np.sqrt(u * u + v * v) - _F32(1.0)) * _F32(min(lobe.radii_um))
             d = dl if d is None else _smin(d, dl, n.smooth_um)
         assert d is not None
         if n.smooth_um <= 0:
             for a, b in itertools.pairwise(centres):
                 d = np.minimum(d, _segment_sdf(ddy, ddx, a, b, n.filament_width_um / 2))
         return d
+    if n.kind == "contour":
+        pts = np.asarray(n.contour_um, dtype=float)
+        # Nucleus frame -> global offsets from the nucleus centre (as _local_to_global does).
+        py = pts[:, 1] * sn + pts[:, 0] * cn
+        px = pts[:, 1] * cn - pts[:, 0] * sn
+        return _polygon_sdf(ddy, ddx, py, px)
     if n.kind == "band":
         half_w, arc_r = ry, rx
         u, v = _ellipse_uv(ddy, ddx, cn, sn, 1.0, 1.0)
@@ -217,8 +253,11 @@ def _nucleus_extent(n: NucleusShape) -> float:
     """Radius around the cell centre that surely contains the nucleus (µm)."""
     off = math.hypot(*n.center_um)
     if n.kind in ("segmented", "bilobed"):
-        r = max(math.hypot(*lb.center_um) + max(lb.radii_um) for lb in n.lobes)
+        r = max(math.hypot(*lb.center_um) + max(lb.radii_um) * _harm_max(lb.outline)
+                for lb in n.lobes)
         return off + r + n.smooth_um
+    if n.kind == "contour":
+        return off + max(math.hypot(y, x) for y, x in n.contour_um)
     if n.kind == "band":
         return off + n.radii_um[1] + n.radii_um[0]
     return off + max(n.radii_um) * _harm_max(n.outline)
@@ -548,10 +587,11 @@ def _draw_wbc(cv: _Canvas, rec: ObjectRecord, m: WBCMorphology) -> None:
             na = _ramp(sdf_n - low * _F32(0.8) + np.abs(t2) * _F32(0.3), max(edge, 0.5))
             mod = np.exp(ridge * _F32(ch.contrast * 1.5) - _F32(0.5 * ch.contrast))
         else:
-            t = _texture.sample("band", m.texture_seed, ys_rel[a0:a1], xs_rel[b0:b1],
+            kind = "band" if ch.spectral_slope is None else _texture.power_kind(ch.spectral_slope)
+            t = _texture.sample(kind, m.texture_seed, ys_rel[a0:a1], xs_rel[b0:b1],
                                 scale_um=ch.scale_um, um_per_px=cv.px)
             # Lognormal modulation, mean 1: clumps darken, parachromatin stays pale.
-            var = _texture.variance("band", ch.scale_um, cv.px)
+            var = _texture.variance(kind, ch.scale_um, cv.px)
             mod = np.exp(t * _F32(ch.contrast) - _F32(0.5 * ch.contrast**2 * var))
         for nu in m.nucleoli:
             # Nucleoli: paler, slightly bluish round spots in the nucleus frame.
@@ -586,7 +626,15 @@ def _draw_wbc(cv: _Canvas, rec: ObjectRecord, m: WBCMorphology) -> None:
     np.maximum(cell_alpha, nuc_alpha, out=cell_alpha)
     cw = cell_alpha * (_F32(1.0) - nuc_alpha)
     cy_st = m.cytoplasm
-    if cy_st.texture_contrast > 0:
+    if cy_st.texture_contrast > 0 and cy_st.texture_slope is not None:
+        kind = _texture.power_kind(cy_st.texture_slope)
+        t = _texture.sample(kind, m.texture_seed + 3, ys_rel, xs_rel,
+                            scale_um=cy_st.texture_scale_um, um_per_px=cv.px)
+        # Lognormal, mean 1: a measured coefficient of variation up to ~1 stays non-negative.
+        var = _texture.variance(kind, cy_st.texture_scale_um, cv.px)
+        k = cy_st.texture_contrast
+        cw *= np.exp(t * _F32(k) - _F32(0.5 * k * k * var))
+    elif cy_st.texture_contrast > 0:
         t = _texture.sample("low", m.texture_seed + 3, ys_rel, xs_rel,
                             scale_um=cy_st.texture_scale_um, um_per_px=cv.px)
         cw *= _F32(1.0) + _F32(cy_st.texture_contrast) * t
