@@ -42,7 +42,7 @@ import numpy as np
 
 from hemotwin.errors import InputError
 from hemotwin.taxonomy import CLASS_CODES, members, resolve_label
-from hemotwin.twin.morphometry import segment_cell
+from hemotwin.twin.morphometry import bounding_box, segment_cell
 from hemotwin.twin.reimage import UNMIXED, StainBasis
 from hemotwin.twin.specimen.maps import ABSORBERS
 from hemotwin.twin.specimen.morphology import (
@@ -458,13 +458,6 @@ def _refined_amounts(rgb: np.ndarray, um: float, basis: StainBasis, loop: tuple[
     return x.reshape(3, h, w).astype(np.float32)
 
 
-def _crop(mask: np.ndarray, margin_px: int) -> tuple[slice, slice]:
-    ys, xs = np.nonzero(mask)
-    h, w = mask.shape
-    return (slice(max(0, ys.min() - margin_px), min(h, ys.max() + 1 + margin_px)),
-            slice(max(0, xs.min() - margin_px), min(w, xs.max() + 1 + margin_px)))
-
-
 def build_library(images: str | Path, out: str | Path, *, um_per_px: float, basis: StainBasis | None = None,
                   refine_steps: int = 2,
                   max_per_class: int | None = None, margin_um: float = 1.0,
@@ -637,7 +630,7 @@ def _one_cell(rgb: np.ndarray, code: str, um: float, basis: StainBasis, margin_p
     if ys.min() == 0 or xs.min() == 0 or ys.max() == h - 1 or xs.max() == w - 1:
         raise InputError("segmentation", "the cell touches the image edge (cut off)", "a whole white cell")
     comp = _refined_amounts(rgb, um, basis, loop) if loop is not None else np.asarray(seg.amounts, np.float32)
-    sy, sx = _crop(cell, margin_px)
+    sy, sx = bounding_box(cell, margin_px)
     cell, nucleus, granules = cell[sy, sx], nucleus[sy, sx], granules[sy, sx]
     comp = np.where(cell[None], comp[:, sy, sx], 0.0).astype(np.float16)
     flags = (cell * _CELL | nucleus * _NUCLEUS | granules * _GRANULE).astype(np.uint8)

@@ -348,7 +348,7 @@ def _granule_mask(a: np.ndarray, cyto: np.ndarray, um_per_px: float) -> np.ndarr
     if cyto.sum() < 20:
         return np.zeros(cyto.shape, bool)
     fp = _disk(GRANULE_RADIUS_UM, um_per_px)
-    box = _bbox(cyto, fp.shape[0])
+    box = bounding_box(cyto, fp.shape[0])
     sub = cyto[box]
     out = np.zeros(cyto.shape, bool)
     for j in (UNMIXED.index("purple"), UNMIXED.index("eosin")):
@@ -358,7 +358,7 @@ def _granule_mask(a: np.ndarray, cyto: np.ndarray, um_per_px: float) -> np.ndarr
     return _remove_small(out, max(2.0, 0.02 / um_per_px**2))
 
 
-def _bbox(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
+def bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
     """Bounding box of ``mask`` grown by ``margin`` pixels, clipped to the image."""
     ys, xs = np.nonzero(mask)
     h, w = mask.shape
@@ -585,7 +585,7 @@ def radial_power_spectrum(values: np.ndarray, mask: np.ndarray, *, um_per_px: fl
     m = np.asarray(mask, bool)
     if m.sum() < 16:
         return np.full(freqs.shape, np.nan)
-    box = _bbox(m, 2)
+    box = bounding_box(m, 2)
     v, mb = np.asarray(values, float)[box], m[box]
     w = ndi.gaussian_filter(mb.astype(float), 0.3 / um) * mb
     x = (v - v[mb].mean()) * w
@@ -625,7 +625,7 @@ def _granulometry(values: np.ndarray, mask: np.ndarray, um: float, radii_um: tup
     if inner.sum() < 30:
         return [math.nan] * len(radii_um)
     v = np.where(mask, values, np.median(values[mask]))
-    box = _bbox(mask, round(max(radii_um) / um) + 2)
+    box = bounding_box(mask, round(max(radii_um) / um) + 2)
     v, inner = v[box], inner[box]
     var = float(v[inner].var())
     if var <= 0:
