@@ -619,6 +619,30 @@ def _nucleus_for(code: str, prior: dict[str, Any], rng: np.random.Generator, R: 
                         outline=_harmonics(rng, (2, 3), 0.025))
 
 
+def _vacuoles(prior: dict[str, Any], rng: np.random.Generator, R: float) -> list[Spot]:
+    """Cytoplasmic vacuoles of a cell of radius ``R`` (µm) from the class prior's ``vac`` entry."""
+    vacuoles: list[Spot] = []
+    if "vac" in prior and rng.random() < prior["vac"][0]:
+        _, n_hi, r_lo, r_hi = prior["vac"]
+        for _ in range(int(rng.integers(1, n_hi + 1))):
+            rho, phi = R * math.sqrt(rng.uniform(0.1, 0.75)), rng.uniform(0, 2 * np.pi)
+            vacuoles.append(Spot(center_um=(float(rho * np.sin(phi)), float(rho * np.cos(phi))),
+                                 radius_um=float(rng.uniform(r_lo, r_hi))))
+    return vacuoles
+
+
+def _hof(prior: dict[str, Any], rng: np.random.Generator, center_um: Pair, n_r: float) -> tuple[Spot | None, float]:
+    """The Golgi hof and its depth: against a nucleus of radius ``n_r`` at ``center_um``, facing the cell centre."""
+    if "hof" not in prior:
+        return None, 0.0
+    cy, cx = center_um
+    norm = math.hypot(cy, cx)
+    dy, dx = (-cy / norm, -cx / norm) if norm > 0.1 else (1.0, 0.0)
+    hr = n_r * float(rng.uniform(*prior["hof"])) * 1.3
+    hof = Spot(center_um=(cy + dy * (n_r + 0.3 * hr), cx + dx * (n_r + 0.3 * hr)), radius_um=hr)
+    return hof, float(rng.uniform(0.45, 0.7))
+
+
 def sample_wbc(code: str, rng: np.random.Generator, *, style: str = "drawn") -> WBCMorphology:
     """Draw the morphology of one white cell of class ``code``.
 
@@ -701,13 +725,7 @@ def sample_wbc(code: str, rng: np.random.Generator, *, style: str = "drawn") -> 
         kw["size_um"] = float(g["size_um"] * rng.uniform(0.9, 1.1))
         granules.append(GranulePopulation(**kw))
 
-    vacuoles: list[Spot] = []
-    if "vac" in p and rng.random() < p["vac"][0]:
-        _, n_hi, r_lo, r_hi = p["vac"]
-        for _ in range(int(rng.integers(1, n_hi + 1))):
-            rho, phi = R * math.sqrt(rng.uniform(0.1, 0.75)), rng.uniform(0, 2 * np.pi)
-            vacuoles.append(Spot(center_um=(float(rho * np.sin(phi)), float(rho * np.cos(phi))),
-                                 radius_um=float(rng.uniform(r_lo, r_hi))))
+    vacuoles = _vacuoles(p, rng, R)
 
     rods: list[Rod] = []
     if rng.random() < p.get("auer", 0.0):
@@ -721,17 +739,7 @@ def sample_wbc(code: str, rng: np.random.Generator, *, style: str = "drawn") -> 
                             angle_deg=float(base_phi + rng.normal(0, 12)),
                             purple=float(rng.uniform(0.8, 1.2))))
 
-    hof, hof_depth = None, 0.0
-    if "hof" in p:
-        # The Golgi hof sits against the nucleus on the side facing the cell centre.
-        cy, cx = nucleus.center_um
-        n_r = max(nucleus.radii_um)
-        norm = math.hypot(cy, cx) or 1.0
-        dy, dx = (-cy / norm, -cx / norm) if math.hypot(cy, cx) > 0.1 else (1.0, 0.0)
-        hr = n_r * float(rng.uniform(*p["hof"])) * 1.3
-        hof = Spot(center_um=(cy + dy * (n_r + 0.3 * hr), cx + dx * (n_r + 0.3 * hr)),
-                   radius_um=hr)
-        hof_depth = float(rng.uniform(0.45, 0.7))
+    hof, hof_depth = _hof(p, rng, nucleus.center_um, max(nucleus.radii_um))
 
     if p.get("scallop"):
         outline = _harmonics(rng, (3, 5, 6, 7), 0.07)
@@ -1234,22 +1242,8 @@ def _sample_measured_wbc(code: str, rng: np.random.Generator) -> WBCMorphology:
         texture_scale_um=_CYTO_ROLLOFF_UM, texture_slope=c_slope)
     granules = _measured_granules(code, d, rng, R, math.pi * R * R * (1 - nc))
 
-    vacuoles: list[Spot] = []
-    if "vac" in p and rng.random() < p["vac"][0]:
-        _, n_hi, r_lo, r_hi = p["vac"]
-        for _ in range(int(rng.integers(1, n_hi + 1))):
-            rho_v, phi = R * math.sqrt(rng.uniform(0.1, 0.75)), rng.uniform(0, 2 * np.pi)
-            vacuoles.append(Spot(center_um=(float(rho_v * np.sin(phi)), float(rho_v * np.cos(phi))),
-                                 radius_um=float(rng.uniform(r_lo, r_hi))))
-    hof, hof_depth = None, 0.0
-    if "hof" in p:
-        cy, cx = nucleus.center_um
-        n_r = math.sqrt(nc) * R
-        norm = math.hypot(cy, cx)
-        dy, dx = (-cy / norm, -cx / norm) if norm > 0.1 else (1.0, 0.0)
-        hr = n_r * float(rng.uniform(*p["hof"])) * 1.3
-        hof = Spot(center_um=(cy + dy * (n_r + 0.3 * hr), cx + dx * (n_r + 0.3 * hr)), radius_um=hr)
-        hof_depth = float(rng.uniform(0.45, 0.7))
+    vacuoles = _vacuoles(p, rng, R)
+    hof, hof_depth = _hof(p, rng, nucleus.center_um, math.sqrt(nc) * R)
     return WBCMorphology(
         code=code, diameter_um=diam, elongation=float(min(elong, 3.0)), outline=outline, nucleus=nucleus,
         nc_ratio=nc, chromatin=chrom, nucleoli=tuple(nucleoli), cytoplasm=cyto, granules=tuple(granules),
